@@ -1,0 +1,165 @@
+//! Server settings.
+
+use std::time::Duration;
+
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+
+use crate::engine::Body;
+
+/// Which Engine.IO transports clients may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transports {
+    /// HTTP long-polling.
+    pub polling: bool,
+    /// WebSocket.
+    pub websocket: bool,
+}
+
+impl Default for Transports {
+    fn default() -> Self {
+        Self {
+            polling: true,
+            websocket: true,
+        }
+    }
+}
+
+/// Cross-origin policy. The default allows no other origin: browsers may only
+/// connect from pages served by the same origin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cors {
+    /// Origins allowed to connect (`https://app.example.com`); `*` allows any
+    /// origin (without credentials).
+    pub origins: Vec<String>,
+    /// Whether browsers may send cookies and auth headers.
+    pub credentials: bool,
+}
+
+impl Cors {
+    fn allowed(&self, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
+        let origin = origin?;
+        let text = origin.to_str().ok()?;
+        if self.origins.iter().any(|o| o == text) {
+            Some(origin.clone())
+        } else if !self.credentials && self.origins.iter().any(|o| o == "*") {
+            Some(HeaderValue::from_static("*"))
+        } else {
+            None
+        }
+    }
+
+    /// Adds the CORS headers of an allowed origin to a response.
+    pub(crate) fn apply(&self, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
+        if let Some(allowed) = self.allowed(origin) {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
+            headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+            if self.credentials {
+                headers.insert(
+                    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                    HeaderValue::from_static("true"),
+                );
+            }
+        }
+    }
+
+    /// The answer to a preflight `OPTIONS` request.
+    pub(crate) fn preflight(&self, origin: Option<&HeaderValue>) -> Response<Body> {
+        let mut res = Response::new(Body::default());
+        if self.allowed(origin).is_none() {
+            *res.status_mut() = StatusCode::FORBIDDEN;
+            return res;
+        }
+        *res.status_mut() = StatusCode::NO_CONTENT;
+        let headers = res.headers_mut();
+        self.apply(origin, headers);
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type"),
+        );
+        res
+    }
+}
+
+/// Settings of a Socket.IO server. Every limit is on by default.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = tether::Config {
+///     ping_interval: Duration::from_secs(10),
+///     ..tether::Config::default()
+/// };
+/// assert_eq!(config.path, "/socket.io/");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Path of the endpoint, with a trailing slash.
+    pub path: String,
+    /// Time between two server pings.
+    pub ping_interval: Duration,
+    /// How long to wait for a pong.
+    pub ping_timeout: Duration,
+    /// Largest message or polling body accepted from a client, in bytes.
+    pub max_payload: usize,
+    /// How long an upgrade to WebSocket may take.
+    pub upgrade_timeout: Duration,
+    /// Most bytes queued for one client.
+    pub max_buffer: usize,
+    /// Most simultaneous connections.
+    pub max_connections: usize,
+    /// Most binary attachments in one packet.
+    pub max_attachments: usize,
+    /// How long a client may take to connect to a namespace after the handshake.
+    pub connect_timeout: Duration,
+    /// Default timeout of acknowledgements requested by the server.
+    pub ack_timeout: Duration,
+    /// Allowed transports.
+    pub transports: Transports,
+    /// Cross-origin policy.
+    pub cors: Cors,
+    /// The Socket.IO parser.
+    pub parser: tether_proto::socketio::Parser,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            path: "/socket.io/".into(),
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            max_payload: 1_000_000,
+            upgrade_timeout: Duration::from_millis(10_000),
+            max_buffer: 4 * 1024 * 1024,
+            max_connections: 100_000,
+            max_attachments: 64,
+            connect_timeout: Duration::from_millis(45_000),
+            ack_timeout: Duration::from_millis(10_000),
+            transports: Transports::default(),
+            cors: Cors::default(),
+            parser: tether_proto::socketio::Parser::Json,
+        }
+    }
+}
+
+impl Config {
+    /// The Engine.IO options these settings give.
+    pub fn engine_options(&self) -> crate::engine::EngineOptions {
+        crate::engine::EngineOptions {
+            path: self.path.clone(),
+            session: tether_proto::engine::EngineConfig {
+                ping_interval: self.ping_interval,
+                ping_timeout: self.ping_timeout,
+                max_payload: self.max_payload,
+                upgrade_timeout: self.upgrade_timeout,
+                max_buffer: self.max_buffer,
+            },
+            transports: self.transports,
+            allow_request: None,
+            max_connections: self.max_connections,
+            cors: self.cors.clone(),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! One Engine.IO connection: the sans-IO session behind a lock, plus the
+//! wake-ups its transports and timer wait on.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderMap, Uri};
+use parking_lot::Mutex;
+use tether_proto::engine::{CloseReason, Event, Frame, SendError, Session, TransportKind};
+use tokio::sync::Notify;
+
+/// What the client's HTTP request said when the connection was opened.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// Request headers of the handshake.
+    pub headers: HeaderMap,
+    /// The full request URI of the handshake (query included).
+    pub uri: Uri,
+    /// The peer address, when the server knows it.
+    pub remote_addr: Option<SocketAddr>,
+}
+
+/// A live Engine.IO connection, shared by its transports, its timer task and
+/// the layer above.
+#[derive(Debug)]
+pub struct EngineConn {
+    sid: Arc<str>,
+    session: Mutex<Session>,
+    /// Woken when frames were queued or the session changed state.
+    pub(crate) outgoing: Notify,
+    /// Woken when the session's next deadline may have moved earlier.
+    pub(crate) timer: Notify,
+    request: RequestInfo,
+}
+
+impl EngineConn {
+    pub(crate) fn new(sid: Arc<str>, session: Session, request: RequestInfo) -> Self {
+        Self {
+            sid,
+            session: Mutex::new(session),
+            outgoing: Notify::new(),
+            timer: Notify::new(),
+            request,
+        }
+    }
+
+    /// The Engine.IO session id.
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// The handshake request.
+    pub fn request(&self) -> &RequestInfo {
+        &self.request
+    }
+
+    /// The transport in use now.
+    pub fn transport(&self) -> TransportKind {
+        self.session.lock().transport()
+    }
+
+    /// True once the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.session.lock().closed().is_some()
+    }
+
+    /// Queues frames for the client, all or none.
+    pub fn send(&self, frames: &[Frame]) -> Result<(), SendError> {
+        let result = self.session.lock().send(frames.iter().cloned());
+        if result.is_ok() {
+            self.outgoing.notify_waiters();
+        }
+        result
+    }
+
+    /// Closes the session from the server side. With `notify_peer` the client
+    /// receives a close packet first. Returns the session's events (the close),
+    /// which the caller must dispatch.
+    pub(crate) fn close(&self, reason: CloseReason, notify_peer: bool) -> Vec<Event> {
+        self.with_session(|s| s.close(reason, notify_peer)).1
+    }
+
+    /// Runs `f` on the session, then collects the events it produced and wakes
+    /// the transports.
+    pub(crate) fn with_session<R>(&self, f: impl FnOnce(&mut Session) -> R) -> (R, Vec<Event>) {
+        let mut session = self.session.lock();
+        let result = f(&mut session);
+        let mut events = Vec::new();
+        while let Some(event) = session.poll_event() {
+            events.push(event);
+        }
+        drop(session);
+        self.outgoing.notify_waiters();
+        self.timer.notify_waiters();
+        (result, events)
+    }
+
+    /// The body for a pending long-polling GET, if one is ready (see
+    /// [`Session::take_poll`]). Does not wake anyone.
+    pub(crate) fn take_poll(&self) -> Option<bytes::Bytes> {
+        self.session.lock().take_poll()
+    }
+
+    /// Moves queued frames into `out` for the WebSocket writer. Returns whether
+    /// the session is closed. Does not wake anyone.
+    pub(crate) fn take_frames(&self, out: &mut Vec<Frame>) -> bool {
+        let mut session = self.session.lock();
+        session.take_frames(out);
+        session.closed().is_some()
+    }
+
+    pub(crate) fn end_poll(&self) {
+        self.session.lock().end_poll();
+    }
+
+    pub(crate) fn upgrade_state(&self) -> tether_proto::engine::UpgradeState {
+        self.session.lock().upgrade_state()
+    }
+
+    /// Advances the session's timers.
+    pub(crate) fn handle_timeout(&self) -> (Option<Instant>, Vec<Event>) {
+        self.with_session(|s| {
+            s.handle_timeout(Instant::now());
+            s.poll_timeout()
+        })
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.session.lock().poll_timeout()
+    }
+}

@@ -1,0 +1,452 @@
+//! The Engine.IO v4 server: HTTP long-polling, WebSocket, and the upgrade
+//! between them, driving one [`tether_proto::engine::Session`] per client.
+//!
+//! The layer above (Socket.IO, or any app) plugs in through [`EngineHandler`].
+
+mod conn;
+mod ws;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use parking_lot::RwLock;
+use tether_proto::engine::{
+    decode_payload, CloseReason, EngineConfig, Event, Frame, Session, TransportKind,
+};
+
+pub use conn::{EngineConn, RequestInfo};
+
+use crate::config::{Cors, Transports};
+
+/// The response body of every Tether HTTP response.
+pub type Body = Full<Bytes>;
+
+/// Boxed error type accepted from request bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The peer address of a request, put in its extensions by the server loop
+/// (or by the app when it mounts Tether in its own server).
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteAddr(pub SocketAddr);
+
+/// Creates the per-connection handler when a session opens.
+pub trait EngineHandler: Send + Sync + 'static {
+    /// A session opened; return what handles its messages.
+    fn on_open(&self, conn: &Arc<EngineConn>) -> Arc<dyn ConnHandler>;
+}
+
+/// Receives what one Engine.IO connection delivers, in order.
+pub trait ConnHandler: Send + Sync + 'static {
+    /// A message arrived (text without its `4`, or binary).
+    fn on_message(&self, frame: Frame);
+    /// The session ended.
+    fn on_close(&self, reason: CloseReason);
+}
+
+/// A hook that accepts or refuses a handshake from its request parts and peer address.
+pub type AllowRequest =
+    Arc<dyn Fn(&http::request::Parts, Option<SocketAddr>) -> Result<(), String> + Send + Sync>;
+
+/// Settings of the Engine.IO endpoint.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// Path the endpoint answers under, with a trailing slash (`/socket.io/`).
+    pub path: String,
+    /// Session settings: heartbeat, payload and buffer limits.
+    pub session: EngineConfig,
+    /// Which transports clients may use.
+    pub transports: Transports,
+    /// Handshake filter; a refusal answers 403.
+    pub allow_request: Option<AllowRequest>,
+    /// Most sessions at once; past it a handshake answers 503.
+    pub max_connections: usize,
+    /// Cross-origin policy (none: same origin only).
+    pub cors: Cors,
+}
+
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOptions")
+            .field("path", &self.path)
+            .field("session", &self.session)
+            .field("transports", &self.transports)
+            .field("max_connections", &self.max_connections)
+            .field("cors", &self.cors)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub(crate) conn: Arc<EngineConn>,
+    pub(crate) handler: Arc<dyn ConnHandler>,
+}
+
+/// The Engine.IO server: a registry of sessions and the HTTP entry point.
+pub struct Engine {
+    opts: EngineOptions,
+    sessions: RwLock<HashMap<Arc<str>, Entry>>,
+    handler: Arc<dyn EngineHandler>,
+}
+
+/// Reference error codes of the Engine.IO server.
+#[derive(Debug, Clone, Copy)]
+enum EngineError {
+    UnknownTransport,
+    UnknownSid,
+    BadHandshakeMethod,
+    BadRequest,
+    Forbidden,
+    UnsupportedProtocolVersion,
+    PayloadTooLarge,
+    TooManyConnections,
+}
+
+impl EngineError {
+    fn response(self, cors: &Cors, origin: Option<&HeaderValue>) -> Response<Body> {
+        let (status, code, message) = match self {
+            EngineError::UnknownTransport => (StatusCode::BAD_REQUEST, 0, "Transport unknown"),
+            EngineError::UnknownSid => (StatusCode::BAD_REQUEST, 1, "Session ID unknown"),
+            EngineError::BadHandshakeMethod => (StatusCode::BAD_REQUEST, 2, "Bad handshake method"),
+            EngineError::BadRequest => (StatusCode::BAD_REQUEST, 3, "Bad request"),
+            EngineError::Forbidden => (StatusCode::FORBIDDEN, 4, "Forbidden"),
+            EngineError::UnsupportedProtocolVersion => {
+                (StatusCode::BAD_REQUEST, 5, "Unsupported protocol version")
+            }
+            EngineError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, 3, "Payload too large"),
+            EngineError::TooManyConnections => {
+                (StatusCode::SERVICE_UNAVAILABLE, 3, "Too many connections")
+            }
+        };
+        let body = format!("{{\"code\":{code},\"message\":\"{message}\"}}");
+        let mut res = Response::new(Full::new(Bytes::from(body)));
+        *res.status_mut() = status;
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        cors.apply(origin, res.headers_mut());
+        res
+    }
+}
+
+/// The query parameters Engine.IO reads.
+#[derive(Debug, Default)]
+struct Query {
+    eio: Option<String>,
+    transport: Option<String>,
+    sid: Option<String>,
+}
+
+impl Query {
+    fn parse(query: Option<&str>) -> Self {
+        let mut q = Query::default();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match &*k {
+                "EIO" => q.eio = Some(v.into_owned()),
+                "transport" => q.transport = Some(v.into_owned()),
+                "sid" => q.sid = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        q
+    }
+}
+
+impl Engine {
+    /// A new engine that hands every session to `handler`.
+    pub fn new(opts: EngineOptions, handler: Arc<dyn EngineHandler>) -> Arc<Self> {
+        Arc::new(Self {
+            opts,
+            sessions: RwLock::new(HashMap::new()),
+            handler,
+        })
+    }
+
+    /// The engine's settings.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Number of live sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.read().len()
+    }
+
+    /// True when `path` is under this engine's path.
+    pub fn matches(&self, path: &str) -> bool {
+        path.starts_with(&self.opts.path) || path == self.opts.path.trim_end_matches('/')
+    }
+
+    /// Closes every session (server shutdown).
+    pub fn close_all(&self, reason: CloseReason) {
+        let entries: Vec<Entry> = self.sessions.read().values().cloned().collect();
+        for entry in entries {
+            let events = entry.conn.close(reason, true);
+            self.dispatch(&entry, events);
+        }
+    }
+
+    /// Handles one HTTP request addressed to the endpoint.
+    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let origin = req.headers().get(header::ORIGIN).cloned();
+        let cors = &self.opts.cors;
+        if req.method() == Method::OPTIONS {
+            return cors.preflight(origin.as_ref());
+        }
+        let mut res = match self.route(req).await {
+            Ok(res) => res,
+            Err(e) => return e.response(cors, origin.as_ref()),
+        };
+        cors.apply(origin.as_ref(), res.headers_mut());
+        res
+    }
+
+    async fn route<B>(self: &Arc<Self>, mut req: Request<B>) -> Result<Response<Body>, EngineError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let query = Query::parse(req.uri().query());
+        let transport = match query.transport.as_deref() {
+            Some("polling") if self.opts.transports.polling => TransportKind::Polling,
+            Some("websocket") if self.opts.transports.websocket => TransportKind::WebSocket,
+            _ => return Err(EngineError::UnknownTransport),
+        };
+        if query.eio.as_deref() != Some("4") {
+            return Err(EngineError::UnsupportedProtocolVersion);
+        }
+        let is_upgrade = ws::is_upgrade_request(&req);
+        let Some(sid) = query.sid else {
+            return self.handshake(req, transport, is_upgrade);
+        };
+        let entry = self
+            .sessions
+            .read()
+            .get(sid.as_str())
+            .cloned()
+            .ok_or(EngineError::UnknownSid)?;
+        match transport {
+            TransportKind::Polling => {
+                if entry.conn.transport() != TransportKind::Polling {
+                    return Err(EngineError::BadRequest);
+                }
+                match *req.method() {
+                    Method::GET => self.poll(&entry).await,
+                    Method::POST => self.post(&entry, req.into_body()).await,
+                    _ => Err(EngineError::BadRequest),
+                }
+            }
+            TransportKind::WebSocket => {
+                if !is_upgrade {
+                    return Err(EngineError::BadRequest);
+                }
+                let (res, upgrade) = ws::accept(&mut req).ok_or(EngineError::BadRequest)?;
+                let mode = if entry.conn.with_session(|s| s.can_upgrade()).0 {
+                    ws::Mode::Probe(entry)
+                } else {
+                    // Upgraded or upgrading already: like the reference, the
+                    // second WebSocket is accepted, then closed at once.
+                    ws::Mode::Refuse
+                };
+                tokio::spawn(ws::run(self.clone(), upgrade, mode));
+                Ok(res)
+            }
+        }
+    }
+
+    fn handshake<B>(
+        self: &Arc<Self>,
+        mut req: Request<B>,
+        transport: TransportKind,
+        is_upgrade: bool,
+    ) -> Result<Response<Body>, EngineError> {
+        match transport {
+            TransportKind::Polling if req.method() != Method::GET => {
+                return Err(EngineError::BadHandshakeMethod)
+            }
+            TransportKind::WebSocket if !is_upgrade => return Err(EngineError::BadRequest),
+            _ => {}
+        }
+        let remote_addr = req.extensions().get::<RemoteAddr>().map(|a| a.0);
+        if let Some(allow) = &self.opts.allow_request {
+            let (parts, body) = req.into_parts();
+            if let Err(why) = allow(&parts, remote_addr) {
+                tracing::debug!(%why, "handshake refused");
+                return Err(EngineError::Forbidden);
+            }
+            req = Request::from_parts(parts, body);
+        }
+        if self.session_count() >= self.opts.max_connections {
+            return Err(EngineError::TooManyConnections);
+        }
+        let upgrade = match transport {
+            TransportKind::WebSocket => Some(ws::accept(&mut req).ok_or(EngineError::BadRequest)?),
+            TransportKind::Polling => None,
+        };
+        let sid: Arc<str> = crate::id::random_id().into();
+        let session = Session::new(self.opts.session.clone(), transport, Instant::now());
+        let info = RequestInfo {
+            headers: req.headers().clone(),
+            uri: req.uri().clone(),
+            remote_addr,
+        };
+        let conn = Arc::new(EngineConn::new(sid.clone(), session, info));
+        let open = self.open_packet(&sid, transport);
+        let handler = self.handler.on_open(&conn);
+        let entry = Entry { conn, handler };
+        self.sessions.write().insert(sid, entry.clone());
+        tokio::spawn(self.clone().drive_timers(entry.clone()));
+        match upgrade {
+            Some((res, upgrade)) => {
+                tokio::spawn(ws::run(self.clone(), upgrade, ws::Mode::Fresh(entry, open)));
+                Ok(res)
+            }
+            None => Ok(text_response(open)),
+        }
+    }
+
+    fn open_packet(&self, sid: &str, transport: TransportKind) -> Bytes {
+        let upgrades = if transport == TransportKind::Polling && self.opts.transports.websocket {
+            "[\"websocket\"]"
+        } else {
+            "[]"
+        };
+        let cfg = &self.opts.session;
+        Bytes::from(format!(
+            "0{{\"sid\":\"{sid}\",\"upgrades\":{upgrades},\"pingInterval\":{},\"pingTimeout\":{},\"maxPayload\":{}}}",
+            cfg.ping_interval.as_millis(),
+            cfg.ping_timeout.as_millis(),
+            cfg.max_payload
+        ))
+    }
+
+    async fn poll(&self, entry: &Entry) -> Result<Response<Body>, EngineError> {
+        let conn = &entry.conn;
+        let (started, events) = conn.with_session(|s| s.begin_poll());
+        self.dispatch(entry, events);
+        if started.is_err() {
+            return Err(EngineError::BadRequest);
+        }
+        struct PollGuard<'a>(&'a EngineConn);
+        impl Drop for PollGuard<'_> {
+            fn drop(&mut self) {
+                self.0.end_poll();
+            }
+        }
+        let _guard = PollGuard(conn);
+        loop {
+            let notified = conn.outgoing.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(body) = conn.take_poll() {
+                return Ok(text_response(body));
+            }
+            notified.await;
+        }
+    }
+
+    async fn post<B>(&self, entry: &Entry, body: B) -> Result<Response<Body>, EngineError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let limit = self.opts.session.max_payload;
+        let bytes = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                let too_large = e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some();
+                self.close(entry, CloseReason::TransportError);
+                return Err(if too_large {
+                    EngineError::PayloadTooLarge
+                } else {
+                    EngineError::BadRequest
+                });
+            }
+        };
+        let Ok(frames) = decode_payload(bytes) else {
+            self.close(entry, CloseReason::ParseError);
+            return Err(EngineError::BadRequest);
+        };
+        let now = Instant::now();
+        let (result, events) = entry.conn.with_session(|s| {
+            frames
+                .into_iter()
+                .try_for_each(|frame| s.handle_frame(frame, now))
+        });
+        self.dispatch(entry, events);
+        match result {
+            Ok(()) => Ok(text_response(Bytes::from_static(b"ok"))),
+            Err(_) => Err(EngineError::BadRequest),
+        }
+    }
+
+    /// Closes a session from the server side and dispatches the close.
+    pub(crate) fn close(&self, entry: &Entry, reason: CloseReason) {
+        let events = entry.conn.close(reason, false);
+        self.dispatch(entry, events);
+    }
+
+    /// Hands the session's events to the layer above, in order.
+    pub(crate) fn dispatch(&self, entry: &Entry, events: Vec<Event>) {
+        for event in events {
+            match event {
+                Event::Message(frame) => entry.handler.on_message(frame),
+                Event::Closed(reason) => {
+                    self.sessions.write().remove(entry.conn.sid());
+                    entry.handler.on_close(reason);
+                }
+                // The probing WebSocket task watches the upgrade state itself.
+                Event::Upgraded | Event::UpgradeTimedOut => {}
+            }
+        }
+    }
+
+    /// Looks up a live session.
+    pub(crate) fn entry(&self, sid: &str) -> Option<Entry> {
+        self.sessions.read().get(sid).cloned()
+    }
+
+    /// The timer task of one session: pings, ping timeout, upgrade timeout.
+    async fn drive_timers(self: Arc<Self>, entry: Entry) {
+        loop {
+            let notified = entry.conn.timer.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match entry.conn.poll_timeout() {
+                None if entry.conn.is_closed() => return,
+                None => notified.await,
+                Some(deadline) => {
+                    let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+                    tokio::select! {
+                        () = sleep => {
+                            let (_, events) = entry.conn.handle_timeout();
+                            self.dispatch(&entry, events);
+                        }
+                        () = notified => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn text_response(body: Bytes) -> Response<Body> {
+    let mut res = Response::new(Full::new(body));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=UTF-8"),
+    );
+    res
+}

@@ -1,0 +1,136 @@
+//! Error types of the server API.
+
+use serde::Serialize;
+
+/// Why an emit failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    /// An argument could not be serialised to JSON.
+    #[error("cannot serialise the arguments: {0}")]
+    Serialize(#[from] serde_json::Error),
+    /// The socket is not connected any more.
+    #[error("the socket is disconnected")]
+    Disconnected,
+    /// The client does not read fast enough: its send buffer is full, so the
+    /// connection was closed (the client reconnects and recovers).
+    #[error("the client's send buffer is full")]
+    BufferFull,
+}
+
+/// Why an acknowledgement did not arrive.
+#[derive(Debug, thiserror::Error)]
+pub enum AckError {
+    /// The client did not answer in time.
+    #[error("acknowledgement timed out")]
+    Timeout,
+    /// The socket disconnected before answering.
+    #[error("the socket disconnected before acknowledging")]
+    Disconnected,
+    /// The emit itself failed.
+    #[error(transparent)]
+    Emit(#[from] EmitError),
+}
+
+/// Why an argument could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ArgError {
+    /// There is no argument at that position.
+    #[error("no argument at position {0}")]
+    Missing(usize),
+    /// The argument does not have the requested type.
+    #[error("argument does not match the requested type: {0}")]
+    Type(#[from] serde_json::Error),
+}
+
+/// A refusal sent to the client as CONNECT_ERROR by a namespace middleware.
+///
+/// ```
+/// let err = tether::ConnectError::new("unauthorized").with_data(serde_json::json!({"code": 401}));
+/// assert_eq!(err.message(), "unauthorized");
+/// ```
+#[derive(Debug, Clone, Serialize, thiserror::Error)]
+#[error("connection refused: {message}")]
+pub struct ConnectError {
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<serde_json::Value>,
+}
+
+impl ConnectError {
+    /// A refusal with a message for the client.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// Adds data the client receives in `err.data`.
+    pub fn with_data(mut self, data: serde_json::Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// Why a socket left its namespace. The strings are the reference server's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The transport closed (client left, network cut).
+    TransportClose,
+    /// The transport failed.
+    TransportError,
+    /// The client stopped answering pings.
+    PingTimeout,
+    /// The client sent a packet that could not be decoded.
+    ParseError,
+    /// The server closed the connection.
+    ForcedClose,
+    /// The client's send buffer overflowed.
+    BufferFull,
+    /// The server is shutting down.
+    ServerShuttingDown,
+    /// The client left the namespace.
+    ClientNamespaceDisconnect,
+    /// The server disconnected the socket.
+    ServerNamespaceDisconnect,
+}
+
+impl DisconnectReason {
+    /// The reason as the reference server names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::TransportClose => "transport close",
+            DisconnectReason::TransportError => "transport error",
+            DisconnectReason::PingTimeout => "ping timeout",
+            DisconnectReason::ParseError => "parse error",
+            DisconnectReason::ForcedClose => "forced close",
+            DisconnectReason::BufferFull => "send buffer full",
+            DisconnectReason::ServerShuttingDown => "server shutting down",
+            DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
+            DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
+        }
+    }
+
+    pub(crate) fn from_engine(reason: tether_proto::engine::CloseReason) -> Self {
+        use tether_proto::engine::CloseReason as C;
+        match reason {
+            C::TransportClose => DisconnectReason::TransportClose,
+            C::TransportError => DisconnectReason::TransportError,
+            C::PingTimeout => DisconnectReason::PingTimeout,
+            C::ForcedClose => DisconnectReason::ForcedClose,
+            C::ParseError => DisconnectReason::ParseError,
+            C::BufferFull => DisconnectReason::BufferFull,
+        }
+    }
+}
+
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,41 @@
+//! Tether: a Socket.IO v5 server (Engine.IO v4) for tokio, wire-compatible
+//! with the official clients.
+//!
+//! Layers, bottom up:
+//! - [`tether_proto`]: the sans-IO protocol (packets, session state machine);
+//! - [`engine`]: Engine.IO over HTTP long-polling and WebSocket (hyper);
+//! - the Socket.IO API: [`SocketIo`], [`Socket`], [`BroadcastOperator`].
+//!
+//! ```no_run
+//! use tether::{Config, Event, Socket, SocketIo};
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let io = SocketIo::new(Config::default());
+//!     io.ns("/", |socket: Socket| async move {
+//!         socket.on("echo", |_socket: Socket, mut ev: Event| async move {
+//!             let args = ev.take_args();
+//!             let _ = ev.ack(args);
+//!         });
+//!     });
+//!     io.serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?).await
+//! }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+pub mod engine;
+mod error;
+mod id;
+pub mod server;
+mod sio;
+
+pub use config::{Config, Cors, Transports};
+pub use error::{AckError, ArgError, ConnectError, DisconnectReason, EmitError};
+pub use server::SocketIoService;
+pub use sio::{
+    AckSender, Args, BroadcastOperator, Event, Handshake, IntoArgs, NamespaceRef, Socket, SocketIo,
+};
+pub use tether_proto as proto;
+pub use tether_proto::socketio::Parser;

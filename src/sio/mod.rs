@@ -1,0 +1,268 @@
+//! The Socket.IO v5 server: namespaces, sockets, rooms, acknowledgements.
+
+mod args;
+mod conn;
+mod namespace;
+mod socket;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+
+use parking_lot::RwLock;
+
+pub use args::{Args, Event, IntoArgs};
+pub use namespace::BroadcastOperator;
+pub use socket::{AckSender, Handshake, Socket};
+
+use crate::engine::{ConnHandler, Engine, EngineConn, EngineHandler};
+use crate::error::{ConnectError, DisconnectReason, EmitError};
+use crate::Config;
+use namespace::Namespace;
+
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type EventHandler = Arc<dyn Fn(Socket, Event) -> BoxFuture + Send + Sync>;
+pub(crate) type ConnectHandler = Arc<dyn Fn(Socket) -> BoxFuture + Send + Sync>;
+pub(crate) type DisconnectHandler =
+    Arc<dyn Fn(Socket, DisconnectReason) -> BoxFuture + Send + Sync>;
+pub(crate) type Middleware = Arc<
+    dyn Fn(Socket) -> Pin<Box<dyn Future<Output = Result<(), ConnectError>> + Send>> + Send + Sync,
+>;
+type Predicate = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+struct DynNamespace {
+    predicate: Predicate,
+    on_connect: ConnectHandler,
+    middlewares: Arc<RwLock<Vec<Middleware>>>,
+}
+
+pub(crate) struct IoInner {
+    pub(crate) config: Config,
+    engine: Arc<Engine>,
+    namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
+    dynamic: RwLock<Vec<DynNamespace>>,
+}
+
+impl IoInner {
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The namespace a CONNECT addresses: a registered one, or a new child of
+    /// a matching dynamic namespace.
+    pub(crate) fn namespace_for(&self, name: &str) -> Option<Arc<Namespace>> {
+        if let Some(ns) = self.namespaces.read().get(name) {
+            return Some(ns.clone());
+        }
+        let dynamic = self.dynamic.read();
+        let parent = dynamic.iter().find(|d| (d.predicate)(name))?;
+        let ns = Arc::new(Namespace::new(
+            name.to_owned(),
+            self.config.parser,
+            self.config.ack_timeout,
+            parent.on_connect.clone(),
+            parent.middlewares.read().clone(),
+        ));
+        Some(
+            self.namespaces
+                .write()
+                .entry(name.to_owned())
+                .or_insert(ns)
+                .clone(),
+        )
+    }
+}
+
+struct Handler(Weak<IoInner>);
+
+impl EngineHandler for Handler {
+    fn on_open(&self, conn: &Arc<EngineConn>) -> Arc<dyn ConnHandler> {
+        match self.0.upgrade() {
+            Some(io) => Arc::new(conn::SioConn::new(io, conn.clone())),
+            None => Arc::new(Gone),
+        }
+    }
+}
+
+/// Handler of connections that outlive their server.
+struct Gone;
+
+impl ConnHandler for Gone {
+    fn on_message(&self, _: tether_proto::engine::Frame) {}
+    fn on_close(&self, _: tether_proto::engine::CloseReason) {}
+}
+
+/// A Socket.IO server. Cheap to clone; every clone is the same server.
+///
+/// ```no_run
+/// use tether::{Config, Event, Socket, SocketIo};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let io = SocketIo::new(Config::default());
+/// io.ns("/", |socket: Socket| async move {
+///     socket.on("chat message", |socket: Socket, ev: Event| async move {
+///         let text: String = ev.args().get(0).unwrap_or_default();
+///         let _ = socket.broadcast().emit("chat message", (text,));
+///     });
+/// });
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// io.serve(listener).await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SocketIo {
+    inner: Arc<IoInner>,
+}
+
+impl std::fmt::Debug for SocketIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketIo")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Handle on a namespace, to add middlewares.
+#[derive(Clone)]
+pub struct NamespaceRef {
+    middlewares: NsMiddlewares,
+}
+
+#[derive(Clone)]
+enum NsMiddlewares {
+    Static(Arc<Namespace>),
+    Dynamic(Arc<RwLock<Vec<Middleware>>>),
+}
+
+impl NamespaceRef {
+    /// Adds a middleware, run in order for every CONNECT before the socket is
+    /// accepted; an `Err` refuses the client with CONNECT_ERROR.
+    pub fn with<F, Fut>(self, middleware: F) -> Self
+    where
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
+    {
+        let middleware: Middleware = Arc::new(move |s| Box::pin(middleware(s)));
+        match &self.middlewares {
+            NsMiddlewares::Static(ns) => ns.middlewares.write().push(middleware),
+            NsMiddlewares::Dynamic(list) => list.write().push(middleware),
+        }
+        self
+    }
+}
+
+impl SocketIo {
+    /// A server with `config`.
+    pub fn new(config: Config) -> Self {
+        Self::with_engine_options(config, |_| {})
+    }
+
+    /// A server with `config`, letting `tune` adjust the Engine.IO options
+    /// (an `allow_request` hook, say).
+    pub fn with_engine_options(
+        config: Config,
+        tune: impl FnOnce(&mut crate::engine::EngineOptions),
+    ) -> Self {
+        let inner = Arc::new_cyclic(|weak: &Weak<IoInner>| {
+            let mut opts = config.engine_options();
+            tune(&mut opts);
+            let engine = Engine::new(opts, Arc::new(Handler(weak.clone())));
+            IoInner {
+                config,
+                engine,
+                namespaces: RwLock::new(HashMap::new()),
+                dynamic: RwLock::new(Vec::new()),
+            }
+        });
+        Self { inner }
+    }
+
+    /// The server's settings.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The Engine.IO layer.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.inner.engine
+    }
+
+    /// Registers namespace `name`; `handler` runs for every socket that
+    /// connects to it. Events that arrive while it runs are dispatched after
+    /// it returns, so handlers registered in it see every event.
+    pub fn ns<F, Fut>(&self, name: impl Into<String>, handler: F) -> NamespaceRef
+    where
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let name = name.into();
+        let on_connect: ConnectHandler = Arc::new(move |s| Box::pin(handler(s)));
+        let ns = Arc::new(Namespace::new(
+            name.clone(),
+            self.inner.config.parser,
+            self.inner.config.ack_timeout,
+            on_connect,
+            Vec::new(),
+        ));
+        self.inner.namespaces.write().insert(name, ns.clone());
+        NamespaceRef {
+            middlewares: NsMiddlewares::Static(ns),
+        }
+    }
+
+    /// Registers a dynamic namespace: any name for which `predicate` is true
+    /// is created on first connection, with this handler and middlewares.
+    pub fn dyn_ns<P, F, Fut>(&self, predicate: P, handler: F) -> NamespaceRef
+    where
+        P: Fn(&str) -> bool + Send + Sync + 'static,
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let middlewares = Arc::new(RwLock::new(Vec::new()));
+        self.inner.dynamic.write().push(DynNamespace {
+            predicate: Arc::new(predicate),
+            on_connect: Arc::new(move |s| Box::pin(handler(s))),
+            middlewares: middlewares.clone(),
+        });
+        NamespaceRef {
+            middlewares: NsMiddlewares::Dynamic(middlewares),
+        }
+    }
+
+    /// A broadcast on namespace `name`, if it exists.
+    pub fn of(&self, name: &str) -> Option<BroadcastOperator> {
+        let ns = self.inner.namespaces.read().get(name).cloned()?;
+        Some(BroadcastOperator::new(ns))
+    }
+
+    fn main_ns(&self) -> BroadcastOperator {
+        self.of("/").unwrap_or_else(|| {
+            self.ns("/", |_| async {});
+            self.of("/").expect("just registered")
+        })
+    }
+
+    /// A broadcast to `room` of the main namespace.
+    pub fn to(&self, room: impl Into<String>) -> BroadcastOperator {
+        self.main_ns().to(room)
+    }
+
+    /// Sends an event to every socket of the main namespace.
+    pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<usize, EmitError> {
+        self.main_ns().emit(event, args)
+    }
+
+    /// The sockets of the main namespace.
+    pub fn sockets(&self) -> Vec<Socket> {
+        self.main_ns().sockets()
+    }
+
+    /// Disconnects every client (server shutdown): sockets see
+    /// "server shutting down"... as a transport close on the client side.
+    pub fn close(&self) {
+        self.inner
+            .engine
+            .close_all(tether_proto::engine::CloseReason::ForcedClose);
+    }
+}

@@ -1,0 +1,292 @@
+//! Namespaces, their rooms, and broadcasts.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use tether_proto::socketio::{Packet, Parser};
+
+use super::{ConnectHandler, Middleware};
+use crate::error::{AckError, DisconnectReason, EmitError};
+use crate::{Args, IntoArgs, Socket};
+
+#[derive(Default)]
+struct Rooms {
+    by_room: HashMap<String, HashSet<Arc<str>>>,
+    by_socket: HashMap<Arc<str>, HashSet<String>>,
+}
+
+/// A namespace: its handlers, sockets and rooms.
+pub(crate) struct Namespace {
+    name: String,
+    parser: Parser,
+    ack_timeout: Duration,
+    pub(crate) on_connect: ConnectHandler,
+    pub(crate) middlewares: RwLock<Vec<Middleware>>,
+    sockets: RwLock<HashMap<Arc<str>, Socket>>,
+    rooms: RwLock<Rooms>,
+}
+
+impl Namespace {
+    pub(crate) fn new(
+        name: String,
+        parser: Parser,
+        ack_timeout: Duration,
+        on_connect: ConnectHandler,
+        middlewares: Vec<Middleware>,
+    ) -> Self {
+        Self {
+            name,
+            parser,
+            ack_timeout,
+            on_connect,
+            middlewares: RwLock::new(middlewares),
+            sockets: RwLock::new(HashMap::new()),
+            rooms: RwLock::new(Rooms::default()),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn add_socket(&self, socket: &Socket) {
+        self.sockets.write().insert(socket.id_arc(), socket.clone());
+        self.join(socket, [socket.id().to_owned()]);
+    }
+
+    pub(crate) fn remove_socket(&self, id: &str) {
+        let rooms: Vec<String> = self
+            .rooms
+            .read()
+            .by_socket
+            .get(id)
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default();
+        self.leave(id, rooms);
+        self.sockets.write().remove(id);
+    }
+
+    pub(crate) fn join(&self, socket: &Socket, rooms: impl IntoIterator<Item = String>) {
+        let mut index = self.rooms.write();
+        let id = socket.id_arc();
+        for room in rooms {
+            index
+                .by_room
+                .entry(room.clone())
+                .or_default()
+                .insert(id.clone());
+            index.by_socket.entry(id.clone()).or_default().insert(room);
+        }
+    }
+
+    pub(crate) fn leave(&self, id: &str, rooms: impl IntoIterator<Item = String>) {
+        let mut index = self.rooms.write();
+        for room in rooms {
+            if let Some(members) = index.by_room.get_mut(&room) {
+                members.remove(id);
+                if members.is_empty() {
+                    index.by_room.remove(&room);
+                }
+            }
+            if let Some(joined) = index.by_socket.get_mut(id) {
+                joined.remove(&room);
+                if joined.is_empty() {
+                    index.by_socket.remove(id);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn rooms_of(&self, id: &str) -> Vec<String> {
+        let mut rooms: Vec<String> = self
+            .rooms
+            .read()
+            .by_socket
+            .get(id)
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default();
+        rooms.sort();
+        rooms
+    }
+
+    /// The sockets a broadcast reaches.
+    fn targets(&self, op: &BroadcastOperator) -> Vec<Socket> {
+        let index = self.rooms.read();
+        let sockets = self.sockets.read();
+        let excluded: HashSet<&Arc<str>> = op
+            .except
+            .iter()
+            .filter_map(|room| index.by_room.get(room))
+            .flatten()
+            .chain(op.except_socket.as_ref())
+            .collect();
+        let pick = |id: &Arc<str>| -> Option<Socket> {
+            if excluded.contains(id) {
+                None
+            } else {
+                sockets.get(id).cloned()
+            }
+        };
+        if op.rooms.is_empty() {
+            sockets.keys().filter_map(pick).collect()
+        } else {
+            let ids: HashSet<&Arc<str>> = op
+                .rooms
+                .iter()
+                .filter_map(|room| index.by_room.get(room))
+                .flatten()
+                .collect();
+            ids.into_iter().filter_map(pick).collect()
+        }
+    }
+}
+
+/// Selects sockets of a namespace, then acts on them: emit (encoded once for
+/// all), emit with acknowledgements, fetch, join, leave, disconnect.
+///
+/// ```no_run
+/// # fn demo(io: &tether::SocketIo) {
+/// io.to("room1").except("muted").emit("news", ("hello",)).unwrap();
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct BroadcastOperator {
+    ns: Arc<Namespace>,
+    rooms: Vec<String>,
+    except: Vec<String>,
+    except_socket: Option<Arc<str>>,
+    volatile: bool,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for BroadcastOperator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BroadcastOperator")
+            .field("nsp", &self.ns.name())
+            .field("rooms", &self.rooms)
+            .field("except", &self.except)
+            .field("volatile", &self.volatile)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BroadcastOperator {
+    pub(crate) fn new(ns: Arc<Namespace>) -> Self {
+        Self {
+            ns,
+            rooms: Vec::new(),
+            except: Vec::new(),
+            except_socket: None,
+            volatile: false,
+            timeout: None,
+        }
+    }
+
+    pub(crate) fn except_socket(mut self, id: Arc<str>) -> Self {
+        self.except_socket = Some(id);
+        self
+    }
+
+    /// Adds a room to the selection (sockets in any selected room are reached).
+    pub fn to(mut self, room: impl Into<String>) -> Self {
+        self.rooms.push(room.into());
+        self
+    }
+
+    /// Same as [`BroadcastOperator::to`].
+    pub fn within(self, room: impl Into<String>) -> Self {
+        self.to(room)
+    }
+
+    /// Excludes the sockets of a room.
+    pub fn except(mut self, room: impl Into<String>) -> Self {
+        self.except.push(room.into());
+        self
+    }
+
+    /// Only this node's sockets (every broadcast is local until a multi-node
+    /// adapter is configured).
+    pub fn local(self) -> Self {
+        self
+    }
+
+    /// The event may be dropped for a client whose send buffer is full,
+    /// instead of closing its connection.
+    pub fn volatile(mut self) -> Self {
+        self.volatile = true;
+        self
+    }
+
+    /// Timeout of [`BroadcastOperator::emit_with_ack`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sends an event to every selected socket. The packet is encoded once and
+    /// its bytes shared by every receiver. Returns how many sockets it was
+    /// queued for.
+    pub fn emit(self, event: &str, args: impl IntoArgs) -> Result<usize, EmitError> {
+        let (values, attachments) = args.into_args()?.into_parts();
+        let packet = Packet::event(self.ns.name(), event, &values, attachments, None);
+        let frames = packet.encode(self.ns.parser);
+        let mut sent = 0;
+        for socket in self.ns.targets(&self) {
+            if socket
+                .inner
+                .conn
+                .send_frames(&frames, self.volatile)
+                .is_ok()
+            {
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Sends an event to every selected socket and gathers their
+    /// acknowledgements (one result per socket, in no particular order).
+    pub async fn emit_with_ack(
+        self,
+        event: &str,
+        args: impl IntoArgs,
+    ) -> Result<Vec<Result<Args, AckError>>, EmitError> {
+        let args = args.into_args()?;
+        let timeout = self.timeout.unwrap_or(self.ns.ack_timeout);
+        let waits = self.ns.targets(&self).into_iter().map(|socket| {
+            let args = args.clone();
+            let event = event.to_owned();
+            async move { socket.emit_with_ack_timeout(&event, args, timeout).await }
+        });
+        Ok(futures_util::future::join_all(waits).await)
+    }
+
+    /// The selected sockets.
+    pub fn sockets(&self) -> Vec<Socket> {
+        self.ns.targets(self)
+    }
+
+    /// Makes every selected socket join `room`.
+    pub fn join(&self, room: impl Into<String>) {
+        let room = room.into();
+        for socket in self.sockets() {
+            self.ns.join(&socket, [room.clone()]);
+        }
+    }
+
+    /// Makes every selected socket leave `room`.
+    pub fn leave(&self, room: &str) {
+        for socket in self.sockets() {
+            self.ns.leave(socket.id(), [room.to_owned()]);
+        }
+    }
+
+    /// Disconnects every selected socket from the namespace.
+    pub fn disconnect(&self) {
+        for socket in self.sockets() {
+            socket.close(DisconnectReason::ServerNamespaceDisconnect, true);
+        }
+    }
+}
