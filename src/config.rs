@@ -112,6 +112,9 @@ pub struct Config {
     pub max_connections: usize,
     /// Most binary attachments in one packet.
     pub max_attachments: usize,
+    /// Most events of one socket waiting for their handler; past it the
+    /// connection closes (a client flooding a slow handler).
+    pub max_queued_events: usize,
     /// How long a client may take to connect to a namespace after the handshake.
     pub connect_timeout: Duration,
     /// Default timeout of acknowledgements requested by the server.
@@ -135,6 +138,7 @@ impl Default for Config {
             max_buffer: 4 * 1024 * 1024,
             max_connections: 100_000,
             max_attachments: 64,
+            max_queued_events: 1_024,
             connect_timeout: Duration::from_millis(45_000),
             ack_timeout: Duration::from_millis(10_000),
             transports: Transports::default(),

@@ -89,19 +89,20 @@ pub(crate) struct Entry {
 
 /// The Engine.IO server: a registry of sessions and the HTTP entry point.
 pub struct Engine {
+    self_ref: std::sync::Weak<Engine>,
     opts: EngineOptions,
     sessions: RwLock<HashMap<Arc<str>, Entry>>,
     handler: Arc<dyn EngineHandler>,
 }
 
 /// Reference error codes of the Engine.IO server.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum EngineError {
     UnknownTransport,
     UnknownSid,
     BadHandshakeMethod,
     BadRequest,
-    Forbidden,
+    Forbidden(String),
     UnsupportedProtocolVersion,
     PayloadTooLarge,
     TooManyConnections,
@@ -109,12 +110,13 @@ enum EngineError {
 
 impl EngineError {
     fn response(self, cors: &Cors, origin: Option<&HeaderValue>) -> Response<Body> {
-        let (status, code, message) = match self {
+        let (status, code, message) = match &self {
             EngineError::UnknownTransport => (StatusCode::BAD_REQUEST, 0, "Transport unknown"),
             EngineError::UnknownSid => (StatusCode::BAD_REQUEST, 1, "Session ID unknown"),
             EngineError::BadHandshakeMethod => (StatusCode::BAD_REQUEST, 2, "Bad handshake method"),
             EngineError::BadRequest => (StatusCode::BAD_REQUEST, 3, "Bad request"),
-            EngineError::Forbidden => (StatusCode::FORBIDDEN, 4, "Forbidden"),
+            // Like the reference, the hook's reason is the message.
+            EngineError::Forbidden(why) => (StatusCode::FORBIDDEN, 4, why.as_str()),
             EngineError::UnsupportedProtocolVersion => {
                 (StatusCode::BAD_REQUEST, 5, "Unsupported protocol version")
             }
@@ -123,7 +125,7 @@ impl EngineError {
                 (StatusCode::SERVICE_UNAVAILABLE, 3, "Too many connections")
             }
         };
-        let body = format!("{{\"code\":{code},\"message\":\"{message}\"}}");
+        let body = serde_json::json!({ "code": code, "message": message }).to_string();
         let mut res = Response::new(Full::new(Bytes::from(body)));
         *res.status_mut() = status;
         res.headers_mut().insert(
@@ -161,7 +163,8 @@ impl Query {
 impl Engine {
     /// A new engine that hands every session to `handler`.
     pub fn new(opts: EngineOptions, handler: Arc<dyn EngineHandler>) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new_cyclic(|self_ref| Self {
+            self_ref: self_ref.clone(),
             opts,
             sessions: RwLock::new(HashMap::new()),
             handler,
@@ -282,7 +285,7 @@ impl Engine {
             let (parts, body) = req.into_parts();
             if let Err(why) = allow(&parts, remote_addr) {
                 tracing::debug!(%why, "handshake refused");
-                return Err(EngineError::Forbidden);
+                return Err(EngineError::Forbidden(why));
             }
             req = Request::from_parts(parts, body);
         }
@@ -349,6 +352,9 @@ impl Engine {
             tokio::pin!(notified);
             notified.as_mut().enable();
             if let Some(body) = conn.take_poll() {
+                if conn.is_closed() {
+                    self.sessions.write().remove(conn.sid());
+                }
                 return Ok(text_response(body));
             }
             notified.await;
@@ -404,7 +410,27 @@ impl Engine {
             match event {
                 Event::Message(frame) => entry.handler.on_message(frame),
                 Event::Closed(reason) => {
-                    self.sessions.write().remove(entry.conn.sid());
+                    let (lingers, linger) = entry
+                        .conn
+                        .with_session(|s| {
+                            let lingers = s.transport() == TransportKind::Polling && s.has_queued();
+                            (lingers, s.config().ping_interval + s.config().ping_timeout)
+                        })
+                        .0;
+                    if lingers {
+                        // A polling client fetches the close packet with its next
+                        // GET; the session stays reachable until then.
+                        let sid = entry.conn.sid().to_owned();
+                        let engine = self.self_ref.upgrade();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(linger).await;
+                            if let Some(engine) = engine {
+                                engine.sessions.write().remove(sid.as_str());
+                            }
+                        });
+                    } else {
+                        self.sessions.write().remove(entry.conn.sid());
+                    }
                     entry.handler.on_close(reason);
                 }
                 // The probing WebSocket task watches the upgrade state itself.

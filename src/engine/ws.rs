@@ -108,6 +108,7 @@ pub(super) async fn run(engine: Arc<Engine>, upgrade: OnUpgrade, mode: Mode) {
         }
         Mode::Probe(entry) => {
             if !probe(&engine, &entry, &mut ws).await {
+                entry.conn.with_session(|s| s.abort_probe());
                 let _ = ws.close().await;
                 return;
             }
@@ -153,6 +154,8 @@ async fn probe(engine: &Engine, entry: &Entry, ws: &mut Ws) -> bool {
 /// Moves frames both ways until the session closes.
 async fn pump(engine: &Engine, entry: &Entry, ws: &mut Ws) {
     let conn = &entry.conn;
+    let cfg = &engine.opts.session;
+    let write_timeout = cfg.ping_interval + cfg.ping_timeout;
     let mut out = Vec::new();
     loop {
         let notified = conn.outgoing.notified();
@@ -162,7 +165,9 @@ async fn pump(engine: &Engine, entry: &Entry, ws: &mut Ws) {
         // One write per message, as the reference server does: clients that
         // read one message per event-loop turn rely on it.
         for frame in out.drain(..) {
-            if ws.send(to_message(frame)).await.is_err() {
+            // A client that stops reading for a whole heartbeat is gone.
+            let sent = tokio::time::timeout(write_timeout, ws.send(to_message(frame))).await;
+            if !matches!(sent, Ok(Ok(()))) {
                 engine.close(entry, CloseReason::TransportError);
                 return;
             }

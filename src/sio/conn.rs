@@ -196,7 +196,7 @@ impl SioConn {
             return Ok(());
         }
         (ns.on_connect)(socket.clone()).await;
-        socket.release_buffered();
+        socket.drain().await;
         Ok(())
     }
 }

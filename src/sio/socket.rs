@@ -1,6 +1,6 @@
 //! A client's connection to one namespace.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,8 +36,10 @@ pub struct Handshake {
 #[derive(Default)]
 struct State {
     connected: bool,
-    /// Events that arrived while the connection handler ran, dispatched after it.
-    buffered: Option<Vec<Packet>>,
+    /// Events waiting for their handler, in arrival order.
+    queue: VecDeque<Packet>,
+    /// A task is draining `queue` (or the connection handler still runs).
+    draining: bool,
 }
 
 pub(crate) struct SocketInner {
@@ -278,35 +280,54 @@ impl Socket {
         let _ = tx.send(Args::from_raw(values, packet.attachments));
     }
 
-    /// Marks the socket connected and starts buffering events until the
-    /// connection handler returns.
+    /// Marks the socket connected. Events queue up until [`Socket::drain`]
+    /// runs, after the connection handler.
     pub(crate) fn mark_connected(&self) {
         let mut state = self.inner.state.lock();
         state.connected = true;
-        state.buffered = Some(Vec::new());
+        state.draining = true;
     }
 
-    /// The connection handler returned: dispatch the events it held back.
-    pub(crate) fn release_buffered(&self) {
-        let buffered = self.inner.state.lock().buffered.take().unwrap_or_default();
-        for packet in buffered {
-            self.dispatch_event(packet);
-        }
-    }
-
-    /// An EVENT from the client.
+    /// An EVENT from the client. Handlers of one socket run one at a time, in
+    /// arrival order, so that what they emit or store keeps the client's order.
     pub(crate) fn on_event(&self, packet: Packet) {
-        {
-            let mut state = self.inner.state.lock();
-            if let Some(buffered) = state.buffered.as_mut() {
-                buffered.push(packet);
-                return;
-            }
+        let mut state = self.inner.state.lock();
+        if !state.connected {
+            return;
         }
-        self.dispatch_event(packet);
+        if state.queue.len() >= self.inner.conn.config().max_queued_events {
+            drop(state);
+            tracing::warn!(sid = self.id(), "event queue full: closing the connection");
+            self.inner
+                .conn
+                .close_engine(tether_proto::engine::CloseReason::BufferFull, false);
+            return;
+        }
+        state.queue.push_back(packet);
+        if !state.draining {
+            state.draining = true;
+            tokio::spawn(self.clone().drain());
+        }
     }
 
-    fn dispatch_event(&self, packet: Packet) {
+    /// Runs the handlers of queued events until the queue is empty.
+    pub(crate) async fn drain(self) {
+        loop {
+            let packet = {
+                let mut state = self.inner.state.lock();
+                match state.queue.pop_front() {
+                    Some(packet) => packet,
+                    None => {
+                        state.draining = false;
+                        return;
+                    }
+                }
+            };
+            self.dispatch_event(packet).await;
+        }
+    }
+
+    async fn dispatch_event(&self, packet: Packet) {
         let Some(data) = packet.data.as_deref() else {
             return;
         };
@@ -328,7 +349,10 @@ impl Socket {
             args: Args::from_raw(values, packet.attachments),
             ack,
         };
-        tokio::spawn(handler(self.clone(), event));
+        let run = std::panic::AssertUnwindSafe(handler(self.clone(), event));
+        if futures_util::FutureExt::catch_unwind(run).await.is_err() {
+            tracing::error!(sid = self.id(), "an event handler panicked");
+        }
     }
 
     /// Leaves the namespace. Idempotent.
@@ -339,7 +363,7 @@ impl Socket {
                 return;
             }
             state.connected = false;
-            state.buffered = None;
+            state.queue.clear();
         }
         if notify_client {
             let packet = Packet::new(tether_proto::socketio::PacketType::Disconnect, self.nsp());

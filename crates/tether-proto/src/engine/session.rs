@@ -191,6 +191,11 @@ impl Session {
         self.closed
     }
 
+    /// True when frames wait to be sent.
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
     /// Bytes waiting to be sent.
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes
@@ -257,7 +262,19 @@ impl Session {
                 Ok(ProbeReply::Upgraded)
             }
             (Packet::Noop, _) => Ok(ProbeReply::Send(Packet::Noop.encode())),
-            (_, _) => Err(PacketError::UnknownType('?')),
+            (_, _) => {
+                self.abort_probe();
+                Err(PacketError::UnknownType('?'))
+            }
+        }
+    }
+
+    /// The probing WebSocket failed or closed before the upgrade completed:
+    /// the session stays on polling and may be probed again.
+    pub fn abort_probe(&mut self) {
+        if self.upgrade == UpgradeState::Probing {
+            self.upgrade = UpgradeState::None;
+            self.upgrade_deadline = None;
         }
     }
 
@@ -348,7 +365,11 @@ impl Session {
     /// Marks the start of a long-polling GET. A second concurrent GET closes
     /// the session (the pending one receives a close packet) and is refused.
     pub fn begin_poll(&mut self) -> Result<(), SendError> {
-        if self.closed.is_some() {
+        // A closed session still hands its last frames (the close packet) to
+        // one more poll, so that the client learns why it ended.
+        if self.closed.is_some()
+            && (self.queue.is_empty() || self.transport != TransportKind::Polling)
+        {
             return Err(SendError::Closed);
         }
         if self.poll_active {

@@ -60,6 +60,7 @@ pub(crate) fn decode(bin: &[u8], max_attachments: usize) -> Result<Packet, Decod
     let mut attachments = Vec::new();
     let data = match data {
         None | Some(Value::Nil) => None,
+        Some(v) if is_undefined(&v) => None,
         Some(v) => {
             let mut json = String::new();
             to_json(&v, &mut json, &mut attachments)?;
@@ -150,9 +151,16 @@ fn to_json(v: &Value, out: &mut String, attachments: &mut Vec<Bytes>) -> Result<
             }
             out.push('}');
         }
+        v if is_undefined(v) => out.push_str("null"),
         Value::Ext(..) => return Err(DecodeError::InvalidPayload("msgpack extension".into())),
     }
     Ok(())
+}
+
+/// JavaScript's `undefined`, as the npm msgpack encoder (notepack) writes it:
+/// a fixext 1 of type 0.
+fn is_undefined(v: &Value) -> bool {
+    matches!(v, Value::Ext(0, data) if data.as_slice() == [0])
 }
 
 fn push_str(s: &str, out: &mut String) {
@@ -253,6 +261,22 @@ mod tests {
         let mut d = Decoder::new(Parser::MsgPack, 10);
         let back = d.decode(frames[0].clone()).unwrap().unwrap();
         assert_eq!(back, packet);
+    }
+
+    #[test]
+    fn undefined_is_absent() {
+        // {type: 0, nsp: "/", data: undefined} as socket.io-msgpack-parser encodes it.
+        let bytes = [
+            0x83, 0xa4, b't', b'y', b'p', b'e', 0x00, 0xa3, b'n', b's', b'p', 0xa1, b'/', 0xa4,
+            b'd', b'a', b't', b'a', 0xd4, 0x00, 0x00,
+        ];
+        let mut d = Decoder::new(Parser::MsgPack, 10);
+        let p = d
+            .decode(Frame::Binary(Bytes::copy_from_slice(&bytes)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.kind, PacketType::Connect);
+        assert!(p.data.is_none());
     }
 
     #[test]

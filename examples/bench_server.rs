@@ -1,0 +1,74 @@
+//! The benchmark server (contract in the project's shared notes, section 1.2).
+//!
+//! `cargo run --release --example bench_server -- PORT` serves namespace `/`
+//! at `/socket.io/` on 127.0.0.1:PORT:
+//! - `echo`: with an ack id, acks with the same arguments; without, emits
+//!   `echo` back with them;
+//! - `join` ROOM: joins, then acks;
+//! - `bcast` ROOM P: emits `msg` P to every socket in ROOM (encoded once), then acks.
+//!
+//! `--durable` (connection state recovery on the embedded store) arrives with
+//! the delivery work and is refused until then.
+
+use tether::{Args, Config, Event, Socket, SocketIo};
+
+fn main() -> std::io::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--durable") {
+        eprintln!("bench_server: --durable needs the durable store, which is not built yet");
+        std::process::exit(2);
+    }
+    let port: u16 = match args.last().map(|p| p.parse()) {
+        Some(Ok(port)) => port,
+        _ => {
+            eprintln!("usage: bench_server [--durable] PORT");
+            std::process::exit(2);
+        }
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(port))
+}
+
+async fn run(port: u16) -> std::io::Result<()> {
+    let io = SocketIo::new(Config {
+        // Room for the 10 000-connection load.
+        max_connections: 200_000,
+        ..Config::default()
+    });
+    let io2 = io.clone();
+    io.ns("/", move |socket: Socket| {
+        let io = io2.clone();
+        async move {
+            socket.on("echo", |socket: Socket, mut ev: Event| async move {
+                let args = ev.take_args();
+                if ev.wants_ack() {
+                    let _ = ev.ack(args);
+                } else {
+                    let _ = socket.emit("echo", args);
+                }
+            });
+            socket.on("join", |socket: Socket, mut ev: Event| async move {
+                if let Ok(room) = ev.args().get::<String>(0) {
+                    socket.join(room);
+                }
+                let _ = ev.ack(());
+            });
+            socket.on("bcast", move |_: Socket, mut ev: Event| {
+                let io = io.clone();
+                async move {
+                    if let Ok(room) = ev.args().get::<String>(0) {
+                        let payload = ev.args().values().get(1).cloned().into_iter().collect();
+                        let args = Args::from_raw(payload, ev.args().attachments().to_vec());
+                        let _ = io.to(room).emit("msg", args);
+                    }
+                    let _ = ev.ack(());
+                }
+            });
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    eprintln!("bench_server on ws://127.0.0.1:{port}/socket.io/");
+    io.serve(listener).await
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what it needs first.
+#   scripts/test.sh            # everything
+#   FUZZ_SECONDS=0 scripts/test.sh   # skip the bounded fuzz runs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== npm ci (tests/node: official socket.io-client, pinned by package-lock.json)"
+(cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+
+echo "== cargo test --workspace"
+cargo test --workspace --all-targets
+cargo test --workspace --doc
+
+fuzz_seconds="${FUZZ_SECONDS:-15}"
+if [ "$fuzz_seconds" != "0" ]; then
+  echo "== fuzz: every decoder for ${fuzz_seconds}s"
+  bash scripts/fuzz.sh "$fuzz_seconds"
+fi

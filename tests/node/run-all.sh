@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Run every scenario for every transport against a server on 127.0.0.1:PORT.
+#   ./run-all.sh PORT               # server already running (e.g. Tether)
+#   ./run-all.sh --reference PORT   # start reference-server.mjs on PORT first
+# Extra env: TRANSPORTS="polling websocket upgrade", SCENARIOS="events acks ...",
+#            PARSER=msgpack (both for the scenarios and the reference server).
+set -u
+cd "$(dirname "$0")"
+
+reference=0
+if [ "${1:-}" = "--reference" ]; then reference=1; shift; fi
+port="${1:?usage: run-all.sh [--reference] PORT}"
+url="http://127.0.0.1:$port"
+transports="${TRANSPORTS:-polling websocket upgrade}"
+scenarios="${SCENARIOS:-events acks binary namespaces rooms disconnect reconnect}"
+parser="${PARSER:-default}"
+
+if [ ! -d node_modules ]; then npm ci --no-audit --no-fund >/dev/null || exit 2; fi
+
+server_pid=""
+if [ "$reference" = 1 ]; then
+  node reference-server.mjs --parser "$parser" "$port" >/dev/null &
+  server_pid=$!
+  trap 'kill "$server_pid" 2>/dev/null' EXIT
+  for _ in $(seq 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+fi
+
+pass=0; fail=0; failed=()
+for s in $scenarios; do
+  for t in $transports; do
+    if out=$(node "scenarios/$s.mjs" --url "$url" --transport "$t" --parser "$parser"); then
+      pass=$((pass + 1)); echo "PASS $s/$t $out"
+    else
+      fail=$((fail + 1)); failed+=("$s/$t"); echo "FAIL $s/$t $out"
+    fi
+  done
+done
+
+echo "passed: $pass, failed: $fail${failed:+ (${failed[*]})}"
+[ "$fail" = 0 ]
