@@ -77,7 +77,8 @@ export class Run {
     const url = this.opts.url.replace(/\/+$/, "") + (nsp === "/" ? "" : nsp);
     const socket = io(url, this.socketOptions(extra));
     trackUpgrades(socket.io);
-    socket.on("connect_error", (e) => console.error(`note: ${nsp} connect_error: ${e.message}`));
+    let notes = 0; // log the first few connect errors (reconnecting sockets repeat them)
+    socket.on("connect_error", (e) => notes++ < 3 && console.error(`note: ${nsp} connect_error: ${e.message}`));
     this.sockets.push(socket);
     return socket;
   }

@@ -7,7 +7,7 @@ import msgpackParser from "socket.io-msgpack-parser";
 
 const args = process.argv.slice(2);
 const port = Number(args.at(-1));
-if (!Number.isInteger(port) || port <= 0) {
+if (!Number.isInteger(port) || port < 0 || args.length === 0) {
   console.error("usage: node reference-server.mjs [--parser msgpack] PORT");
   process.exit(2);
 }
@@ -69,7 +69,8 @@ admin.on("connection", (socket) => welcome(socket));
 
 io.of(/^\/dyn-\d+$/).on("connection", (socket) => { welcome(socket); onEcho(socket); });
 
-httpServer.listen(port, "127.0.0.1", () => console.log(`listening ${port}`));
+httpServer.on("error", (e) => { console.error(`reference-server: ${e.message}`); process.exit(1); });
+httpServer.listen(port, "127.0.0.1", () => console.log(`listening ${httpServer.address().port}`));
 
 for (const sig of ["SIGINT", "SIGTERM"]) {
   process.on(sig, () => { io.close(); process.exit(0); });
