@@ -125,6 +125,11 @@ pub struct Config {
     pub cors: Cors,
     /// The Socket.IO parser.
     pub parser: tether_proto::socketio::Parser,
+    /// Connection state recovery and guaranteed delivery (off by default;
+    /// [`crate::SocketIo::with_store`] turns it on).
+    pub recovery: Option<crate::Recovery>,
+    /// How long stored events (and idempotency records) are kept.
+    pub retention: crate::store::Retention,
 }
 
 impl Default for Config {
@@ -144,6 +149,11 @@ impl Default for Config {
             transports: Transports::default(),
             cors: Cors::default(),
             parser: tether_proto::socketio::Parser::Json,
+            recovery: None,
+            retention: crate::store::Retention {
+                max_age: Some(Duration::from_secs(24 * 3600)),
+                max_count: None,
+            },
         }
     }
 }

@@ -15,6 +15,9 @@ pub enum EmitError {
     /// connection was closed (the client reconnects and recovers).
     #[error("the client's send buffer is full")]
     BufferFull,
+    /// The store could not keep the event: it was not sent.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Why an acknowledgement did not arrive.
@@ -94,6 +97,8 @@ pub enum DisconnectReason {
     BufferFull,
     /// The server is shutting down.
     ServerShuttingDown,
+    /// A newer connection recovered the same session.
+    SessionTakenOver,
     /// The client left the namespace.
     ClientNamespaceDisconnect,
     /// The server disconnected the socket.
@@ -111,6 +116,7 @@ impl DisconnectReason {
             DisconnectReason::ForcedClose => "forced close",
             DisconnectReason::BufferFull => "send buffer full",
             DisconnectReason::ServerShuttingDown => "server shutting down",
+            DisconnectReason::SessionTakenOver => "session taken over",
             DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
             DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
         }

@@ -25,17 +25,21 @@
 #![warn(missing_docs)]
 
 mod config;
+mod delivery;
 pub mod engine;
 mod error;
 mod id;
 pub mod server;
 mod sio;
+pub mod store;
 
 pub use config::{Config, Cors, Transports};
+pub use delivery::{format_offset, parse_offset, Recovery};
 pub use error::{AckError, ArgError, ConnectError, DisconnectReason, EmitError};
 pub use server::SocketIoService;
 pub use sio::{
-    AckSender, Args, BroadcastOperator, Event, Handshake, IntoArgs, NamespaceRef, Socket, SocketIo,
+    AckSender, Args, BroadcastOperator, Event, Handshake, Inbox, IntoArgs, NamespaceRef, Socket,
+    SocketIo,
 };
 pub use tether_proto as proto;
 pub use tether_proto::socketio::Parser;

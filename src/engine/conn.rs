@@ -31,6 +31,8 @@ pub struct EngineConn {
     pub(crate) outgoing: Notify,
     /// Woken when the session's next deadline may have moved earlier.
     pub(crate) timer: Notify,
+    /// Woken when a transport took queued frames (room in the send buffer).
+    written: Notify,
     request: RequestInfo,
 }
 
@@ -41,6 +43,7 @@ impl EngineConn {
             session: Mutex::new(session),
             outgoing: Notify::new(),
             timer: Notify::new(),
+            written: Notify::new(),
             request,
         }
     }
@@ -86,6 +89,7 @@ impl EngineConn {
     pub(crate) fn with_session<R>(&self, f: impl FnOnce(&mut Session) -> R) -> (R, Vec<Event>) {
         let mut session = self.session.lock();
         let result = f(&mut session);
+        let closed = session.closed().is_some();
         let mut events = Vec::new();
         while let Some(event) = session.poll_event() {
             events.push(event);
@@ -93,13 +97,38 @@ impl EngineConn {
         drop(session);
         self.outgoing.notify_waiters();
         self.timer.notify_waiters();
+        if closed {
+            self.written.notify_waiters();
+        }
         (result, events)
     }
 
     /// The body for a pending long-polling GET, if one is ready (see
     /// [`Session::take_poll`]). Does not wake anyone.
     pub(crate) fn take_poll(&self) -> Option<bytes::Bytes> {
-        self.session.lock().take_poll()
+        let body = self.session.lock().take_poll();
+        self.written.notify_waiters();
+        body
+    }
+
+    /// Waits until at most `threshold` bytes are queued. Returns false if the
+    /// session closed meanwhile.
+    pub async fn writable(&self, threshold: usize) -> bool {
+        loop {
+            let notified = self.written.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let session = self.session.lock();
+                if session.closed().is_some() {
+                    return false;
+                }
+                if session.queued_bytes() <= threshold {
+                    return true;
+                }
+            }
+            notified.await;
+        }
     }
 
     /// Moves queued frames into `out` for the WebSocket writer. Returns whether
@@ -107,7 +136,10 @@ impl EngineConn {
     pub(crate) fn take_frames(&self, out: &mut Vec<Frame>) -> bool {
         let mut session = self.session.lock();
         session.take_frames(out);
-        session.closed().is_some()
+        let closed = session.closed().is_some();
+        drop(session);
+        self.written.notify_waiters();
+        closed
     }
 
     pub(crate) fn end_poll(&self) {

@@ -8,6 +8,8 @@ use parking_lot::Mutex;
 use tether_proto::engine::{CloseReason, Frame, SendError};
 use tether_proto::socketio::{Decoder, Packet, PacketType};
 
+use super::recovery;
+use super::socket::SocketInit;
 use super::IoInner;
 use crate::engine::{ConnHandler, EngineConn};
 use crate::error::{ConnectError, DisconnectReason, EmitError};
@@ -96,12 +98,28 @@ impl SioConn {
         }
     }
 
+    /// Queues frames for a stored entry; a full buffer is reported, not fatal
+    /// (the socket catches up from the store).
+    pub(crate) fn try_send(&self, frames: &[Frame]) -> crate::delivery::SendOutcome {
+        use crate::delivery::SendOutcome;
+        match self.engine.send(frames) {
+            Ok(()) => SendOutcome::Sent,
+            Err(SendError::Full) => SendOutcome::Full,
+            Err(SendError::Closed) => SendOutcome::Closed,
+        }
+    }
+
     /// Closes the Engine.IO connection (and so every socket on it).
     pub(crate) fn close_engine(&self, reason: CloseReason, notify_peer: bool) {
         if let Some(entry) = self.io.engine().entry(self.engine.sid()) {
             let events = entry.conn.close(reason, notify_peer);
             self.io.engine().dispatch(&entry, events);
         }
+    }
+
+    /// Live sockets of each user (inboxes).
+    pub(crate) fn users(&self) -> &super::inbox::Users {
+        &self.io.users
     }
 
     pub(crate) fn forget_socket(&self, nsp: &str, id: &str) {
@@ -170,13 +188,26 @@ impl SioConn {
             .io
             .namespace_for(nsp)
             .ok_or_else(|| ConnectError::new("Invalid namespace"))?;
-        let auth = auth
+        let auth: serde_json::Value = auth
             .and_then(|raw| serde_json::from_str(raw.get()).ok())
             .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-        let socket = Socket::new(ns.clone(), self.clone(), auth);
-        let middlewares = ns.middlewares.read().clone();
-        for middleware in middlewares {
-            middleware(socket.clone()).await?;
+        let mut init = SocketInit::default();
+        let mut report = None;
+        if let Some(delivery) = &ns.delivery {
+            (init, report) = recovery::start(delivery, &ns, &auth).await?;
+        }
+        let skip = init.recovered
+            && ns
+                .delivery
+                .as_ref()
+                .is_some_and(|d| d.recovery.skip_middlewares);
+        let rooms = std::mem::take(&mut init.rooms);
+        let socket = Socket::new(ns.clone(), self.clone(), auth, init);
+        if !skip {
+            let middlewares = ns.middlewares.read().clone();
+            for middleware in middlewares {
+                middleware(socket.clone()).await?;
+            }
         }
         {
             let mut sockets = self.sockets.lock();
@@ -188,13 +219,38 @@ impl SioConn {
         }
         socket.mark_connected();
         ns.add_socket(&socket);
+        ns.join(&socket, rooms);
+        if let Some(pid) = socket.pid() {
+            if let Some(old) = ns.take_pid(pid, &socket) {
+                // One live socket per session: the newer one takes it over.
+                old.close(DisconnectReason::SessionTakenOver, true);
+            }
+        }
+        socket.save_session();
+        if let (Some(user), Some(delivery)) = (socket.user(), &self.io.delivery) {
+            self.io.users.add(&user, &socket);
+            let (socket, store) = (socket.clone(), delivery.store.clone());
+            tokio::spawn(async move {
+                if let Err(e) = socket.catch_up_inbox(store, user).await {
+                    tracing::warn!(error = %e, "inbox catch-up failed");
+                }
+            });
+        }
+        let mut hello = serde_json::json!({ "sid": socket.id() });
+        if let Some(pid) = socket.pid() {
+            hello["pid"] = pid.into();
+        }
+        if let Some(report) = report {
+            hello["recovery"] = report;
+        }
         let mut reply = Packet::new(PacketType::Connect, nsp);
-        reply.data =
-            serde_json::value::to_raw_value(&serde_json::json!({ "sid": socket.id() })).ok();
+        reply.data = serde_json::value::to_raw_value(&hello).ok();
         if self.send_packet(&reply, false).is_err() {
             socket.close(DisconnectReason::TransportClose, false);
             return Ok(());
         }
+        // Missed events follow the CONNECT reply, then live ones.
+        socket.start_catch_up();
         (ns.on_connect)(socket.clone()).await;
         socket.drain().await;
         Ok(())

@@ -2,7 +2,9 @@
 
 mod args;
 mod conn;
+mod inbox;
 mod namespace;
+mod recovery;
 mod socket;
 
 use std::collections::HashMap;
@@ -13,13 +15,16 @@ use std::sync::{Arc, Weak};
 use parking_lot::RwLock;
 
 pub use args::{Args, Event, IntoArgs};
+pub use inbox::Inbox;
 pub use namespace::BroadcastOperator;
 pub use socket::{AckSender, Handshake, Socket};
 
+use crate::delivery::{Publisher, Recovery};
 use crate::engine::{ConnHandler, Engine, EngineConn, EngineHandler};
 use crate::error::{ConnectError, DisconnectReason, EmitError};
+use crate::store::{MemoryStore, Retention, Store};
 use crate::Config;
-use namespace::Namespace;
+use namespace::{DeliveryCtx, Namespace};
 
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub(crate) type EventHandler = Arc<dyn Fn(Socket, Event) -> BoxFuture + Send + Sync>;
@@ -35,11 +40,14 @@ struct DynNamespace {
     predicate: Predicate,
     on_connect: ConnectHandler,
     middlewares: Arc<RwLock<Vec<Middleware>>>,
+    catch_up_field: Arc<RwLock<Option<String>>>,
 }
 
 pub(crate) struct IoInner {
     pub(crate) config: Config,
     engine: Arc<Engine>,
+    pub(crate) delivery: Option<Arc<DeliveryCtx>>,
+    pub(crate) users: Arc<inbox::Users>,
     namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
     dynamic: RwLock<Vec<DynNamespace>>,
 }
@@ -63,7 +71,9 @@ impl IoInner {
             self.config.ack_timeout,
             parent.on_connect.clone(),
             parent.middlewares.read().clone(),
+            self.delivery.clone(),
         ));
+        *ns.catch_up_field.write() = parent.catch_up_field.read().clone();
         Some(
             self.namespaces
                 .write()
@@ -123,7 +133,7 @@ impl std::fmt::Debug for SocketIo {
     }
 }
 
-/// Handle on a namespace, to add middlewares.
+/// Handle on a namespace, to add middlewares and options.
 #[derive(Clone)]
 pub struct NamespaceRef {
     middlewares: NsMiddlewares,
@@ -132,7 +142,7 @@ pub struct NamespaceRef {
 #[derive(Clone)]
 enum NsMiddlewares {
     Static(Arc<Namespace>),
-    Dynamic(Arc<RwLock<Vec<Middleware>>>),
+    Dynamic(Arc<RwLock<Vec<Middleware>>>, Arc<RwLock<Option<String>>>),
 }
 
 impl NamespaceRef {
@@ -146,7 +156,20 @@ impl NamespaceRef {
         let middleware: Middleware = Arc::new(move |s| Box::pin(middleware(s)));
         match &self.middlewares {
             NsMiddlewares::Static(ns) => ns.middlewares.write().push(middleware),
-            NsMiddlewares::Dynamic(list) => list.write().push(middleware),
+            NsMiddlewares::Dynamic(list, _) => list.write().push(middleware),
+        }
+        self
+    }
+
+    /// A client that connects without recovering a session, with a position
+    /// in auth field `field` (the chat tutorial's `serverOffset`), first gets
+    /// every stored event of its rooms after that position, then live ones,
+    /// with no gap and no duplicate at the seam. Needs a store.
+    pub fn catch_up_from_auth(self, field: impl Into<String>) -> Self {
+        let field = Some(field.into());
+        match &self.middlewares {
+            NsMiddlewares::Static(ns) => *ns.catch_up_field.write() = field,
+            NsMiddlewares::Dynamic(_, slot) => *slot.write() = field,
         }
         self
     }
@@ -154,8 +177,24 @@ impl NamespaceRef {
 
 impl SocketIo {
     /// A server with `config`.
+    ///
+    /// With `config.recovery` set, sessions and events are kept in memory
+    /// (lost with the process); use [`SocketIo::with_store`] for a durable store.
+    /// Must be called within a tokio runtime.
     pub fn new(config: Config) -> Self {
-        Self::with_engine_options(config, |_| {})
+        let store: Option<Arc<dyn Store>> = config
+            .recovery
+            .is_some()
+            .then(|| Arc::new(MemoryStore::new()) as Arc<dyn Store>);
+        Self::build(config, store, |_| {})
+    }
+
+    /// A server with connection state recovery and guaranteed delivery on
+    /// `store` (`config.recovery`, or the default recovery settings).
+    /// Must be called within a tokio runtime.
+    pub fn with_store(mut config: Config, store: Arc<dyn Store>) -> Self {
+        config.recovery.get_or_insert_with(Recovery::default);
+        Self::build(config, Some(store), |_| {})
     }
 
     /// A server with `config`, letting `tune` adjust the Engine.IO options
@@ -164,6 +203,27 @@ impl SocketIo {
         config: Config,
         tune: impl FnOnce(&mut crate::engine::EngineOptions),
     ) -> Self {
+        let store: Option<Arc<dyn Store>> = config
+            .recovery
+            .is_some()
+            .then(|| Arc::new(MemoryStore::new()) as Arc<dyn Store>);
+        Self::build(config, store, tune)
+    }
+
+    fn build(
+        config: Config,
+        store: Option<Arc<dyn Store>>,
+        tune: impl FnOnce(&mut crate::engine::EngineOptions),
+    ) -> Self {
+        let delivery = store.map(|store| {
+            let recovery = config.recovery.clone().unwrap_or_default();
+            spawn_retention(store.clone(), config.retention, recovery.max_disconnection);
+            Arc::new(DeliveryCtx {
+                publisher: Publisher::start(store.clone()),
+                store,
+                recovery,
+            })
+        });
         let inner = Arc::new_cyclic(|weak: &Weak<IoInner>| {
             let mut opts = config.engine_options();
             tune(&mut opts);
@@ -171,6 +231,8 @@ impl SocketIo {
             IoInner {
                 config,
                 engine,
+                delivery,
+                users: Arc::default(),
                 namespaces: RwLock::new(HashMap::new()),
                 dynamic: RwLock::new(Vec::new()),
             }
@@ -204,6 +266,7 @@ impl SocketIo {
             self.inner.config.ack_timeout,
             on_connect,
             Vec::new(),
+            self.inner.delivery.clone(),
         ));
         self.inner.namespaces.write().insert(name, ns.clone());
         NamespaceRef {
@@ -220,13 +283,15 @@ impl SocketIo {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let middlewares = Arc::new(RwLock::new(Vec::new()));
+        let catch_up_field = Arc::new(RwLock::new(None));
         self.inner.dynamic.write().push(DynNamespace {
             predicate: Arc::new(predicate),
             on_connect: Arc::new(move |s| Box::pin(handler(s))),
             middlewares: middlewares.clone(),
+            catch_up_field: catch_up_field.clone(),
         });
         NamespaceRef {
-            middlewares: NsMiddlewares::Dynamic(middlewares),
+            middlewares: NsMiddlewares::Dynamic(middlewares, catch_up_field),
         }
     }
 
@@ -258,6 +323,21 @@ impl SocketIo {
         self.main_ns().sockets()
     }
 
+    /// The inbox of `user` (needs a store: `None` without one).
+    pub fn inbox(&self, user: impl Into<String>) -> Option<Inbox> {
+        let delivery = self.inner.delivery.as_ref()?;
+        Some(Inbox {
+            store: delivery.store.clone(),
+            users: self.inner.users.clone(),
+            user: user.into(),
+        })
+    }
+
+    /// The store, when connection state recovery is on.
+    pub fn store(&self) -> Option<Arc<dyn Store>> {
+        self.inner.delivery.as_ref().map(|d| d.store.clone())
+    }
+
     /// Disconnects every client (server shutdown): sockets see
     /// "server shutting down"... as a transport close on the client side.
     pub fn close(&self) {
@@ -265,4 +345,29 @@ impl SocketIo {
             .engine
             .close_all(tether_proto::engine::CloseReason::ForcedClose);
     }
+}
+
+/// Trims stream entries past `retention` and sessions past the recovery
+/// window, in the background, every 30 seconds.
+fn spawn_retention(
+    store: Arc<dyn Store>,
+    retention: Retention,
+    window: Option<std::time::Duration>,
+) {
+    let weak = Arc::downgrade(&store);
+    drop(store);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            let Some(store) = weak.upgrade() else { return };
+            let before = window.map_or(i64::MIN, |w| {
+                crate::store::now_ms()
+                    .saturating_sub(i64::try_from(w.as_millis()).unwrap_or(i64::MAX))
+            });
+            if let Err(e) = store.trim(retention, before).await {
+                tracing::warn!(error = %e, "retention trim failed");
+            }
+        }
+    });
 }

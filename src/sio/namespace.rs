@@ -7,8 +7,12 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use tether_proto::socketio::{Packet, Parser};
 
+use tokio::sync::oneshot;
+
 use super::{ConnectHandler, Middleware};
+use crate::delivery::{encode_entry, Publish, Publisher, Recovery};
 use crate::error::{AckError, DisconnectReason, EmitError};
+use crate::store::{AppendOnce, Entry, NewEntry, Seq, Store, StoreError, Target};
 use crate::{Args, IntoArgs, Socket};
 
 #[derive(Default)]
@@ -17,11 +21,25 @@ struct Rooms {
     by_socket: HashMap<Arc<str>, HashSet<String>>,
 }
 
+/// Store and publisher shared by the namespaces of a server with
+/// connection state recovery on.
+pub(crate) struct DeliveryCtx {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) publisher: Publisher,
+    pub(crate) recovery: Recovery,
+}
+
 /// A namespace: its handlers, sockets and rooms.
 pub(crate) struct Namespace {
     name: String,
     parser: Parser,
     ack_timeout: Duration,
+    pub(crate) delivery: Option<Arc<DeliveryCtx>>,
+    /// Live socket of each private session id.
+    pids: RwLock<HashMap<String, Socket>>,
+    /// Auth field holding the offset a new client catches up from (the chat
+    /// tutorial's `serverOffset`).
+    pub(crate) catch_up_field: RwLock<Option<String>>,
     pub(crate) on_connect: ConnectHandler,
     pub(crate) middlewares: RwLock<Vec<Middleware>>,
     sockets: RwLock<HashMap<Arc<str>, Socket>>,
@@ -35,11 +53,15 @@ impl Namespace {
         ack_timeout: Duration,
         on_connect: ConnectHandler,
         middlewares: Vec<Middleware>,
+        delivery: Option<Arc<DeliveryCtx>>,
     ) -> Self {
         Self {
             name,
             parser,
             ack_timeout,
+            delivery,
+            pids: RwLock::new(HashMap::new()),
+            catch_up_field: RwLock::new(None),
             on_connect,
             middlewares: RwLock::new(middlewares),
             sockets: RwLock::new(HashMap::new()),
@@ -49,6 +71,113 @@ impl Namespace {
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// True when emits are stored before delivery (recovery on).
+    pub(crate) fn durable(&self) -> bool {
+        self.delivery.is_some()
+    }
+
+    pub(crate) fn store(&self) -> Option<Arc<dyn Store>> {
+        self.delivery.as_ref().map(|d| d.store.clone())
+    }
+
+    /// Registers `socket` as the live socket of its session; returns the one it
+    /// takes over, if any.
+    pub(crate) fn take_pid(&self, pid: &str, socket: &Socket) -> Option<Socket> {
+        self.pids.write().insert(pid.to_owned(), socket.clone())
+    }
+
+    pub(crate) fn owns_pid(&self, pid: &str, id: &str) -> bool {
+        self.pids.read().get(pid).is_some_and(|s| s.id() == id)
+    }
+
+    pub(crate) fn forget_pid(&self, pid: &str, id: &str) {
+        let mut pids = self.pids.write();
+        if pids.get(pid).is_some_and(|s| s.id() == id) {
+            pids.remove(pid);
+        }
+    }
+
+    /// Stores an event for `target`, then fans it out to the sockets it
+    /// reaches. Returns the receiver of the store's answer.
+    pub(crate) fn publish(
+        self: &Arc<Self>,
+        target: Target,
+        event: &str,
+        args: Args,
+        key: Option<String>,
+    ) -> Result<oneshot::Receiver<Result<AppendOnce, StoreError>>, EmitError> {
+        let delivery = self.delivery.as_ref().ok_or(EmitError::Disconnected)?;
+        let (values, attachments) = args.into_parts();
+        let entry = NewEntry {
+            target,
+            event: event.to_owned(),
+            args: tether_proto::socketio::event_array(None, &values)
+                .get()
+                .to_owned(),
+            attachments,
+        };
+        let (tx, rx) = oneshot::channel();
+        let ns = Arc::downgrade(self);
+        delivery
+            .publisher
+            .publish(Publish {
+                entry,
+                key,
+                fan_out: Arc::new(move |entry: &Entry| {
+                    if let Some(ns) = ns.upgrade() {
+                        ns.fan_out(entry);
+                    }
+                }),
+                reply: Some(tx),
+            })
+            .map_err(EmitError::Store)?;
+        Ok(rx)
+    }
+
+    /// Hands a stored entry to every live socket it reaches, encoded once.
+    fn fan_out(&self, entry: &Entry) {
+        let Some(delivery) = &self.delivery else {
+            return;
+        };
+        let target = &entry.entry.target;
+        let sockets = {
+            let index = self.rooms.read();
+            let sockets = self.sockets.read();
+            let excluded: HashSet<&Arc<str>> = target
+                .except
+                .iter()
+                .filter_map(|room| index.by_room.get(room))
+                .flatten()
+                .collect();
+            let reached: Vec<Socket> = if target.rooms.is_empty() {
+                sockets
+                    .iter()
+                    .filter(|(id, _)| !excluded.contains(id))
+                    .map(|(_, s)| s.clone())
+                    .collect()
+            } else {
+                let ids: HashSet<&Arc<str>> = target
+                    .rooms
+                    .iter()
+                    .filter_map(|room| index.by_room.get(room))
+                    .flatten()
+                    .filter(|id| !excluded.contains(id))
+                    .collect();
+                ids.into_iter()
+                    .filter_map(|id| sockets.get(id).cloned())
+                    .collect()
+            };
+            reached
+        };
+        if sockets.is_empty() {
+            return;
+        }
+        let out = encode_entry(entry, delivery.store.epoch(), self.parser);
+        for socket in sockets {
+            socket.offer(&out);
+        }
     }
 
     pub(crate) fn add_socket(&self, socket: &Socket) {
@@ -229,7 +358,14 @@ impl BroadcastOperator {
     /// its bytes shared by every receiver. Returns how many sockets it was
     /// queued for.
     pub fn emit(self, event: &str, args: impl IntoArgs) -> Result<usize, EmitError> {
-        let (values, attachments) = args.into_args()?.into_parts();
+        let args = args.into_args()?;
+        if !self.volatile && self.ns.durable() {
+            // Stored first; delivered with its offset once committed.
+            let reached = self.ns.targets(&self).len();
+            self.ns.publish(self.target(), event, args, None)?;
+            return Ok(reached);
+        }
+        let (values, attachments) = args.into_parts();
         let packet = Packet::event(self.ns.name(), event, &values, attachments, None);
         let frames = packet.encode(self.ns.parser);
         let mut sent = 0;
@@ -244,6 +380,52 @@ impl BroadcastOperator {
             }
         }
         Ok(sent)
+    }
+
+    /// The store target of this selection.
+    fn target(&self) -> Target {
+        let mut except = self.except.clone();
+        if let Some(id) = &self.except_socket {
+            except.push(id.to_string());
+        }
+        Target {
+            nsp: self.ns.name().to_owned(),
+            rooms: self.rooms.clone(),
+            except,
+        }
+    }
+
+    /// Stores the event, then delivers it to every selected socket, live or
+    /// when they come back; resolves with its position once committed.
+    /// Needs connection state recovery on (a store).
+    pub async fn publish(self, event: &str, args: impl IntoArgs) -> Result<Seq, EmitError> {
+        let rx = self
+            .ns
+            .publish(self.target(), event, args.into_args()?, None)?;
+        match rx.await {
+            Ok(Ok(outcome)) => Ok(outcome.seq()),
+            Ok(Err(e)) => Err(EmitError::Store(e)),
+            Err(_) => Err(EmitError::Store(StoreError::Closed)),
+        }
+    }
+
+    /// Like [`BroadcastOperator::publish`], at most once per `key` (the
+    /// client's message id): a retry gets the first delivery's position back
+    /// and is neither stored nor delivered again.
+    pub async fn publish_once(
+        self,
+        key: impl Into<String>,
+        event: &str,
+        args: impl IntoArgs,
+    ) -> Result<AppendOnce, EmitError> {
+        let rx = self
+            .ns
+            .publish(self.target(), event, args.into_args()?, Some(key.into()))?;
+        match rx.await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(e)) => Err(EmitError::Store(e)),
+            Err(_) => Err(EmitError::Store(StoreError::Closed)),
+        }
     }
 
     /// Sends an event to every selected socket and gathers their

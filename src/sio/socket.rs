@@ -15,7 +15,9 @@ use tokio::sync::oneshot;
 use super::conn::SioConn;
 use super::namespace::{BroadcastOperator, Namespace};
 use super::{BoxFuture, DisconnectHandler, EventHandler};
+use crate::delivery::{encode_entry, Cursor, Outgoing, PageResult, PAGE};
 use crate::error::{AckError, DisconnectReason, EmitError};
+use crate::store::{Seq, SessionRecord, Target};
 use crate::{Args, Event, IntoArgs};
 
 /// What the client sent when it connected to the namespace.
@@ -54,6 +56,32 @@ pub(crate) struct SocketInner {
     next_ack: AtomicU64,
     extensions: RwLock<http::Extensions>,
     state: Mutex<State>,
+    /// Private session id (connection state recovery on).
+    pid: Option<String>,
+    recovered: bool,
+    /// Delivery position (connection state recovery on).
+    pub(crate) cursor: Option<Cursor>,
+    /// App data kept with the session, as JSON.
+    data_json: Mutex<Option<String>>,
+    /// Serialises session saves so that the last change is the last saved.
+    save_lock: tokio::sync::Mutex<()>,
+    /// Store position when the session began.
+    start_seq: Seq,
+    /// The user this socket belongs to (inboxes), set by a middleware.
+    user: Mutex<Option<String>>,
+    inbox: tokio::sync::Mutex<super::inbox::InboxCursor>,
+}
+
+/// How a socket starts: fresh, or restored from a stored session.
+#[derive(Debug, Default)]
+pub(crate) struct SocketInit {
+    pub(crate) id: Option<String>,
+    pub(crate) pid: Option<String>,
+    pub(crate) recovered: bool,
+    pub(crate) cursor: Option<Seq>,
+    pub(crate) start_seq: Seq,
+    pub(crate) data: Option<String>,
+    pub(crate) rooms: Vec<String>,
 }
 
 /// A client connected to a namespace. Cheap to clone.
@@ -83,7 +111,12 @@ impl std::fmt::Debug for Socket {
 }
 
 impl Socket {
-    pub(crate) fn new(ns: Arc<Namespace>, conn: Arc<SioConn>, auth: serde_json::Value) -> Self {
+    pub(crate) fn new(
+        ns: Arc<Namespace>,
+        conn: Arc<SioConn>,
+        auth: serde_json::Value,
+        init: SocketInit,
+    ) -> Self {
         let request = conn.engine().request();
         let handshake = Handshake {
             auth,
@@ -94,7 +127,7 @@ impl Socket {
         };
         Self {
             inner: Arc::new(SocketInner {
-                id: crate::id::random_id().into(),
+                id: init.id.unwrap_or_else(crate::id::random_id).into(),
                 ns,
                 conn,
                 handshake,
@@ -105,6 +138,14 @@ impl Socket {
                 next_ack: AtomicU64::new(0),
                 extensions: RwLock::new(http::Extensions::new()),
                 state: Mutex::new(State::default()),
+                pid: init.pid,
+                recovered: init.recovered,
+                cursor: init.cursor.map(Cursor::new),
+                data_json: Mutex::new(init.data),
+                save_lock: tokio::sync::Mutex::new(()),
+                start_seq: init.start_seq,
+                user: Mutex::new(None),
+                inbox: tokio::sync::Mutex::new(super::inbox::InboxCursor::default()),
             }),
         }
     }
@@ -138,14 +179,57 @@ impl Socket {
         self.inner.state.lock().connected
     }
 
-    /// Stores typed data on the socket (one value per type).
-    pub fn insert_data<T: Clone + Send + Sync + 'static>(&self, value: T) -> Option<T> {
+    /// Stores a typed value on the socket (one per type), for this connection
+    /// only: it is not kept with the session.
+    pub fn insert_extension<T: Clone + Send + Sync + 'static>(&self, value: T) -> Option<T> {
         self.inner.extensions.write().insert(value)
     }
 
-    /// A copy of the typed data stored on the socket.
-    pub fn data<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+    /// A copy of a typed value stored with [`Socket::insert_extension`].
+    pub fn extension<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
         self.inner.extensions.read().get::<T>().cloned()
+    }
+
+    /// Sets the socket's app data. With connection state recovery on, it is
+    /// kept with the session and restored with it.
+    pub fn set_data<T: serde::Serialize>(&self, data: &T) -> Result<(), serde_json::Error> {
+        *self.inner.data_json.lock() = Some(serde_json::to_string(data)?);
+        self.save_session();
+        Ok(())
+    }
+
+    /// The socket's app data, if set and of type `T`.
+    pub fn data<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        let json = self.inner.data_json.lock().clone()?;
+        serde_json::from_str(&json).ok()
+    }
+
+    /// Says which user this socket belongs to (call it in an auth middleware):
+    /// once connected, it receives the user's inbox, pending entries first.
+    pub fn set_user(&self, user: impl Into<String>) {
+        *self.inner.user.lock() = Some(user.into());
+    }
+
+    /// The user set by [`Socket::set_user`].
+    pub fn user(&self) -> Option<String> {
+        self.inner.user.lock().clone()
+    }
+
+    pub(crate) fn inbox_cursor(&self) -> Option<&tokio::sync::Mutex<super::inbox::InboxCursor>> {
+        self.inner
+            .user
+            .lock()
+            .is_some()
+            .then_some(&self.inner.inbox)
+    }
+
+    /// True when this socket restored a previous session (connection state recovery).
+    pub fn recovered(&self) -> bool {
+        self.inner.recovered
+    }
+
+    pub(crate) fn pid(&self) -> Option<&str> {
+        self.inner.pid.as_deref()
     }
 
     /// Registers the handler of an event (replacing an earlier one).
@@ -182,6 +266,17 @@ impl Socket {
     /// Sends an event to this client.
     pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
         self.emit_packet(event, args.into_args()?, None)
+    }
+
+    /// Sends an event that is not stored and may be dropped when the client's
+    /// send buffer is full (typing indicators, presence).
+    pub fn emit_volatile(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
+        if !self.connected() {
+            return Err(EmitError::Disconnected);
+        }
+        let (values, attachments) = args.into_args()?.into_parts();
+        let packet = Packet::event(self.nsp(), event, &values, attachments, None);
+        self.inner.conn.send_packet(&packet, true)
     }
 
     /// Sends an event and waits for the client's acknowledgement, for at most
@@ -222,6 +317,15 @@ impl Socket {
         if !self.connected() {
             return Err(EmitError::Disconnected);
         }
+        if id.is_none() && self.inner.ns.durable() {
+            // Stored first, then delivered with its offset.
+            let target = Target {
+                nsp: self.nsp().to_owned(),
+                rooms: vec![self.id().to_owned()],
+                except: Vec::new(),
+            };
+            return self.inner.ns.publish(target, event, args, None).map(drop);
+        }
         let (values, attachments) = args.into_parts();
         let packet = Packet::event(self.nsp(), event, &values, attachments, id);
         self.inner.conn.send_packet(&packet, false)
@@ -230,11 +334,13 @@ impl Socket {
     /// Joins a room.
     pub fn join(&self, room: impl Into<String>) {
         self.inner.ns.join(self, [room.into()]);
+        self.save_session();
     }
 
     /// Leaves a room.
     pub fn leave(&self, room: &str) {
         self.inner.ns.leave(self.id(), [room.to_owned()]);
+        self.save_session();
     }
 
     /// The rooms this socket is in (its own id included).
@@ -370,10 +476,14 @@ impl Socket {
             let _ = self.inner.conn.send_packet(&packet, false);
         }
         self.inner.conn.forget_socket(self.nsp(), self.id());
+        if let Some(user) = self.user() {
+            self.inner.conn.users().remove(&user, self);
+        }
         // Pending acknowledgements fail with `Disconnected`.
         self.inner.acks.lock().clear();
         let socket = self.clone();
         tokio::spawn(async move {
+            socket.end_session(reason).await;
             let disconnecting: Vec<_> = socket.inner.on_disconnecting.lock().clone();
             for handler in disconnecting {
                 handler(socket.clone(), reason).await;
@@ -385,6 +495,138 @@ impl Socket {
             }
             socket.inner.handlers.write().clear();
         });
+    }
+}
+
+impl Socket {
+    /// The session record as it stands now.
+    fn session_record(&self, connected: bool) -> Option<SessionRecord> {
+        let pid = self.inner.pid.clone()?;
+        Some(SessionRecord {
+            pid,
+            sid: self.id().to_owned(),
+            nsp: self.nsp().to_owned(),
+            rooms: self.rooms(),
+            data: self.inner.data_json.lock().clone(),
+            start_seq: self.inner.start_seq,
+            connected,
+            updated_ms: crate::store::now_ms(),
+        })
+    }
+
+    /// Keeps the stored session current (rooms, data) while connected, so a
+    /// crash of the server loses nothing of it.
+    pub(crate) fn save_session(&self) {
+        let Some(store) = self.inner.ns.store() else {
+            return;
+        };
+        if self.inner.pid.is_none() {
+            return;
+        }
+        let socket = self.clone();
+        tokio::spawn(async move {
+            let _order = socket.inner.save_lock.lock().await;
+            if !socket.connected() {
+                return;
+            }
+            if let Some(record) = socket.session_record(true) {
+                if let Err(e) = store.save_session(record).await {
+                    tracing::warn!(error = %e, "saving a session failed");
+                }
+            }
+        });
+    }
+
+    /// After a disconnection: keep the session for recovery, or drop it when
+    /// the client or the server ended it on purpose.
+    async fn end_session(&self, reason: DisconnectReason) {
+        let Some(store) = self.inner.ns.store() else {
+            return;
+        };
+        let Some(pid) = self.inner.pid.clone() else {
+            return;
+        };
+        let _order = self.inner.save_lock.lock().await;
+        if !self.inner.ns.owns_pid(&pid, self.id()) {
+            // Taken over by a newer socket: the session is its own now.
+            return;
+        }
+        self.inner.ns.forget_pid(&pid, self.id());
+        let result = match reason {
+            DisconnectReason::ClientNamespaceDisconnect
+            | DisconnectReason::ServerNamespaceDisconnect => store.delete_session(&pid).await,
+            _ => match self.session_record(false) {
+                Some(record) => store.save_session(record).await,
+                None => Ok(()),
+            },
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "storing a session at disconnection failed");
+        }
+    }
+
+    /// A stored entry from the live fan-out.
+    pub(crate) fn offer(&self, out: &Outgoing) {
+        let Some(cursor) = &self.inner.cursor else {
+            return;
+        };
+        if !self.connected() {
+            return;
+        }
+        let conn = &self.inner.conn;
+        if cursor.offer(out, |frames| conn.try_send(frames)) {
+            tokio::spawn(self.clone().catch_up());
+        }
+    }
+
+    /// Starts catching up from the store (after connecting or recovering).
+    pub(crate) fn start_catch_up(&self) {
+        if let Some(cursor) = &self.inner.cursor {
+            if cursor.claim_task() {
+                tokio::spawn(self.clone().catch_up());
+            }
+        }
+    }
+
+    /// Reads what the socket missed from the store, page by page, as fast as
+    /// the client takes it, then goes live at the seam.
+    async fn catch_up(self) {
+        let (Some(cursor), Some(store)) = (&self.inner.cursor, self.inner.ns.store()) else {
+            return;
+        };
+        let conn = &self.inner.conn;
+        let low_water = conn.config().max_buffer / 2;
+        loop {
+            if !self.connected() || !conn.engine().writable(low_water).await {
+                cursor.release_task();
+                return;
+            }
+            let rooms = self.rooms();
+            let page = match store.read(self.nsp(), &rooms, cursor.last(), PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, sid = self.id(), "catch-up read failed: closing so the client recovers later");
+                    cursor.release_task();
+                    self.close_transport();
+                    return;
+                }
+            };
+            let end = page.len() < PAGE;
+            let epoch = store.epoch().to_owned();
+            let parser = conn.config().parser;
+            let outgoing: Vec<Outgoing> = page
+                .iter()
+                .map(|e| encode_entry(e, &epoch, parser))
+                .collect();
+            match cursor.apply_page(&outgoing, end, |frames| conn.try_send(frames)) {
+                PageResult::Live => return,
+                PageResult::More | PageResult::Full => {}
+                PageResult::Closed => {
+                    cursor.release_task();
+                    return;
+                }
+            }
+        }
     }
 }
 

@@ -1,0 +1,397 @@
+//! Guaranteed delivery: every stored event goes through the store before any
+//! client sees it, carries its position, and reaches each socket exactly once,
+//! in order — live, or caught up from the store after a disconnection or while
+//! the socket was too slow.
+//!
+//! - [`Publisher`]: one task that appends what sockets emit in batches (the
+//!   store groups them into one commit), then fans each entry out in position
+//!   order, encoded once for every receiver.
+//! - [`Cursor`]: per socket, the last position delivered and whether the socket
+//!   is live or catching up from the store; a catching-up socket buffers what
+//!   the fan-out brings (bounded) and switches to live at the seam without a
+//!   gap or a duplicate.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::value::RawValue;
+use tether_proto::engine::Frame;
+use tether_proto::socketio::{Packet, Parser};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{AppendOnce, Entry, NewEntry, Seq, Store, StoreError};
+
+/// Connection state recovery settings.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// How long a disconnected session stays recoverable; `None`: forever
+    /// (as long as the store keeps the entries).
+    pub max_disconnection: Option<Duration>,
+    /// Skip the namespace middlewares when a session is recovered.
+    pub skip_middlewares: bool,
+}
+
+impl Default for Recovery {
+    fn default() -> Self {
+        Self {
+            max_disconnection: Some(Duration::from_secs(120)),
+            skip_middlewares: true,
+        }
+    }
+}
+
+/// Entries a catching-up socket buffers from the live fan-out before it falls
+/// back to re-reading the store.
+const CATCH_UP_BUFFER: usize = 1024;
+/// Entries read from the store per page while catching up.
+pub(crate) const PAGE: usize = 512;
+
+/// The recovery offset Tether appends to stored events: `t.<epoch>.<seq>`.
+pub fn format_offset(epoch: &str, seq: Seq) -> String {
+    format!("t.{epoch}.{seq}")
+}
+
+/// Parses an offset made by [`format_offset`].
+pub fn parse_offset(offset: &str) -> Option<(&str, Seq)> {
+    let rest = offset.strip_prefix("t.")?;
+    let (epoch, seq) = rest.rsplit_once('.')?;
+    Some((epoch, seq.parse().ok()?))
+}
+
+/// An entry ready to send: its position and its encoded frames (shared by
+/// every receiver).
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    pub(crate) seq: Seq,
+    pub(crate) frames: Arc<[Frame]>,
+}
+
+/// Encodes a stored entry as an EVENT whose last argument is its offset.
+pub(crate) fn encode_entry(entry: &Entry, epoch: &str, parser: Parser) -> Outgoing {
+    let mut values: Vec<Box<RawValue>> =
+        serde_json::from_str(&entry.entry.args).unwrap_or_default();
+    let offset = format_offset(epoch, entry.seq);
+    if let Ok(raw) = serde_json::value::to_raw_value(&offset) {
+        values.push(raw);
+    }
+    let packet = Packet::event(
+        entry.entry.target.nsp.clone(),
+        &entry.entry.event,
+        &values,
+        entry.entry.attachments.clone(),
+        None,
+    );
+    Outgoing {
+        seq: entry.seq,
+        frames: packet.encode(parser).into(),
+    }
+}
+
+/// Where a socket stands in the store.
+#[derive(Debug)]
+enum Mode {
+    Live,
+    CatchingUp {
+        buffer: VecDeque<Outgoing>,
+        overflowed: bool,
+    },
+}
+
+/// The delivery state of one socket.
+#[derive(Debug)]
+pub(crate) struct Cursor {
+    inner: Mutex<CursorState>,
+}
+
+#[derive(Debug)]
+struct CursorState {
+    last: Seq,
+    mode: Mode,
+    task: bool,
+}
+
+/// What a send attempt did.
+pub(crate) enum SendOutcome {
+    Sent,
+    Full,
+    Closed,
+}
+
+impl Cursor {
+    /// A cursor at `last`, catching up (the first pass reads what was stored
+    /// after `last`).
+    pub(crate) fn new(last: Seq) -> Self {
+        Self {
+            inner: Mutex::new(CursorState {
+                last,
+                mode: Mode::CatchingUp {
+                    buffer: VecDeque::new(),
+                    overflowed: false,
+                },
+                task: false,
+            }),
+        }
+    }
+
+    /// The last position delivered.
+    pub(crate) fn last(&self) -> Seq {
+        self.inner.lock().last
+    }
+
+    /// An entry from the live fan-out. Returns true when a catch-up task must
+    /// be started (the socket could not take it).
+    pub(crate) fn offer(&self, out: &Outgoing, send: impl Fn(&[Frame]) -> SendOutcome) -> bool {
+        let mut s = self.inner.lock();
+        if out.seq <= s.last {
+            return false;
+        }
+        match &mut s.mode {
+            Mode::Live => match send(&out.frames) {
+                SendOutcome::Sent => {
+                    s.last = out.seq;
+                    false
+                }
+                SendOutcome::Closed => false,
+                SendOutcome::Full => {
+                    s.mode = Mode::CatchingUp {
+                        buffer: VecDeque::new(),
+                        overflowed: false,
+                    };
+                    !std::mem::replace(&mut s.task, true)
+                }
+            },
+            Mode::CatchingUp { buffer, overflowed } => {
+                if buffer.len() < CATCH_UP_BUFFER {
+                    buffer.push_back(out.clone());
+                } else {
+                    buffer.clear();
+                    *overflowed = true;
+                }
+                false
+            }
+        }
+    }
+
+    /// Claims the catch-up task (false if one runs already).
+    pub(crate) fn claim_task(&self) -> bool {
+        !std::mem::replace(&mut self.inner.lock().task, true)
+    }
+
+    /// Delivers a page read from the store, then, if the page was the end of
+    /// the store, the buffered live entries, and goes live. Returns true once
+    /// live (the catch-up task ends), false to read another page.
+    pub(crate) fn apply_page(
+        &self,
+        page: &[Outgoing],
+        end_of_store: bool,
+        send: impl Fn(&[Frame]) -> SendOutcome,
+    ) -> PageResult {
+        let mut s = self.inner.lock();
+        for out in page {
+            if out.seq <= s.last {
+                continue;
+            }
+            match send(&out.frames) {
+                SendOutcome::Sent => s.last = out.seq,
+                SendOutcome::Full => return PageResult::Full,
+                SendOutcome::Closed => return PageResult::Closed,
+            }
+        }
+        if !end_of_store {
+            return PageResult::More;
+        }
+        let Mode::CatchingUp { buffer, overflowed } = &mut s.mode else {
+            s.task = false;
+            return PageResult::Live;
+        };
+        if *overflowed {
+            *overflowed = false;
+            buffer.clear();
+            return PageResult::More;
+        }
+        let buffered: Vec<Outgoing> = buffer.drain(..).collect();
+        for out in buffered {
+            if out.seq <= s.last {
+                continue;
+            }
+            match send(&out.frames) {
+                SendOutcome::Sent => s.last = out.seq,
+                SendOutcome::Full => return PageResult::Full,
+                SendOutcome::Closed => return PageResult::Closed,
+            }
+        }
+        s.mode = Mode::Live;
+        s.task = false;
+        PageResult::Live
+    }
+
+    /// The catch-up task stops (socket closed, store failure).
+    pub(crate) fn release_task(&self) {
+        self.inner.lock().task = false;
+    }
+}
+
+/// Result of [`Cursor::apply_page`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PageResult {
+    Live,
+    More,
+    Full,
+    Closed,
+}
+
+/// A request to store an event, then fan it out.
+pub(crate) struct Publish {
+    pub(crate) entry: NewEntry,
+    pub(crate) key: Option<String>,
+    /// Sockets of this namespace receive it after commit.
+    pub(crate) fan_out: Arc<dyn Fn(&Entry) + Send + Sync>,
+    pub(crate) reply: Option<oneshot::Sender<Result<AppendOnce, StoreError>>>,
+}
+
+/// Appends in batches, then fans out in position order.
+pub(crate) struct Publisher {
+    tx: mpsc::Sender<Publish>,
+}
+
+impl Publisher {
+    /// Starts the publisher task on `store`.
+    pub(crate) fn start(store: Arc<dyn Store>) -> Self {
+        let (tx, rx) = mpsc::channel(65_536);
+        tokio::spawn(run_publisher(store, rx));
+        Self { tx }
+    }
+
+    /// Queues a publish; fails at once when the queue is full or closed.
+    pub(crate) fn publish(&self, publish: Publish) -> Result<(), StoreError> {
+        self.tx.try_send(publish).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                StoreError::Unavailable("publish queue full".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })
+    }
+}
+
+async fn run_publisher(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Publish>) {
+    let mut batch = Vec::with_capacity(4096);
+    while rx.recv_many(&mut batch, 4096).await > 0 {
+        // Every request of the batch goes to the store at once, so the store
+        // commits them together; none is fanned out before all are stored, and
+        // each batch's positions follow the previous batch's.
+        let results = futures_util::future::join_all(batch.iter().map(|p| {
+            let store = store.clone();
+            let entry = p.entry.clone();
+            let key = p.key.clone();
+            async move {
+                match key {
+                    Some(key) => store.append_once(key, entry).await,
+                    None => store.append(vec![entry]).await.and_then(|seqs| {
+                        seqs.first()
+                            .copied()
+                            .map(AppendOnce::Appended)
+                            .ok_or(StoreError::Closed)
+                    }),
+                }
+            }
+        }))
+        .await;
+        let mut appended: Vec<(Seq, usize)> = results
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match r {
+                Ok(AppendOnce::Appended(seq)) => Some((*seq, i)),
+                _ => None,
+            })
+            .collect();
+        appended.sort_unstable();
+        let now = crate::store::now_ms();
+        for (seq, i) in appended {
+            let p = &batch[i];
+            let entry = Entry {
+                seq,
+                ts_ms: now,
+                entry: p.entry.clone(),
+            };
+            (p.fan_out)(&entry);
+        }
+        for (p, result) in batch.drain(..).zip(results) {
+            if let Some(reply) = p.reply {
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_round_trip() {
+        let o = format_offset("AbC_-1", 42);
+        assert_eq!(parse_offset(&o), Some(("AbC_-1", 42)));
+        assert_eq!(parse_offset("42"), None);
+        assert_eq!(parse_offset("t.x.y"), None);
+        assert_eq!(parse_offset("hello"), None);
+    }
+
+    fn out(seq: Seq) -> Outgoing {
+        Outgoing {
+            seq,
+            frames: vec![Frame::text(format!("{seq}"))].into(),
+        }
+    }
+
+    #[test]
+    fn seam_has_no_gap_and_no_duplicate() {
+        let sent = Mutex::new(Vec::new());
+        let send = |f: &[Frame]| {
+            if let Frame::Text(t) = &f[0] {
+                sent.lock()
+                    .push(String::from_utf8_lossy(t).parse::<u64>().unwrap());
+            }
+            SendOutcome::Sent
+        };
+        let c = Cursor::new(10);
+        // Live entries 12..=14 arrive while the store read (11..=13) runs.
+        for s in 12..=14 {
+            assert!(!c.offer(&out(s), send));
+        }
+        let page: Vec<_> = (11..=13).map(out).collect();
+        assert_eq!(c.apply_page(&page, true, send), PageResult::Live);
+        c.offer(&out(15), send);
+        assert_eq!(*sent.lock(), vec![11, 12, 13, 14, 15]);
+        assert_eq!(c.last(), 15);
+    }
+
+    #[test]
+    fn overflow_rereads_the_store() {
+        let send = |_: &[Frame]| SendOutcome::Sent;
+        let c = Cursor::new(0);
+        for s in 1..=(CATCH_UP_BUFFER as u64 + 5) {
+            c.offer(&out(s), send);
+        }
+        assert_eq!(c.apply_page(&[out(1)], true, send), PageResult::More);
+        assert_eq!(c.last(), 1);
+    }
+
+    #[test]
+    fn full_socket_switches_to_catch_up() {
+        let c = Cursor::new(0);
+        assert_eq!(
+            c.apply_page(&[], true, |_| SendOutcome::Sent),
+            PageResult::Live
+        );
+        assert!(c.offer(&out(1), |_| SendOutcome::Full));
+        assert_eq!(c.last(), 0);
+        assert!(!c.offer(&out(2), |_| SendOutcome::Sent));
+        assert_eq!(
+            c.apply_page(&[out(1), out(2)], true, |_| SendOutcome::Sent),
+            PageResult::Live
+        );
+        assert_eq!(c.last(), 2);
+    }
+}

@@ -1,0 +1,137 @@
+//! Connection state recovery at CONNECT: restore a stored session, or start a
+//! new one at the right position, and tell the client plainly which it got.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::namespace::{DeliveryCtx, Namespace};
+use super::socket::SocketInit;
+use crate::delivery::{format_offset, parse_offset};
+use crate::error::ConnectError;
+use crate::store::{now_ms, Seq};
+
+/// Why a session could not be restored (sent to Tether-aware clients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// No such session (never issued, deleted, or another namespace).
+    UnknownSession,
+    /// Disconnected for longer than the recovery window, or its missed
+    /// entries were trimmed by retention.
+    Expired,
+    /// The offset was not issued by this store.
+    UnknownOffset,
+    /// The offset comes from another life of the store (it was reset).
+    StoreReset,
+}
+
+impl Refusal {
+    fn as_str(self) -> &'static str {
+        match self {
+            Refusal::UnknownSession => "unknown session",
+            Refusal::Expired => "expired",
+            Refusal::UnknownOffset => "unknown offset",
+            Refusal::StoreReset => "store reset",
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ConnectError {
+    tracing::warn!(error = %e, "store unavailable at connect");
+    ConnectError::new("store unavailable")
+}
+
+/// How a socket starts on namespace `ns`, given the CONNECT auth: restored
+/// (`pid` + `offset` sent by the official client), or new. The report, when
+/// present, says what was asked, what is available and why it was refused.
+pub(crate) async fn start(
+    delivery: &DeliveryCtx,
+    ns: &Arc<Namespace>,
+    auth: &Value,
+) -> Result<(SocketInit, Option<Value>), ConnectError> {
+    let store = &delivery.store;
+    let (last, first) = store.bounds().await.map_err(unavailable)?;
+    let pid = auth.get("pid").and_then(Value::as_str);
+    let offset = auth.get("offset").and_then(Value::as_str);
+    let mut report = None;
+    if let Some(pid) = pid {
+        match restore(delivery, ns, pid, offset, last, first).await? {
+            Ok(init) => return Ok((init, None)),
+            Err(refusal) => {
+                report = Some(json!({
+                    "recovered": false,
+                    "reason": refusal.as_str(),
+                    "requested": offset,
+                    "available_from": format_offset(store.epoch(), first.saturating_sub(1)),
+                    "latest": format_offset(store.epoch(), last),
+                }));
+            }
+        }
+    }
+    // A new session. A client that says where it stands in the namespace's
+    // stream (the tutorial's `auth.serverOffset`) catches up from there.
+    let field = ns.catch_up_field.read().clone();
+    let from = field
+        .and_then(|f| auth.get(&f).and_then(value_as_seq))
+        .map_or(last, |n| n.min(last));
+    let init = SocketInit {
+        pid: Some(crate::id::random_id()),
+        cursor: Some(from),
+        start_seq: last,
+        ..SocketInit::default()
+    };
+    Ok((init, report))
+}
+
+fn value_as_seq(v: &Value) -> Option<Seq> {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+async fn restore(
+    delivery: &DeliveryCtx,
+    ns: &Namespace,
+    pid: &str,
+    offset: Option<&str>,
+    last: Seq,
+    first: Seq,
+) -> Result<Result<SocketInit, Refusal>, ConnectError> {
+    let store = &delivery.store;
+    let Some(record) = store.load_session(pid).await.map_err(unavailable)? else {
+        return Ok(Err(Refusal::UnknownSession));
+    };
+    if record.nsp != ns.name() {
+        return Ok(Err(Refusal::UnknownSession));
+    }
+    // A record still marked connected belongs to a socket of a server that
+    // died (or that is being taken over): recoverable.
+    let window = delivery.recovery.max_disconnection;
+    let idle_ms = now_ms().saturating_sub(record.updated_ms);
+    if !record.connected
+        && window.is_some_and(|w| u128::try_from(idle_ms).unwrap_or(0) > w.as_millis())
+    {
+        return Ok(Err(Refusal::Expired));
+    }
+    let from = match offset {
+        None => record.start_seq,
+        Some(offset) => match parse_offset(offset) {
+            None => return Ok(Err(Refusal::UnknownOffset)),
+            Some((epoch, _)) if epoch != store.epoch() => return Ok(Err(Refusal::StoreReset)),
+            Some((_, seq)) if seq > last => return Ok(Err(Refusal::UnknownOffset)),
+            Some((_, seq)) => seq,
+        },
+    };
+    if from.saturating_add(1) < first {
+        // What the client missed was trimmed: no silent partial replay.
+        return Ok(Err(Refusal::Expired));
+    }
+    Ok(Ok(SocketInit {
+        id: Some(record.sid),
+        pid: Some(record.pid),
+        recovered: true,
+        cursor: Some(from),
+        start_seq: record.start_seq,
+        data: record.data,
+        rooms: record.rooms,
+    }))
+}

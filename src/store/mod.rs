@@ -1,0 +1,237 @@
+//! Durable storage for delivery: stream entries, sessions, idempotency
+//! records, inbox entries, retention.
+//!
+//! [`Store`] is async and batched so that a networked backend (Redis) fits the
+//! same shape as the embedded ones: [`MemoryStore`] (tests, ephemeral servers)
+//! and [`SqliteStore`] (the default: one file, one writer thread with group
+//! commit). Positions ("offsets") are one sequence per store, increasing; a
+//! stream (a room of a namespace) sees a subsequence of it, so one offset tells
+//! where a client stands in every stream at once.
+
+mod memory;
+mod sqlite;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use memory::MemoryStore;
+pub use sqlite::{Durability, SqliteStore};
+
+/// A position in the store. Increasing; never reused within one epoch.
+pub type Seq = u64;
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (I/O, disk full, connection lost). Nothing of the
+    /// failed operation was kept.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store was closed.
+    #[error("store closed")]
+    Closed,
+}
+
+/// Where an entry goes: a namespace, the rooms it targets, the rooms and
+/// socket it excludes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Target {
+    /// Namespace name (`/`).
+    pub nsp: String,
+    /// Rooms the entry is for; empty means every socket of the namespace.
+    pub rooms: Vec<String>,
+    /// Rooms whose sockets are excluded.
+    pub except: Vec<String>,
+}
+
+/// An entry to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEntry {
+    /// Where it goes.
+    pub target: Target,
+    /// Event name.
+    pub event: String,
+    /// Raw JSON of the arguments array (binary values as placeholders).
+    pub args: String,
+    /// Binary attachments.
+    pub attachments: Vec<Bytes>,
+}
+
+/// A stored entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Its position.
+    pub seq: Seq,
+    /// Milliseconds since the Unix epoch when it was appended.
+    pub ts_ms: i64,
+    /// The entry as appended.
+    pub entry: NewEntry,
+}
+
+/// The outcome of an idempotent append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOnce {
+    /// First time this key was seen: the entry was appended at this position.
+    Appended(Seq),
+    /// The key was seen before: nothing was appended; this is the position the
+    /// first append got.
+    Duplicate(Seq),
+}
+
+impl AppendOnce {
+    /// The position of the entry, new or earlier.
+    pub fn seq(&self) -> Seq {
+        match self {
+            AppendOnce::Appended(s) | AppendOnce::Duplicate(s) => *s,
+        }
+    }
+}
+
+/// What is kept of a socket's session while it is connected and after, for
+/// connection state recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Private session id: known only to its owner.
+    pub pid: String,
+    /// Public socket id, restored on recovery.
+    pub sid: String,
+    /// Namespace.
+    pub nsp: String,
+    /// Rooms joined (the socket's own id room included).
+    pub rooms: Vec<String>,
+    /// App data as JSON (`socket.set_data`), if any.
+    pub data: Option<String>,
+    /// The store position when the session began: a client that received no
+    /// event yet recovers from here.
+    pub start_seq: Seq,
+    /// True while a socket of the session is connected.
+    pub connected: bool,
+    /// Milliseconds since the Unix epoch of the last change (the disconnection
+    /// time when not connected).
+    pub updated_ms: i64,
+}
+
+/// An entry of a user's inbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxEntry {
+    /// Position in the user's inbox (increasing per user).
+    pub seq: Seq,
+    /// Milliseconds since the Unix epoch when it was stored.
+    pub ts_ms: i64,
+    /// Event name.
+    pub event: String,
+    /// Raw JSON arguments array.
+    pub args: String,
+    /// Binary attachments.
+    pub attachments: Vec<Bytes>,
+}
+
+/// Retention of stream entries (and idempotency records, which live as long).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    /// Drop entries older than this.
+    pub max_age: Option<Duration>,
+    /// Keep at most this many entries per namespace.
+    pub max_count: Option<u64>,
+}
+
+/// Storage for delivery. Every method is atomic: it either happens whole, or
+/// fails with nothing kept. Writes are durable when they return `Ok` (per the
+/// backend's durability setting).
+pub trait Store: Send + Sync + 'static {
+    /// Identifies this life of the store: it changes when the store is reset
+    /// (a new file, a flushed database), so offsets from another life are
+    /// recognised.
+    fn epoch(&self) -> &str;
+
+    /// Appends entries in order; returns their positions.
+    fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>>;
+
+    /// Appends `entry` unless `key` was used before (in namespace `nsp`);
+    /// the key is recorded in the same transaction.
+    fn append_once(
+        &self,
+        key: String,
+        entry: NewEntry,
+    ) -> BoxFuture<'_, Result<AppendOnce, StoreError>>;
+
+    /// Entries after `after` (exclusive) targeting any of `rooms` in `nsp`, or
+    /// the whole namespace, in order, at most `limit`. Cost grows with what is
+    /// returned, not with other rooms' traffic.
+    fn read(
+        &self,
+        nsp: &str,
+        rooms: &[String],
+        after: Seq,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>>;
+
+    /// Entries of one room (or `None`: the whole-namespace stream) before
+    /// `before` (exclusive), newest last, at most `limit`: a history page.
+    fn history(
+        &self,
+        nsp: &str,
+        room: Option<&str>,
+        before: Seq,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>>;
+
+    /// The last position handed out (0 when empty) and the oldest position
+    /// still kept (entries before it were trimmed).
+    fn bounds(&self) -> BoxFuture<'_, Result<(Seq, Seq), StoreError>>;
+
+    /// Creates or replaces a session record.
+    fn save_session(&self, record: SessionRecord) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// The session record of `pid`.
+    fn load_session(&self, pid: &str) -> BoxFuture<'_, Result<Option<SessionRecord>, StoreError>>;
+
+    /// Removes a session record.
+    fn delete_session(&self, pid: &str) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Stores an entry in `user`'s inbox; returns its position.
+    fn inbox_push(
+        &self,
+        user: &str,
+        event: String,
+        args: String,
+        attachments: Vec<Bytes>,
+    ) -> BoxFuture<'_, Result<Seq, StoreError>>;
+
+    /// Unacknowledged entries of `user`'s inbox after `after`, oldest first.
+    fn inbox_pending(
+        &self,
+        user: &str,
+        after: Seq,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<InboxEntry>, StoreError>>;
+
+    /// Acknowledges every entry of `user`'s inbox up to `upto` (inclusive).
+    fn inbox_ack(&self, user: &str, upto: Seq) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Drops entries and idempotency records past `retention`, and sessions
+    /// disconnected before `sessions_before_ms`. Returns how many entries went.
+    fn trim(
+        &self,
+        retention: Retention,
+        sessions_before_ms: i64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>>;
+}
+
+/// A boxed future, so that [`Store`] can be used as `dyn Store`.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// True when `entry` reaches a socket in `rooms` (its own id room included).
+pub fn reaches(target: &Target, rooms: &[String]) -> bool {
+    let in_target = target.rooms.is_empty() || target.rooms.iter().any(|r| rooms.contains(r));
+    in_target && !target.except.iter().any(|r| rooms.contains(r))
+}
