@@ -68,10 +68,25 @@ pub(crate) struct Outgoing {
     pub(crate) frames: Arc<[Frame]>,
 }
 
+/// Stands for the entry's own position in stored arguments (see
+/// [`crate::Args::push_seq`]).
+const SEQ_PLACEHOLDER: &str = "{\"_tether_seq\":true}";
+
+pub(crate) fn seq_placeholder() -> Box<RawValue> {
+    RawValue::from_string(SEQ_PLACEHOLDER.to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
 /// Encodes a stored entry as an EVENT whose last argument is its offset.
 pub(crate) fn encode_entry(entry: &Entry, epoch: &str, parser: Parser) -> Outgoing {
     let mut values: Vec<Box<RawValue>> =
         serde_json::from_str(&entry.entry.args).unwrap_or_default();
+    for value in &mut values {
+        if value.get() == SEQ_PLACEHOLDER {
+            if let Ok(seq) = serde_json::value::to_raw_value(&entry.seq) {
+                *value = seq;
+            }
+        }
+    }
     let offset = format_offset(epoch, entry.seq);
     if let Ok(raw) = serde_json::value::to_raw_value(&offset) {
         values.push(raw);
@@ -155,6 +170,7 @@ impl Cursor {
                 }
                 SendOutcome::Closed => false,
                 SendOutcome::Full => {
+                    metrics::counter!("tether_send_queue_pauses_total").increment(1);
                     s.mode = Mode::CatchingUp {
                         buffer: VecDeque::new(),
                         overflowed: false,
@@ -251,9 +267,16 @@ pub(crate) struct Publish {
     pub(crate) reply: Option<oneshot::Sender<Result<AppendOnce, StoreError>>>,
 }
 
+/// What the publisher task receives.
+enum Command {
+    Publish(Publish),
+    /// Answered once every publish queued before it is stored and fanned out.
+    Flush(oneshot::Sender<()>),
+}
+
 /// Appends in batches, then fans out in position order.
 pub(crate) struct Publisher {
-    tx: mpsc::Sender<Publish>,
+    tx: mpsc::Sender<Command>,
 }
 
 impl Publisher {
@@ -266,7 +289,7 @@ impl Publisher {
 
     /// Queues a publish; fails at once when the queue is full or closed.
     pub(crate) fn publish(&self, publish: Publish) -> Result<(), StoreError> {
-        self.tx.try_send(publish).map_err(|e| match e {
+        self.tx.try_send(Command::Publish(publish)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
                 StoreError::Unavailable("publish queue full".into())
             }
@@ -275,9 +298,37 @@ impl Publisher {
     }
 }
 
-async fn run_publisher(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Publish>) {
+impl Publisher {
+    /// Waits until everything published so far is stored and fanned out.
+    pub(crate) async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+async fn run_publisher(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Command>) {
+    let mut commands = Vec::with_capacity(4096);
     let mut batch = Vec::with_capacity(4096);
-    while rx.recv_many(&mut batch, 4096).await > 0 {
+    let mut flushes = Vec::new();
+    while rx.recv_many(&mut commands, 4096).await > 0 {
+        for command in commands.drain(..) {
+            match command {
+                Command::Publish(p) => batch.push(p),
+                Command::Flush(done) => flushes.push(done),
+            }
+        }
+        publish_batch(&store, &mut batch).await;
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn publish_batch(store: &Arc<dyn Store>, batch: &mut Vec<Publish>) {
+    {
+        let started = std::time::Instant::now();
         // Every request of the batch goes to the store at once, so the store
         // commits them together; none is fanned out before all are stored, and
         // each batch's positions follow the previous batch's.
@@ -298,6 +349,14 @@ async fn run_publisher(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Publish>) {
             }
         }))
         .await;
+        metrics::histogram!("tether_store_commit_seconds").record(started.elapsed().as_secs_f64());
+        let duplicates = results
+            .iter()
+            .filter(|r| matches!(r, Ok(AppendOnce::Duplicate(_))))
+            .count();
+        metrics::counter!("tether_duplicates_total").increment(duplicates as u64);
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        metrics::counter!("tether_store_errors_total").increment(failed as u64);
         let mut appended: Vec<(Seq, usize)> = results
             .iter()
             .enumerate()
@@ -328,6 +387,29 @@ async fn run_publisher(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Publish>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seq_placeholder_becomes_the_position() {
+        let mut args = crate::Args::new();
+        args.push(&"hi").unwrap();
+        args.push_seq();
+        let (values, _) = args.into_parts();
+        let entry = Entry {
+            seq: 42,
+            ts_ms: 0,
+            entry: NewEntry {
+                target: crate::store::Target {
+                    nsp: "/".into(),
+                    ..Default::default()
+                },
+                event: "chat message".into(),
+                args: tether_proto::socketio::event_array(None, &values).get().to_owned(),
+                attachments: Vec::new(),
+            },
+        };
+        let out = encode_entry(&entry, "E", Parser::Json);
+        assert_eq!(out.frames[0], Frame::text("42[\"chat message\",\"hi\",42,\"t.E.42\"]".into()));
+    }
 
     #[test]
     fn offsets_round_trip() {

@@ -52,6 +52,13 @@ impl Args {
         self.values.push(value);
     }
 
+    /// Appends the stored position of the event itself (a number), filled in
+    /// when a published event is delivered, live or replayed: the chat
+    /// tutorial's `serverOffset`.
+    pub fn push_seq(&mut self) {
+        self.values.push(crate::delivery::seq_placeholder());
+    }
+
     /// Appends a binary value (sent as an attachment).
     pub fn push_binary(&mut self, bytes: impl Into<Bytes>) {
         self.values.push(placeholder(self.attachments.len()));

@@ -338,6 +338,18 @@ impl SocketIo {
         self.inner.delivery.as_ref().map(|d| d.store.clone())
     }
 
+    /// Graceful shutdown: waits until every event published so far is stored
+    /// and handed to its sockets, then closes every transport. Sessions stay
+    /// in the store, so clients recover on the next server.
+    pub async fn shutdown(&self) {
+        if let Some(delivery) = &self.inner.delivery {
+            delivery.publisher.flush().await;
+        }
+        self.inner
+            .engine
+            .close_all(tether_proto::engine::CloseReason::ForcedClose);
+    }
+
     /// Disconnects every client (server shutdown): sockets see
     /// "server shutting down"... as a transport close on the client side.
     pub fn close(&self) {

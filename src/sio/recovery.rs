@@ -56,8 +56,13 @@ pub(crate) async fn start(
     let mut report = None;
     if let Some(pid) = pid {
         match restore(delivery, ns, pid, offset, last, first).await? {
-            Ok(init) => return Ok((init, None)),
+            Ok(init) => {
+                metrics::counter!("tether_recoveries_total", "result" => "recovered").increment(1);
+                return Ok((init, None));
+            }
             Err(refusal) => {
+                metrics::counter!("tether_recoveries_total", "result" => refusal.as_str())
+                    .increment(1);
                 report = Some(json!({
                     "recovered": false,
                     "reason": refusal.as_str(),

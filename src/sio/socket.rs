@@ -450,6 +450,7 @@ impl Socket {
             nsp: self.nsp().to_owned(),
             id,
         });
+        metrics::counter!("tether_events_in_total").increment(1);
         let event = Event {
             name,
             args: Args::from_raw(values, packet.attachments),
@@ -618,6 +619,7 @@ impl Socket {
                 .iter()
                 .map(|e| encode_entry(e, &epoch, parser))
                 .collect();
+            metrics::counter!("tether_replayed_events_total").increment(outgoing.len() as u64);
             match cursor.apply_page(&outgoing, end, |frames| conn.try_send(frames)) {
                 PageResult::Live => return,
                 PageResult::More | PageResult::Full => {}
@@ -643,6 +645,7 @@ impl AckSender {
     pub fn send(self, args: impl IntoArgs) -> Result<(), EmitError> {
         let (values, attachments) = args.into_args()?.into_parts();
         let packet = Packet::ack(self.nsp, self.id, &values, attachments);
+        metrics::counter!("tether_acks_total").increment(1);
         self.conn.send_packet(&packet, false)
     }
 }

@@ -245,7 +245,17 @@ impl Session {
         frame: Frame,
         now: Instant,
     ) -> Result<ProbeReply, PacketError> {
-        match (Packet::decode(frame)?, self.upgrade) {
+        if self.closed.is_some() || self.transport != TransportKind::Polling {
+            return Err(PacketError::UnknownType('?'));
+        }
+        let packet = match Packet::decode(frame) {
+            Ok(packet) => packet,
+            Err(e) => {
+                self.abort_probe();
+                return Err(e);
+            }
+        };
+        match (packet, self.upgrade) {
             (Packet::Ping(payload), UpgradeState::None) if &payload[..] == b"probe" => {
                 self.upgrade = UpgradeState::Probing;
                 self.upgrade_deadline = Some(now + self.config.upgrade_timeout);

@@ -76,14 +76,16 @@ pub(crate) fn decode(bin: &[u8], max_attachments: usize) -> Result<Packet, Decod
     let kind = kind.with_binary(!attachments.is_empty());
     let valid = match kind {
         PacketType::Connect => data.as_deref().is_none_or(|d| d.get().starts_with('{')),
-        PacketType::Disconnect => true,
+        PacketType::Disconnect => data.is_none() && id.is_none(),
         PacketType::Event | PacketType::BinaryEvent => {
             data.as_deref().is_some_and(|d| d.get().starts_with("[\""))
         }
         PacketType::Ack | PacketType::BinaryAck => {
             id.is_some() && data.as_deref().is_some_and(|d| d.get().starts_with('['))
         }
-        PacketType::ConnectError => data.is_some(),
+        PacketType::ConnectError => data
+            .as_deref()
+            .is_some_and(|d| d.get().starts_with('{') || d.get().starts_with('"')),
     };
     if !valid {
         return Err(DecodeError::InvalidPayload("payload shape".into()));
@@ -135,6 +137,13 @@ fn to_json(v: &Value, out: &mut String, attachments: &mut Vec<Bytes>) -> Result<
             for (i, (k, item)) in entries.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
+                }
+                if k.as_str() == Some("_placeholder") {
+                    // Only real binary values become placeholders: a client's
+                    // look-alike map would alias an attachment.
+                    return Err(DecodeError::InvalidPayload(
+                        "reserved key _placeholder".into(),
+                    ));
                 }
                 match k {
                     Value::String(s) => push_str(

@@ -171,6 +171,9 @@ pub enum DecodeError {
     /// The packet was empty.
     #[error("empty packet")]
     Empty,
+    /// A text packet was not valid UTF-8.
+    #[error("invalid UTF-8")]
+    InvalidUtf8,
     /// Unknown packet type.
     #[error("unknown packet type")]
     UnknownType,
@@ -236,7 +239,7 @@ impl Decoder {
                 if self.pending.is_some() {
                     return Err(DecodeError::UnexpectedFrame);
                 }
-                let text = std::str::from_utf8(&text).map_err(|_| DecodeError::Empty)?;
+                let text = std::str::from_utf8(&text).map_err(|_| DecodeError::InvalidUtf8)?;
                 let (packet, expected) = super::json::decode(text, self.max_attachments)?;
                 if expected == 0 {
                     Ok(Some(packet))

@@ -1,0 +1,72 @@
+//! The chat app: the Socket.IO tutorial's chat, with nothing lost.
+//!
+//! Wire contract (kept from the tutorial):
+//! - client -> server: `chat message` (content, clientOffset, ack): stored once
+//!   per clientOffset, then acked with `{ seq, duplicate }`;
+//! - server -> everyone: `chat message` (content, serverOffset, meta), where
+//!   serverOffset is the message's position in the store and meta is
+//!   `{ id: clientOffset, name }`, followed by Tether's recovery offset;
+//! - a client that connects with `auth.serverOffset` (and is not recovering a
+//!   session) first gets every message after it, in order, then live ones.
+
+use serde_json::json;
+use tether::{Args, Event, Socket, SocketIo};
+
+/// Longest message accepted, in characters.
+const MAX_MESSAGE_CHARS: usize = 4000;
+/// Longest name accepted, in characters.
+const MAX_NAME_CHARS: usize = 40;
+
+/// Registers the chat on namespace `/`.
+pub fn install(io: &SocketIo) {
+    let io2 = io.clone();
+    io.ns("/", move |socket: Socket| {
+        let io = io2.clone();
+        async move {
+            socket.on("chat message", move |socket: Socket, ev: Event| {
+                let io = io.clone();
+                async move { on_message(&io, &socket, ev).await }
+            });
+        }
+    })
+    .catch_up_from_auth("serverOffset");
+}
+
+async fn on_message(io: &SocketIo, socket: &Socket, mut ev: Event) {
+    let content: String = match ev.args().get(0) {
+        Ok(content) => content,
+        Err(_) => return drop(ev.ack((json!({ "error": "content must be a string" }),))),
+    };
+    let Ok(client_offset) = ev.args().get::<String>(1) else {
+        return drop(ev.ack((json!({ "error": "clientOffset must be a string" }),)));
+    };
+    if content.chars().count() > MAX_MESSAGE_CHARS || client_offset.len() > 200 {
+        return drop(ev.ack((json!({ "error": "message too long" }),)));
+    }
+    let name = socket
+        .handshake()
+        .auth
+        .get("name")
+        .and_then(|n| n.as_str())
+        .map(|n| n.chars().take(MAX_NAME_CHARS).collect::<String>());
+    let mut args = Args::new();
+    let meta = json!({ "id": client_offset, "name": name });
+    if args.push(&content).is_err() || {
+        args.push_seq();
+        args.push(&meta).is_err()
+    } {
+        return drop(ev.ack((json!({ "error": "cannot encode" }),)));
+    }
+    let Some(all) = io.of("/") else { return };
+    let answer = match all.publish_once(client_offset, "chat message", args).await {
+        Ok(outcome) => json!({
+            "seq": outcome.seq(),
+            "duplicate": matches!(outcome, tether::store::AppendOnce::Duplicate(_)),
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "message not stored");
+            json!({ "error": "not stored, retry" })
+        }
+    };
+    let _ = ev.ack((answer,));
+}

@@ -1,0 +1,265 @@
+//! `tether`: the chat server on its embedded store, and tools to look inside
+//! a store.
+
+mod chat;
+mod settings;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use tether::engine::Body;
+use tether::store::{Durability, MemoryStore, SqliteStore, Store};
+use tether::SocketIo;
+
+use settings::{ServeArgs, Settings};
+
+/// The chat page.
+const PAGE: &str = include_str!("../../../web/index.html");
+/// The official socket.io-client browser bundle, from web/node_modules (npm ci).
+const CLIENT_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/socket.io.min.js"));
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tether",
+    version,
+    about = "A Socket.IO server that never loses a message"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the chat app (page at `/`, Socket.IO at `/socket.io/`) until SIGTERM or SIGINT.
+    Serve(ServeArgs),
+    /// Print a page of stored messages (newest last).
+    History {
+        /// The SQLite store file.
+        #[arg(long, default_value = "tether.db")]
+        store: String,
+        /// Namespace.
+        #[arg(long, default_value = "/")]
+        nsp: String,
+        /// A room (default: the whole-namespace stream).
+        #[arg(long)]
+        room: Option<String>,
+        /// Only messages before this position.
+        #[arg(long)]
+        before: Option<u64>,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Print the store's positions: the latest and the oldest kept.
+    Bounds {
+        /// The SQLite store file.
+        #[arg(long, default_value = "tether.db")]
+        store: String,
+    },
+    /// Print a user's unacknowledged inbox entries.
+    Inbox {
+        /// The SQLite store file.
+        #[arg(long, default_value = "tether.db")]
+        store: String,
+        /// The user.
+        user: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tether: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::History {
+                store,
+                nsp,
+                room,
+                before,
+                limit,
+            } => {
+                let store = open_existing(&store)?;
+                let page = store
+                    .history(&nsp, room.as_deref(), before.unwrap_or(u64::MAX), limit)
+                    .await?;
+                for entry in page {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        entry.seq, entry.ts_ms, entry.entry.event, entry.entry.args
+                    );
+                }
+                Ok(())
+            }
+            Command::Bounds { store } => {
+                let store = open_existing(&store)?;
+                let (last, first) = store.bounds().await?;
+                println!(
+                    "epoch {}\nlatest {last}\noldest kept {first}",
+                    store.epoch()
+                );
+                Ok(())
+            }
+            Command::Inbox { store, user } => {
+                let store = open_existing(&store)?;
+                for entry in store.inbox_pending(&user, 0, 10_000).await? {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        entry.seq, entry.ts_ms, entry.event, entry.args
+                    );
+                }
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tether: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+fn open_existing(path: &str) -> Result<Arc<dyn Store>, AnyError> {
+    if !Path::new(path).exists() {
+        return Err(format!("no store at {path}").into());
+    }
+    Ok(Arc::new(SqliteStore::open(path, Durability::Fsync)?))
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), AnyError> {
+    let settings = Settings::load(&args)?;
+    init_logs(&settings.log_format);
+    let config = settings.config()?;
+    let store: Arc<dyn Store> = if settings.store == "memory" {
+        Arc::new(MemoryStore::new())
+    } else {
+        let durability = match settings.durability.as_str() {
+            "relaxed" => Durability::Relaxed,
+            _ => Durability::Fsync,
+        };
+        Arc::new(SqliteStore::open(&settings.store, durability)?)
+    };
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("metrics: {e}"))?;
+    let io = SocketIo::with_store(config, store.clone());
+    chat::install(&io);
+
+    let addr: SocketAddr = format!("{}:{}", settings.host, settings.port)
+        .parse()
+        .map_err(|e| format!("bad value for `host`/`port`: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    println!("Tether chat on http://{local}/ (store: {})", settings.store);
+    tracing::info!(%local, store = %settings.store, "serving");
+
+    let service = io.service();
+    let handler = move |req: Request<hyper::body::Incoming>| {
+        let service = service.clone();
+        let store = store.clone();
+        let metrics = metrics.clone();
+        async move {
+            match (req.method(), req.uri().path()) {
+                (&Method::GET, "/") | (&Method::GET, "/index.html") => {
+                    static_response(PAGE, "text/html; charset=utf-8")
+                }
+                (&Method::GET, "/socket.io/socket.io.js") => {
+                    static_response(CLIENT_JS, "application/javascript; charset=utf-8")
+                }
+                (&Method::GET, "/healthz") => match store.bounds().await {
+                    Ok(_) => static_response("ok\n", "text/plain"),
+                    Err(e) => {
+                        let mut res = static_response("store unavailable\n", "text/plain");
+                        *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                        tracing::warn!(error = %e, "health check failed");
+                        res
+                    }
+                },
+                (&Method::GET, "/metrics") => {
+                    let mut res = Response::new(Body::from(Bytes::from(metrics.render())));
+                    res.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
+                    res
+                }
+                _ => service.handle(req).await,
+            }
+        }
+    };
+
+    let shutdown = async {
+        wait_for_signal().await;
+        tracing::info!("shutting down: closing transports so clients recover on the next server");
+    };
+    tether::server::serve(listener, handler, shutdown).await?;
+    // Stop taking new work, let committed work reach clients, keep sessions
+    // (clients recover on the next server), close transports.
+    io.shutdown().await;
+    tokio::select! {
+        () = wait_for_signal() => tracing::warn!("second signal: exiting now"),
+        () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+    }
+    Ok(())
+}
+
+fn static_response(body: &'static str, content_type: &'static str) -> Response<Body> {
+    let mut res = Response::new(Body::from(Bytes::from_static(body.as_bytes())));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,268 @@
+//! `tether serve` settings: flags, then `TETHER_*` environment variables, then
+//! an optional TOML file, then defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Flags of `tether serve`. Each has an environment variable; both win over
+/// the TOML file.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TETHER_HOST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Port to listen on.
+    #[arg(long, env = "TETHER_PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Store: a SQLite file path (created if missing), or `memory`.
+    #[arg(long, env = "TETHER_STORE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// `fsync` (every commit reaches the disk) or `relaxed` (survives a crash
+    /// of the process, not of the machine).
+    #[arg(long, env = "TETHER_DURABILITY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub durability: Option<String>,
+    /// How long a disconnected client's session stays recoverable: `90s`,
+    /// `10m`, `2h`, `7d`, or `forever`.
+    #[arg(long, env = "TETHER_RECOVERY_WINDOW")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_window: Option<String>,
+    /// How long messages are kept: a duration, or `forever`.
+    #[arg(long, env = "TETHER_RETENTION_AGE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_age: Option<String>,
+    /// Most messages kept per namespace (0: no limit).
+    #[arg(long, env = "TETHER_RETENTION_COUNT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_count: Option<u64>,
+    /// Largest message accepted from a client, in bytes.
+    #[arg(long, env = "TETHER_MAX_PAYLOAD")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_payload: Option<usize>,
+    /// Most simultaneous connections.
+    #[arg(long, env = "TETHER_MAX_CONNECTIONS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// Most bytes queued for one client before it is caught up from the store.
+    #[arg(long, env = "TETHER_MAX_BUFFER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_buffer: Option<usize>,
+    /// Other origins allowed to connect (comma-separated, `*` for any).
+    #[arg(long, env = "TETHER_CORS_ORIGINS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors_origins: Option<String>,
+    /// Log format: `pretty` or `json` (levels from RUST_LOG, default info).
+    #[arg(long, env = "TETHER_LOG_FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+    /// A TOML file with any of these settings (same names, snake_case).
+    #[arg(long, env = "TETHER_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+}
+
+/// The merged settings, as read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub host: String,
+    pub port: u16,
+    pub store: String,
+    pub durability: String,
+    pub recovery_window: String,
+    pub retention_age: String,
+    pub retention_count: u64,
+    pub max_payload: usize,
+    pub max_connections: usize,
+    pub max_buffer: usize,
+    pub cors_origins: String,
+    pub log_format: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let config = tether::Config::default();
+        Self {
+            host: "127.0.0.1".into(),
+            port: 3000,
+            store: "tether.db".into(),
+            durability: "fsync".into(),
+            recovery_window: "10m".into(),
+            retention_age: "30d".into(),
+            retention_count: 0,
+            max_payload: config.max_payload,
+            max_connections: config.max_connections,
+            max_buffer: config.max_buffer,
+            cors_origins: String::new(),
+            log_format: "pretty".into(),
+        }
+    }
+}
+
+/// A setting with a bad value.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The TOML file or a value could not be read.
+    #[error("{0}")]
+    Read(#[from] Box<figment::Error>),
+    /// A value is out of its range or format.
+    #[error("bad value for `{name}`: {why}")]
+    Invalid { name: &'static str, why: String },
+}
+
+fn invalid(name: &'static str, why: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        name,
+        why: why.into(),
+    }
+}
+
+/// A duration like `90s`, `10m`, `2h`, `7d`, `250ms`; `forever` is `None`.
+pub fn parse_duration(name: &'static str, text: &str) -> Result<Option<Duration>, SettingsError> {
+    let text = text.trim();
+    if text == "forever" {
+        return Ok(None);
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| {
+        invalid(
+            name,
+            format!("{text:?} is not a duration like 90s, 10m, 2h, 7d or forever"),
+        )
+    })?;
+    let secs = match unit {
+        "ms" => return Ok(Some(Duration::from_millis(n))),
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => {
+            return Err(invalid(
+                name,
+                format!("unknown unit {unit:?} (use ms, s, m, h or d)"),
+            ))
+        }
+    };
+    Ok(Some(Duration::from_secs(secs)))
+}
+
+impl Settings {
+    /// Merges defaults < TOML file < environment/flags.
+    pub fn load(args: &ServeArgs) -> Result<Self, SettingsError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = &args.config {
+            if !path.exists() {
+                return Err(invalid(
+                    "config",
+                    format!("{} does not exist", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let settings: Settings = figment
+            .merge(Serialized::defaults(args))
+            .extract()
+            .map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        parse_duration("recovery_window", &self.recovery_window)?;
+        parse_duration("retention_age", &self.retention_age)?;
+        if !matches!(self.durability.as_str(), "fsync" | "relaxed") {
+            return Err(invalid(
+                "durability",
+                format!("{:?}: use fsync or relaxed", self.durability),
+            ));
+        }
+        if !matches!(self.log_format.as_str(), "pretty" | "json") {
+            return Err(invalid(
+                "log_format",
+                format!("{:?}: use pretty or json", self.log_format),
+            ));
+        }
+        if self.max_payload < 1024 {
+            return Err(invalid("max_payload", "must be at least 1024 bytes"));
+        }
+        if self.max_buffer < self.max_payload {
+            return Err(invalid("max_buffer", "must be at least max_payload"));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1"));
+        }
+        if self.store.is_empty() {
+            return Err(invalid("store", "empty: give a file path or `memory`"));
+        }
+        if self.store.starts_with("redis://") {
+            return Err(invalid(
+                "store",
+                "the Redis store is not available yet: use a SQLite file path",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The server configuration these settings give.
+    pub fn config(&self) -> Result<tether::Config, SettingsError> {
+        let origins: Vec<String> = self
+            .cors_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(tether::Config {
+            max_payload: self.max_payload,
+            max_connections: self.max_connections,
+            max_buffer: self.max_buffer,
+            cors: tether::Cors {
+                origins,
+                credentials: false,
+            },
+            recovery: Some(tether::Recovery {
+                max_disconnection: parse_duration("recovery_window", &self.recovery_window)?,
+                skip_middlewares: true,
+            }),
+            retention: tether::store::Retention {
+                max_age: parse_duration("retention_age", &self.retention_age)?,
+                max_count: (self.retention_count > 0).then_some(self.retention_count),
+            },
+            ..tether::Config::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("x", "90s").unwrap(),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_duration("x", "2h").unwrap(),
+            Some(Duration::from_secs(7200))
+        );
+        assert_eq!(
+            parse_duration("x", "250ms").unwrap(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_duration("x", "forever").unwrap(), None);
+        assert!(parse_duration("x", "soon").is_err());
+        assert!(parse_duration("x", "5y").is_err());
+    }
+}
