@@ -289,12 +289,14 @@ impl Publisher {
 
     /// Queues a publish; fails at once when the queue is full or closed.
     pub(crate) fn publish(&self, publish: Publish) -> Result<(), StoreError> {
-        self.tx.try_send(Command::Publish(publish)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                StoreError::Unavailable("publish queue full".into())
-            }
-            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
-        })
+        self.tx
+            .try_send(Command::Publish(publish))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    StoreError::Unavailable("publish queue full".into())
+                }
+                mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+            })
     }
 }
 
@@ -403,12 +405,17 @@ mod tests {
                     ..Default::default()
                 },
                 event: "chat message".into(),
-                args: tether_proto::socketio::event_array(None, &values).get().to_owned(),
+                args: tether_proto::socketio::event_array(None, &values)
+                    .get()
+                    .to_owned(),
                 attachments: Vec::new(),
             },
         };
         let out = encode_entry(&entry, "E", Parser::Json);
-        assert_eq!(out.frames[0], Frame::text("42[\"chat message\",\"hi\",42,\"t.E.42\"]".into()));
+        assert_eq!(
+            out.frames[0],
+            Frame::text("42[\"chat message\",\"hi\",42,\"t.E.42\"]".into())
+        );
     }
 
     #[test]
