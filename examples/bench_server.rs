@@ -7,17 +7,19 @@
 //! - `join` ROOM: joins, then acks;
 //! - `bcast` ROOM P: emits `msg` P to every socket in ROOM (encoded once), then acks.
 //!
-//! `--durable` (connection state recovery on the embedded store) arrives with
-//! the delivery work and is refused until then.
+//! `--durable` turns connection state recovery on, with the embedded SQLite
+//! store in a temporary file (removed at exit): every `msg` and unacked `echo`
+//! is stored before it is delivered, so the same load measures the cost of
+//! guaranteed delivery.
 
+use std::sync::Arc;
+
+use tether::store::{Durability, SqliteStore};
 use tether::{Args, Config, Event, Socket, SocketIo};
 
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--durable") {
-        eprintln!("bench_server: --durable needs the durable store, which is not built yet");
-        std::process::exit(2);
-    }
+    let durable = args.iter().any(|a| a == "--durable");
     let port: u16 = match args.last().map(|p| p.parse()) {
         Some(Ok(port)) => port,
         _ => {
@@ -28,15 +30,23 @@ fn main() -> std::io::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(run(port))
+        .block_on(run(port, durable))
 }
 
-async fn run(port: u16) -> std::io::Result<()> {
-    let io = SocketIo::new(Config {
+async fn run(port: u16, durable: bool) -> std::io::Result<()> {
+    let config = Config {
         // Room for the 10 000-connection load.
         max_connections: 200_000,
         ..Config::default()
-    });
+    };
+    let db = std::env::temp_dir().join(format!("tether-bench-{}.db", std::process::id()));
+    let io = if durable {
+        let store = SqliteStore::open(&db, Durability::Fsync).map_err(std::io::Error::other)?;
+        eprintln!("bench_server: durable, store {}", db.display());
+        SocketIo::with_store(config, Arc::new(store))
+    } else {
+        SocketIo::new(config)
+    };
     let io2 = io.clone();
     io.ns("/", move |socket: Socket| {
         let io = io2.clone();
@@ -70,5 +80,14 @@ async fn run(port: u16) -> std::io::Result<()> {
     });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     eprintln!("bench_server on ws://127.0.0.1:{port}/socket.io/");
-    io.serve(listener).await
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let served = io.clone().serve_with_shutdown(listener, shutdown).await;
+    io.shutdown().await;
+    drop(io);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    served
 }
