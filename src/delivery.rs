@@ -280,10 +280,11 @@ pub(crate) struct Publisher {
 }
 
 impl Publisher {
-    /// Starts the publisher task on `store`.
-    pub(crate) fn start(store: Arc<dyn Store>) -> Self {
+    /// Starts the publisher task on `store`. With `fan_out` false, entries are
+    /// only stored: the store's feed brings them back to be fanned out.
+    pub(crate) fn start(store: Arc<dyn Store>, fan_out: bool) -> Self {
         let (tx, rx) = mpsc::channel(65_536);
-        tokio::spawn(run_publisher(store, rx));
+        tokio::spawn(run_publisher(store, rx, fan_out));
         Self { tx }
     }
 
@@ -310,7 +311,7 @@ impl Publisher {
     }
 }
 
-async fn run_publisher(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Command>) {
+async fn run_publisher(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Command>, fan_out: bool) {
     let mut commands = Vec::with_capacity(4096);
     let mut batch = Vec::with_capacity(4096);
     let mut flushes = Vec::new();
@@ -321,14 +322,14 @@ async fn run_publisher(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Command>) {
                 Command::Flush(done) => flushes.push(done),
             }
         }
-        publish_batch(&store, &mut batch).await;
+        publish_batch(&store, &mut batch, fan_out).await;
         for done in flushes.drain(..) {
             let _ = done.send(());
         }
     }
 }
 
-async fn publish_batch(store: &Arc<dyn Store>, batch: &mut Vec<Publish>) {
+async fn publish_batch(store: &Arc<dyn Store>, batch: &mut Vec<Publish>, fan_out: bool) {
     {
         let started = std::time::Instant::now();
         // Every request of the batch goes to the store at once, so the store
@@ -368,6 +369,9 @@ async fn publish_batch(store: &Arc<dyn Store>, batch: &mut Vec<Publish>) {
             })
             .collect();
         appended.sort_unstable();
+        if !fan_out {
+            appended.clear();
+        }
         let now = crate::store::now_ms();
         for (seq, i) in appended {
             let p = &batch[i];

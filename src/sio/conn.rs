@@ -126,9 +126,13 @@ impl SioConn {
         &self.io.users
     }
 
-    pub(crate) fn forget_socket(&self, nsp: &str, id: &str) {
+    pub(crate) fn forget_socket(&self, nsp: &str, socket: &Socket) {
         let mut sockets = self.sockets.lock();
-        if sockets.by_nsp.get(nsp).is_some_and(|s| s.id() == id) {
+        if sockets
+            .by_nsp
+            .get(nsp)
+            .is_some_and(|s| Arc::ptr_eq(&s.inner, &socket.inner))
+        {
             sockets.by_nsp.remove(nsp);
         }
     }

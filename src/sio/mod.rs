@@ -215,11 +215,15 @@ impl SocketIo {
         store: Option<Arc<dyn Store>>,
         tune: impl FnOnce(&mut crate::engine::EngineOptions),
     ) -> Self {
+        // A shared store (Redis) brings every node's entries back through its
+        // feed, in one order for all nodes; a local one is fanned out directly.
+        let mut feed = None;
         let delivery = store.map(|store| {
             let recovery = config.recovery.clone().unwrap_or_default();
             spawn_retention(store.clone(), config.retention, recovery.max_disconnection);
+            feed = store.shared().then(|| store.clone());
             Arc::new(DeliveryCtx {
-                publisher: Publisher::start(store.clone()),
+                publisher: Publisher::start(store.clone(), feed.is_none()),
                 store,
                 recovery,
             })
@@ -237,6 +241,9 @@ impl SocketIo {
                 dynamic: RwLock::new(Vec::new()),
             }
         });
+        if let Some(store) = feed {
+            tokio::spawn(run_feed(Arc::downgrade(&inner), store));
+        }
         Self { inner }
     }
 
@@ -382,4 +389,45 @@ fn spawn_retention(
             }
         }
     });
+}
+
+/// Fans out what a shared store's feed brings, resuming after the last entry
+/// on failure (a Redis blip loses nothing).
+async fn run_feed(io: Weak<IoInner>, store: Arc<dyn Store>) {
+    use futures_util::StreamExt;
+    let mut after = match store.bounds().await {
+        Ok((last, _)) => last,
+        Err(_) => 0,
+    };
+    let mut backoff = std::time::Duration::from_millis(50);
+    loop {
+        let Some(mut feed) = store.feed(after) else {
+            return;
+        };
+        while let Some(item) = feed.next().await {
+            let Some(io) = io.upgrade() else { return };
+            match item {
+                Ok(entry) => {
+                    backoff = std::time::Duration::from_millis(50);
+                    if entry.seq <= after {
+                        continue;
+                    }
+                    after = entry.seq;
+                    let ns = io.namespaces.read().get(&entry.entry.target.nsp).cloned();
+                    if let Some(ns) = ns {
+                        ns.fan_out(&entry);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, after, "store feed failed: resuming");
+                    break;
+                }
+            }
+        }
+        if io.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+    }
 }

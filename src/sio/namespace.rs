@@ -88,13 +88,19 @@ impl Namespace {
         self.pids.write().insert(pid.to_owned(), socket.clone())
     }
 
-    pub(crate) fn owns_pid(&self, pid: &str, id: &str) -> bool {
-        self.pids.read().get(pid).is_some_and(|s| s.id() == id)
+    pub(crate) fn owns_pid(&self, pid: &str, socket: &Socket) -> bool {
+        self.pids
+            .read()
+            .get(pid)
+            .is_some_and(|s| Arc::ptr_eq(&s.inner, &socket.inner))
     }
 
-    pub(crate) fn forget_pid(&self, pid: &str, id: &str) {
+    pub(crate) fn forget_pid(&self, pid: &str, socket: &Socket) {
         let mut pids = self.pids.write();
-        if pids.get(pid).is_some_and(|s| s.id() == id) {
+        if pids
+            .get(pid)
+            .is_some_and(|s| Arc::ptr_eq(&s.inner, &socket.inner))
+        {
             pids.remove(pid);
         }
     }
@@ -137,7 +143,7 @@ impl Namespace {
     }
 
     /// Hands a stored entry to every live socket it reaches, encoded once.
-    fn fan_out(&self, entry: &Entry) {
+    pub(crate) fn fan_out(&self, entry: &Entry) {
         let Some(delivery) = &self.delivery else {
             return;
         };
@@ -185,7 +191,16 @@ impl Namespace {
         self.join(socket, [socket.id().to_owned()]);
     }
 
-    pub(crate) fn remove_socket(&self, id: &str) {
+    pub(crate) fn remove_socket(&self, socket: &Socket) {
+        let id = socket.id();
+        if !self
+            .sockets
+            .read()
+            .get(id)
+            .is_some_and(|s| Arc::ptr_eq(&s.inner, &socket.inner))
+        {
+            return; // a newer socket of the same session holds this id now
+        }
         let rooms: Vec<String> = self
             .rooms
             .read()

@@ -476,7 +476,7 @@ impl Socket {
             let packet = Packet::new(tether_proto::socketio::PacketType::Disconnect, self.nsp());
             let _ = self.inner.conn.send_packet(&packet, false);
         }
-        self.inner.conn.forget_socket(self.nsp(), self.id());
+        self.inner.conn.forget_socket(self.nsp(), self);
         if let Some(user) = self.user() {
             self.inner.conn.users().remove(&user, self);
         }
@@ -489,7 +489,7 @@ impl Socket {
             for handler in disconnecting {
                 handler(socket.clone(), reason).await;
             }
-            socket.inner.ns.remove_socket(socket.id());
+            socket.inner.ns.remove_socket(&socket);
             let disconnect: Vec<_> = socket.inner.on_disconnect.lock().clone();
             for handler in disconnect {
                 handler(socket.clone(), reason).await;
@@ -548,11 +548,11 @@ impl Socket {
             return;
         };
         let _order = self.inner.save_lock.lock().await;
-        if !self.inner.ns.owns_pid(&pid, self.id()) {
+        if !self.inner.ns.owns_pid(&pid, self) {
             // Taken over by a newer socket: the session is its own now.
             return;
         }
-        self.inner.ns.forget_pid(&pid, self.id());
+        self.inner.ns.forget_pid(&pid, self);
         let result = match reason {
             DisconnectReason::ClientNamespaceDisconnect
             | DisconnectReason::ServerNamespaceDisconnect => store.delete_session(&pid).await,

@@ -217,7 +217,27 @@ pub trait Store: Send + Sync + 'static {
         retention: Retention,
         sessions_before_ms: i64,
     ) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// For a store shared by several nodes: a feed of every entry appended
+    /// after `after`, by any node, in position order (a node fans out what the
+    /// feed brings, its own appends included, so every node delivers in the
+    /// same order). A feed that fails is resumed from the last entry it gave,
+    /// so a connection blip loses nothing. `None` (the default) for a store
+    /// owned by one process: the node fans out its own appends directly.
+    fn feed(&self, after: Seq) -> Option<Feed> {
+        let _ = after;
+        None
+    }
+
+    /// True for a store shared by several nodes: it has a [`Store::feed`].
+    fn shared(&self) -> bool {
+        false
+    }
 }
+
+/// Every entry appended to a shared store, by any node, in position order.
+pub type Feed =
+    std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<Entry, StoreError>> + Send>>;
 
 /// A boxed future, so that [`Store`] can be used as `dyn Store`.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

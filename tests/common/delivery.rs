@@ -30,6 +30,10 @@ impl Default for Options {
     }
 }
 
+/// clientOffsets whose first try was seen (`--slow-ms` delays only that one).
+static FIRST_TRIES: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
 fn welcome(socket: &Socket) {
     let hello = json!({
         "id": socket.id(),
@@ -75,11 +79,12 @@ fn handlers(io: &SocketIo, store: &Arc<dyn Store>, opts: &Options, socket: &Sock
         let _ = ev.ack((value,));
     });
     let io2 = io.clone();
-    socket.on("publish", move |_: Socket, mut ev: Event| {
+    socket.on("publish", move |socket: Socket, mut ev: Event| {
         let io = io2.clone();
         async move {
             let room: String = ev.args().get(0).unwrap_or_default();
-            let result = io.to(room).publish("msg", arg(ev.args(), 1)).await;
+            let ns = io.of(socket.nsp()).expect("the caller's namespace exists");
+            let result = ns.to(room).publish("msg", arg(ev.args(), 1)).await;
             let _ = match result {
                 Ok(seq) => ev.ack((json!({ "seq": seq }),)),
                 Err(e) => ev.ack((error(e),)),
@@ -87,8 +92,9 @@ fn handlers(io: &SocketIo, store: &Arc<dyn Store>, opts: &Options, socket: &Sock
         }
     });
     let io3 = io.clone();
-    socket.on("publish-burst", move |_: Socket, mut ev: Event| {
+    socket.on("publish-burst", move |socket: Socket, mut ev: Event| {
         let io = io3.clone();
+        let nsp = socket.nsp().to_owned();
         async move {
             let room: String = ev.args().get(0).unwrap_or_default();
             let count: u64 = ev.args().get(1).unwrap_or_default();
@@ -98,7 +104,8 @@ fn handlers(io: &SocketIo, store: &Arc<dyn Store>, opts: &Options, socket: &Sock
             tokio::spawn(async move {
                 for i in 0..count {
                     let payload = json!({ "tag": tag, "i": i });
-                    if let Err(e) = io.to(room.clone()).publish("msg", (payload,)).await {
+                    let ns = io.of(&nsp).expect("the caller's namespace exists");
+                    if let Err(e) = ns.to(room.clone()).publish("msg", (payload,)).await {
                         tracing::warn!(error = %e, "burst publish failed");
                     }
                 }
@@ -116,7 +123,13 @@ fn handlers(io: &SocketIo, store: &Arc<dyn Store>, opts: &Options, socket: &Sock
                 let _ = ev.ack((error("clientOffset missing"),));
                 return;
             };
-            if !slow.is_zero() {
+            // Only a message's first try is slow: later tries find it stored.
+            if !slow.is_zero()
+                && FIRST_TRIES
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(client_offset.clone())
+            {
                 tokio::time::sleep(slow).await;
             }
             let result = io
