@@ -76,8 +76,10 @@ pub(crate) fn seq_placeholder() -> Box<RawValue> {
     RawValue::from_string(SEQ_PLACEHOLDER.to_owned()).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
-/// Encodes a stored entry as an EVENT whose last argument is its offset.
-pub(crate) fn encode_entry(entry: &Entry, epoch: &str, parser: Parser) -> Outgoing {
+/// The arguments of a stored entry as clients receive them (its own
+/// position filled in where [`crate::Args::push_seq`] put it), without the
+/// recovery offset.
+pub fn delivered_args(entry: &Entry) -> Vec<Box<RawValue>> {
     let mut values: Vec<Box<RawValue>> =
         serde_json::from_str(&entry.entry.args).unwrap_or_default();
     for value in &mut values {
@@ -87,6 +89,12 @@ pub(crate) fn encode_entry(entry: &Entry, epoch: &str, parser: Parser) -> Outgoi
             }
         }
     }
+    values
+}
+
+/// Encodes a stored entry as an EVENT whose last argument is its offset.
+pub(crate) fn encode_entry(entry: &Entry, epoch: &str, parser: Parser) -> Outgoing {
+    let mut values = delivered_args(entry);
     let offset = format_offset(epoch, entry.seq);
     if let Ok(raw) = serde_json::value::to_raw_value(&offset) {
         values.push(raw);
@@ -332,26 +340,43 @@ async fn run_publisher(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Command>, f
 async fn publish_batch(store: &Arc<dyn Store>, batch: &mut Vec<Publish>, fan_out: bool) {
     {
         let started = std::time::Instant::now();
-        // Every request of the batch goes to the store at once, so the store
-        // commits them together; none is fanned out before all are stored, and
-        // each batch's positions follow the previous batch's.
-        let results = futures_util::future::join_all(batch.iter().map(|p| {
-            let store = store.clone();
-            let entry = p.entry.clone();
-            let key = p.key.clone();
-            async move {
-                match key {
-                    Some(key) => store.append_once(key, entry).await,
-                    None => store.append(vec![entry]).await.and_then(|seqs| {
-                        seqs.first()
-                            .copied()
-                            .map(AppendOnce::Appended)
-                            .ok_or(StoreError::Closed)
-                    }),
+        // Every request of the batch goes to the store at once (plain ones in
+        // one call), so the store commits them together; none is fanned out
+        // before all are stored, and each batch's positions follow the
+        // previous batch's.
+        let (plain, keyed): (Vec<usize>, Vec<usize>) =
+            (0..batch.len()).partition(|&i| batch[i].key.is_none());
+        let plain_entries: Vec<NewEntry> = plain.iter().map(|&i| batch[i].entry.clone()).collect();
+        let plain_done = async {
+            if plain_entries.is_empty() {
+                Ok(Vec::new())
+            } else {
+                store.append(plain_entries).await
+            }
+        };
+        let keyed_done = futures_util::future::join_all(keyed.iter().map(|&i| {
+            let key = batch[i].key.clone().unwrap_or_default();
+            store.append_once(key, batch[i].entry.clone())
+        }));
+        let (plain_result, keyed_results) =
+            futures_util::future::join(plain_done, keyed_done).await;
+        let mut results: Vec<Result<AppendOnce, StoreError>> =
+            vec![Err(StoreError::Closed); batch.len()];
+        match plain_result {
+            Ok(seqs) => {
+                for (&i, seq) in plain.iter().zip(seqs) {
+                    results[i] = Ok(AppendOnce::Appended(seq));
                 }
             }
-        }))
-        .await;
+            Err(e) => {
+                for &i in &plain {
+                    results[i] = Err(e.clone());
+                }
+            }
+        }
+        for (&i, result) in keyed.iter().zip(keyed_results) {
+            results[i] = result;
+        }
         metrics::histogram!("tether_store_commit_seconds").record(started.elapsed().as_secs_f64());
         let duplicates = results
             .iter()

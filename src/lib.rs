@@ -34,7 +34,7 @@ mod sio;
 pub mod store;
 
 pub use config::{Config, Cors, Transports};
-pub use delivery::{format_offset, parse_offset, Recovery};
+pub use delivery::{delivered_args, format_offset, parse_offset, Recovery};
 pub use error::{AckError, ArgError, ConnectError, DisconnectReason, EmitError};
 pub use server::SocketIoService;
 pub use sio::{

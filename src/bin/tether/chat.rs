@@ -1,8 +1,8 @@
 //! The chat app: the Socket.IO tutorial's chat, with nothing lost.
 //!
 //! Wire contract (kept from the tutorial):
-//! - client -> server: `chat message` (content, clientOffset, ack): stored once
-//!   per clientOffset, then acked with `{ seq, duplicate }`;
+//! - client -> server: `chat message` (content, clientOffset, [name], ack):
+//!   stored once per clientOffset, then acked with `{ seq, duplicate }`;
 //! - server -> everyone: `chat message` (content, serverOffset, meta), where
 //!   serverOffset is the message's position in the store and meta is
 //!   `{ id: clientOffset, name }`, followed by Tether's recovery offset;
@@ -43,11 +43,16 @@ async fn on_message(io: &SocketIo, socket: &Socket, mut ev: Event) {
     if content.chars().count() > MAX_MESSAGE_CHARS || client_offset.len() > 200 {
         return drop(ev.ack((json!({ "error": "message too long" }),)));
     }
-    let name = socket
-        .handshake()
-        .auth
-        .get("name")
-        .and_then(|n| n.as_str())
+    // The name: an optional third argument, else the one given at connection.
+    let name = ev
+        .args()
+        .get::<String>(2)
+        .ok()
+        .or_else(|| {
+            let auth = &socket.handshake().auth;
+            auth.get("name").and_then(|n| n.as_str()).map(str::to_owned)
+        })
+        .filter(|n| !n.is_empty())
         .map(|n| n.chars().take(MAX_NAME_CHARS).collect::<String>());
     let mut args = Args::new();
     let meta = json!({ "id": client_offset, "name": name });

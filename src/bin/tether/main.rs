@@ -98,9 +98,14 @@ fn main() -> std::process::ExitCode {
                     .history(&nsp, room.as_deref(), before.unwrap_or(u64::MAX), limit)
                     .await?;
                 for entry in page {
+                    let args =
+                        tether::proto::socketio::event_array(None, &tether::delivered_args(&entry));
                     println!(
                         "{}\t{}\t{}\t{}",
-                        entry.seq, entry.ts_ms, entry.entry.event, entry.entry.args
+                        entry.seq,
+                        entry.ts_ms,
+                        entry.entry.event,
+                        args.get()
                     );
                 }
                 Ok(())
@@ -158,6 +163,7 @@ fn init_logs(format: &str) {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), AnyError> {
+    let mut signals = Signals::new()?;
     let settings = Settings::load(&args)?;
     init_logs(&settings.log_format);
     let config = settings.config()?;
@@ -222,16 +228,21 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
     };
 
     let shutdown = async {
-        wait_for_signal().await;
+        signals.next().await;
         tracing::info!("shutting down: closing transports so clients recover on the next server");
     };
     tether::server::serve(listener, handler, shutdown).await?;
     // Stop taking new work, let committed work reach clients, keep sessions
-    // (clients recover on the next server), close transports.
-    io.shutdown().await;
+    // (clients recover on the next server), close transports. A second
+    // signal exits at once.
+    let graceful = async {
+        io.shutdown().await;
+        // Let the transports write their close packets.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     tokio::select! {
-        () = wait_for_signal() => tracing::warn!("second signal: exiting now"),
-        () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+        () = signals.next() => tracing::warn!("second signal: exiting now"),
+        () = graceful => {}
     }
     Ok(())
 }
@@ -243,23 +254,38 @@ fn static_response(body: &'static str, content_type: &'static str) -> Response<B
     res
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM and SIGINT, listened to from the start of `serve` so that an early
+/// signal is a graceful shutdown too.
+struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

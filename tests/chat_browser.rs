@@ -1,0 +1,513 @@
+//! The chat app as people use it: `tether serve` (the real binary, page at `/`,
+//! the official socket.io-client bundle at /socket.io/socket.io.js) driven in
+//! Debian's headless Chromium by the playwright-core scripts of tests/browser
+//! (see tests/browser/README.md).
+//!
+//! Needs `npm ci` in tests/browser and /usr/bin/chromium
+//! (`bash scripts/install-chromium.sh`); neither is done here.
+//!
+//! Each test starts `tether serve` on a free port with a fresh SQLite store
+//! file, waits for `/healthz`, runs one script and checks its verdict (its
+//! last stdout line, JSON), then kills the server and checks that the store
+//! holds exactly the history the pages showed (`tether history`).
+//!
+//! A script may print `READY kill`: the server is killed with SIGKILL (the
+//! harness answers `KILLED` on the script's stdin), started again on the same
+//! store file and the same port, and once it answers `/healthz` the harness
+//! answers `RESTARTED`. `SCREENSHOT PATH` names a screenshot it took.
+
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+/// Debian's Chromium, the only browser these tests use.
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// How long the server may take to say it listens.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one `/healthz` request may take.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One scenario at a time: each runs two Chromiums, and the machine is small.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn browser_dir() -> PathBuf {
+    manifest_dir().join("tests/browser")
+}
+
+/// Fails with what to run when the browser or the scripts' packages are missing.
+fn preflight() {
+    assert!(
+        browser_dir()
+            .join("node_modules/playwright-core/package.json")
+            .is_file(),
+        "tests/browser/node_modules is missing: run `npm ci` in tests/browser \
+         (it installs playwright-core, pinned by tests/browser/package-lock.json)"
+    );
+    assert!(
+        Path::new(CHROMIUM).is_file(),
+        "{CHROMIUM} is missing: run `bash scripts/install-chromium.sh` as root \
+         (Debian's chromium package; no other browser is used)"
+    );
+}
+
+/// A SQLite file under the temp dir, removed (with -wal, -shm, -journal) on drop.
+struct TempStore(PathBuf);
+
+impl TempStore {
+    fn new() -> Self {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        let name = format!(
+            "tether-chat-browser-{}-{:016x}.db",
+            std::process::id(),
+            h.finish()
+        );
+        Self(std::env::temp_dir().join(name))
+    }
+}
+
+impl Drop for TempStore {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = self.0.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A port nobody listens on now (bound to 127.0.0.1:0, then released).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Appends everything `reader` yields to `sink` (kept readable while the
+/// process runs).
+fn collect(reader: impl AsyncRead + Unpin + Send + 'static, sink: Arc<Mutex<String>>) {
+    tokio::spawn(async move {
+        let mut reader = reader;
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+}
+
+/// One `GET /healthz`; Ok when it answers 200 `ok`.
+async fn healthz(port: u16) -> Result<(), String> {
+    let ask = async {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        stream
+            .write_all(
+                format!(
+                    "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut answer = Vec::new();
+        stream
+            .read_to_end(&mut answer)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        if answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok\n") {
+            Ok(())
+        } else {
+            Err(format!("answered {answer:?}"))
+        }
+    };
+    match tokio::time::timeout(HEALTH_TIMEOUT, ask).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {HEALTH_TIMEOUT:?}")),
+    }
+}
+
+/// A running `tether serve`.
+struct Server {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `tether serve` on `port` with `store`; returns once it said it
+    /// listens and answered `/healthz`.
+    async fn start(store: &Path, port: u16) -> Result<Server, String> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tether"));
+        cmd.args(["serve", "--host", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .arg("--store")
+            .arg(store)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // The flags above are the whole configuration.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("TETHER_") {
+                cmd.env_remove(key);
+            }
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start tether serve: {e}"))?;
+        let stderr = Arc::new(Mutex::new(String::new()));
+        collect(child.stderr.take().unwrap(), stderr.clone());
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(START_TIMEOUT, lines.next_line()).await;
+        let listening =
+            matches!(&first, Ok(Ok(Some(line))) if line.starts_with("Tether chat on http://"));
+        if !listening {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            return Err(format!(
+                "tether serve on port {port} did not say it listens: {first:?}\nstderr:\n{}",
+                stderr.lock().unwrap()
+            ));
+        }
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let mut server = Server { child, stderr };
+        if let Err(e) = healthz(port).await {
+            server.kill().await;
+            return Err(format!(
+                "/healthz on port {port}: {e}\nstderr:\n{}",
+                server.stderr()
+            ));
+        }
+        Ok(server)
+    }
+
+    /// Starts it on a port that was just in use (the same port after a
+    /// kill): a few tries while the port is being released.
+    async fn restart(store: &Path, port: u16) -> Server {
+        let mut last = String::new();
+        for _ in 0..10 {
+            match Server::start(store, port).await {
+                Ok(server) => return server,
+                Err(e) => last = e,
+            }
+            // Nothing to await for a port to be free again.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        panic!("cannot restart tether serve on port {port}: {last}");
+    }
+
+    /// kill -9, and wait until it is gone.
+    async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+/// `[offset, content, client id]` of every stored chat message, in order
+/// (`tether history` on the store, the server stopped).
+async fn stored_history(store: &Path) -> Vec<(u64, String, String)> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        Command::new(env!("CARGO_BIN_EXE_tether"))
+            .args(["history", "--limit", "1000000", "--store"])
+            .arg(store)
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("tether history within 30 s")
+    .expect("tether history runs");
+    assert!(
+        out.status.success(),
+        "tether history failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let cols: Vec<&str> = line.splitn(4, '\t').collect();
+            assert_eq!(cols.len(), 4, "tether history line {line:?}");
+            assert_eq!(cols[2], "chat message", "stored event in {line:?}");
+            let seq: u64 = cols[0].parse().expect("position");
+            let args: serde_json::Value = serde_json::from_str(cols[3]).expect("stored args");
+            let content = args[0].as_str().expect("stored content").to_owned();
+            let id = args[2]["id"].as_str().expect("stored client id").to_owned();
+            (seq, content, id)
+        })
+        .collect()
+}
+
+/// Asks a script to stop (SIGTERM: it closes its browsers and prints its
+/// verdict), then kills it if it does not.
+async fn stop_script(node: &mut Child) {
+    if let Some(pid) = node.id() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(15), node.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    let _ = node.start_kill();
+    let _ = node.wait().await;
+}
+
+/// One scenario: a script of tests/browser.
+struct Scenario {
+    script: &'static str,
+    /// Kill -9 + restart the script must ask for.
+    kills: usize,
+    /// Where the script saves its screenshot, if it takes one.
+    screenshot: Option<PathBuf>,
+    budget: Duration,
+}
+
+/// What a run gave: the verdict and the script's other stdout lines.
+struct Outcome {
+    verdict: serde_json::Value,
+    stdout: Vec<String>,
+}
+
+async fn run(s: Scenario) -> Outcome {
+    preflight();
+    let _serial = SERIAL.lock().await;
+    let store = TempStore::new();
+    let port = free_port();
+    let mut server = Server::start(&store.0, port)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut old_stderr = String::new();
+    let url = format!("http://127.0.0.1:{port}/");
+
+    // The script's own deadline comes first, so that it can say what it saw.
+    let script_timeout = s.budget.saturating_sub(Duration::from_secs(30));
+    let mut cmd = Command::new("node");
+    cmd.arg(s.script)
+        .arg(&url)
+        .arg("--timeout")
+        .arg(script_timeout.as_millis().to_string());
+    if let Some(path) = &s.screenshot {
+        cmd.arg("--screenshot").arg(path);
+    }
+    let mut node = cmd
+        .current_dir(browser_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node (is Node.js installed?): {e}"));
+    let node_stderr = Arc::new(Mutex::new(String::new()));
+    collect(node.stderr.take().unwrap(), node_stderr.clone());
+    let mut stdin = node.stdin.take().unwrap();
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut stdout = Vec::new();
+    let mut kills = 0;
+
+    let talk = async {
+        while let Some(line) = lines.next_line().await.expect("read the script's stdout") {
+            if line.trim() == "READY kill" {
+                server.kill().await;
+                kills += 1;
+                old_stderr.push_str(&server.stderr());
+                old_stderr.push_str("---- killed (SIGKILL) ----\n");
+                let _ = stdin.write_all(b"KILLED\n").await;
+                let _ = stdin.flush().await;
+                server = Server::restart(&store.0, port).await;
+                let _ = stdin.write_all(b"RESTARTED\n").await;
+                let _ = stdin.flush().await;
+            } else {
+                stdout.push(line);
+            }
+        }
+    };
+    let in_time = tokio::time::timeout(s.budget, talk).await.is_ok();
+    if !in_time {
+        stop_script(&mut node).await;
+        while let Ok(Ok(Some(line))) =
+            tokio::time::timeout(Duration::from_secs(1), lines.next_line()).await
+        {
+            stdout.push(line);
+        }
+    }
+    let status = match tokio::time::timeout(Duration::from_secs(15), node.wait()).await {
+        Ok(status) => Some(status.expect("wait for node")),
+        Err(_) => {
+            stop_script(&mut node).await;
+            None
+        }
+    };
+    server.kill().await;
+    let report = || {
+        format!(
+            "{} stdout:\n{}\nnode stderr:\n{}\nserver stderr:\n{}{}",
+            s.script,
+            stdout.join("\n"),
+            node_stderr.lock().unwrap(),
+            old_stderr,
+            server.stderr()
+        )
+    };
+    assert!(
+        in_time,
+        "{} gave no verdict within {:?}\n{}",
+        s.script,
+        s.budget,
+        report()
+    );
+    let verdict: serde_json::Value = stdout
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("{}: no JSON verdict ({status:?})\n{}", s.script, report()));
+    assert!(
+        status.is_some_and(|st| st.success()) && verdict["ok"] == true,
+        "{} failed ({status:?}): {verdict}\n{}",
+        s.script,
+        report()
+    );
+    assert_eq!(kills, s.kills, "kill -9 + restarts asked for\n{}", report());
+
+    // The store holds exactly what the pages showed: each message once, at
+    // the positions the pages showed.
+    let shown: Vec<(u64, String, String)> = verdict["messages"]
+        .as_array()
+        .expect("verdict lists the messages shown")
+        .iter()
+        .map(|m| {
+            (
+                m[0].as_u64().expect("position"),
+                m[1].as_str().expect("text").to_owned(),
+                m[2].as_str().expect("client id").to_owned(),
+            )
+        })
+        .collect();
+    let stored = stored_history(&store.0).await;
+    assert_eq!(
+        stored,
+        shown,
+        "the store and the pages disagree\n{}",
+        report()
+    );
+    println!("{} stored {} messages", s.script, stored.len());
+    println!("{verdict}");
+    drop(store);
+    Outcome { verdict, stdout }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pages_chat() {
+    let out = run(Scenario {
+        script: "two-pages.mjs",
+        kills: 0,
+        screenshot: None,
+        budget: Duration::from_secs(150),
+    })
+    .await;
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(20));
+    assert_eq!(out.verdict["counts"]["A_shown"], 20);
+    assert_eq!(out.verdict["counts"]["B_shown"], 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_page_catches_up() {
+    let out = run(Scenario {
+        script: "offline-catch-up.mjs",
+        kills: 0,
+        screenshot: None,
+        budget: Duration::from_secs(150),
+    })
+    .await;
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(50));
+    assert_eq!(out.verdict["counts"]["A_shown_while_offline"], 0);
+    assert_eq!(out.verdict["counts"]["A_shown"], 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_typing_survives_reload() {
+    let out = run(Scenario {
+        script: "offline-then-reload.mjs",
+        kills: 0,
+        screenshot: None,
+        budget: Duration::from_secs(150),
+    })
+    .await;
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(20));
+    assert_eq!(out.verdict["counts"]["A_pending_after_reload"], 20);
+    assert_eq!(out.verdict["counts"]["B_shown"], 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_and_restarted() {
+    let out = run(Scenario {
+        script: "kill-restart.mjs",
+        kills: 1,
+        screenshot: None,
+        budget: Duration::from_secs(180),
+    })
+    .await;
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(55));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screenshot_with_a_pending_message() {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                manifest_dir().join(p)
+            }
+        })
+        .unwrap_or_else(|| manifest_dir().join("target"));
+    let path = target.join("chat-screenshot.png");
+    let _ = std::fs::remove_file(&path);
+    let out = run(Scenario {
+        script: "screenshot.mjs",
+        kills: 0,
+        screenshot: Some(path.clone()),
+        budget: Duration::from_secs(150),
+    })
+    .await;
+    let said = format!("SCREENSHOT {}", path.display());
+    assert!(
+        out.stdout.contains(&said),
+        "the script did not say `{said}`"
+    );
+    let png = std::fs::read(&path).expect("the screenshot file");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG",
+        path.display()
+    );
+    assert_eq!(out.verdict["counts"]["pending_in_screenshot"], 1);
+    println!("screenshot: {}", path.display());
+}

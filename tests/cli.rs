@@ -1,0 +1,1252 @@
+//! The `tether` binary as its users run it: settings precedence and errors,
+//! `/healthz` and `/metrics`, the chat tutorial's own client logic, graceful
+//! shutdown on SIGTERM, and the store tools (`bounds`, `history`).
+//!
+//! Every `tether` runs as a child process with a clean environment (only
+//! PATH and the TETHER_* variables under test) in a fresh temporary working
+//! directory. The chat clients are the official npm `socket.io-client`
+//! (tests/node, `npm ci` first) running the scripts of tests/node/chat.
+//!
+//! Every wait is bounded: a TCP connect or `/healthz` polled until a
+//! deadline, a child process waited for until a deadline.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tether");
+
+/// How long a process that must fail at start may take to exit.
+const EXIT_BUDGET: Duration = Duration::from_secs(10);
+/// How long a server may take to print its address and answer `/healthz`.
+const START_BUDGET: Duration = Duration::from_secs(30);
+
+// ------------------------------------------------------------------ helpers --
+
+/// A fresh directory under the temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "tether-cli-{tag}-{}-{}-{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create a temp dir");
+        Self(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn write(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, content).expect("write a file in the temp dir");
+        path
+    }
+
+    /// Names of the entries of the directory, sorted.
+    fn entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.0)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `tether ARGS` in `dir`, with only PATH and `env` in its environment.
+fn tether(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(dir).env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Appends everything `reader` yields to the returned buffer, from a thread.
+fn collect(mut reader: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let sink = Arc::new(Mutex::new(String::new()));
+    let out = sink.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    sink
+}
+
+/// Sends every line `reader` yields on the returned channel, from a thread.
+fn lines(reader: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for `child` until `budget` has passed; `None` if it still runs.
+fn wait_until(child: &mut Child, budget: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + budget;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for a child") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What a finished `tether` printed.
+#[derive(Debug)]
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs a `tether` command that must end by itself within `budget` (killed
+/// and reported as a failure otherwise).
+fn run(cmd: &mut Command, budget: Duration) -> Result<Finished, String> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {BIN}: {e}"))?;
+    let stdout = collect(child.stdout.take().unwrap());
+    let stderr = collect(child.stderr.take().unwrap());
+    let status = wait_until(&mut child, budget);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // The pipes close with the process; give the readers a moment to drain.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Arc::strong_count(&stdout) + Arc::strong_count(&stderr) > 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stdout = stdout.lock().unwrap().clone();
+    let stderr = stderr.lock().unwrap().clone();
+    match status {
+        Some(status) => Ok(Finished {
+            status,
+            stdout,
+            stderr,
+        }),
+        None => Err(format!(
+            "still running after {budget:?} (killed)\nstdout: {stdout}\nstderr: {stderr}"
+        )),
+    }
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A minimal HTTP/1.1 GET: (status, body).
+fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_owned());
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+// ------------------------------------------------------------------- server --
+
+/// A running `tether serve`.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    first_line: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `tether serve ARGS` in `dir` with `env`, reads its first stdout
+    /// line (`Tether chat on http://ADDR/ ...`), and waits (bounded) until
+    /// `/healthz` answers 200 on that address.
+    fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut server = Server::spawn(dir, args, env);
+        server.wait_healthy();
+        server
+    }
+
+    /// Starts `tether serve ARGS` and reads its first stdout line only.
+    fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut full = vec!["serve"];
+        full.extend_from_slice(args);
+        let mut child = tether(dir, &full, env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+        let stderr = collect(child.stderr.take().unwrap());
+        let stdout = lines(child.stdout.take().unwrap());
+        let first = stdout.recv_timeout(START_BUDGET);
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || while stdout.recv().is_ok() {});
+        let first_line = match first {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "tether serve {args:?} printed no first line ({e}); stderr:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+        };
+        let addr = first_line
+            .strip_prefix("Tether chat on http://")
+            .and_then(|rest| rest.split_once('/'))
+            .and_then(|(addr, _)| addr.parse::<SocketAddr>().ok());
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("unexpected first line {first_line:?} (want `Tether chat on http://ADDR/ ...`)");
+        };
+        Server {
+            child,
+            addr,
+            first_line,
+            stderr,
+        }
+    }
+
+    /// Polls `/healthz` until it answers 200 "ok", with a deadline.
+    fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + START_BUDGET;
+        loop {
+            let last = http_get(self.addr, "/healthz");
+            if let Ok((200, body)) = &last {
+                assert_eq!(body.trim(), "ok", "/healthz body");
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "server exited ({status}) before /healthz answered; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "/healthz on {} not 200 within {START_BUDGET:?}: {last:?}; stderr:\n{}",
+                    self.addr,
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until what the server wrote on stderr satisfies `done`.
+    fn wait_stderr(&self, done: impl Fn(&str) -> bool, budget: Duration) -> String {
+        let deadline = Instant::now() + budget;
+        loop {
+            let text = self.stderr();
+            if done(&text) || Instant::now() >= deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `kill -TERM <pid>`.
+    fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(
+            status.success(),
+            "kill -TERM {} failed: {status}",
+            self.child.id()
+        );
+    }
+
+    /// SIGTERM, then the exit status (within `budget`, else a panic).
+    fn stop(&mut self, budget: Duration) -> ExitStatus {
+        self.sigterm();
+        match wait_until(&mut self.child, budget) {
+            Some(status) => status,
+            None => panic!(
+                "server still running {budget:?} after SIGTERM; stderr:\n{}",
+                self.stderr()
+            ),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// --------------------------------------------------------------------- node --
+
+fn node_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node")
+}
+
+/// A running `node chat/<script>.mjs`.
+struct Node {
+    child: Child,
+    script: String,
+    lines: Receiver<String>,
+    stdout: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Node {
+    fn start(script: &str, args: &[&str]) -> Node {
+        assert!(
+            node_dir().join("node_modules/socket.io-client").is_dir(),
+            "tests/node/node_modules is missing: run `npm ci` in tests/node"
+        );
+        let mut child = Command::new("node")
+            .arg(format!("chat/{script}.mjs"))
+            .args(args)
+            .current_dir(node_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("node runs (is Node.js installed?)");
+        let stderr = collect(child.stderr.take().unwrap());
+        let lines = lines(child.stdout.take().unwrap());
+        Node {
+            child,
+            script: script.to_owned(),
+            lines,
+            stdout: Vec::new(),
+            stderr,
+        }
+    }
+
+    fn report(&self) -> String {
+        format!(
+            "chat/{}.mjs stdout:\n{}\nstderr:\n{}",
+            self.script,
+            self.stdout.join("\n"),
+            self.stderr.lock().unwrap()
+        )
+    }
+
+    /// Waits (bounded) for the stdout line `want`.
+    fn expect_line(&mut self, want: &str, budget: Duration) {
+        let deadline = Instant::now() + budget;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.trim() == want => return,
+                Ok(line) => self.stdout.push(line),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no `{want}` within {budget:?}\n{}", self.report())
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = wait_until(&mut self.child, Duration::from_secs(5));
+                    panic!("script ended without `{want}`\n{}", self.report())
+                }
+            }
+        }
+    }
+
+    /// Reads stdout to its end and the exit status (within `budget`), and
+    /// checks the JSON verdict (last line): exit 0 and `"ok": true`.
+    fn verdict(mut self, budget: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + budget;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.stdout.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no verdict within {budget:?}\n{}", self.report())
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(status) = wait_until(&mut self.child, left.max(Duration::from_secs(1))) else {
+            panic!("script did not exit within {budget:?}\n{}", self.report());
+        };
+        let verdict: Option<serde_json::Value> = self
+            .stdout
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok());
+        assert!(
+            status.success(),
+            "chat/{}.mjs failed ({status})\n{}",
+            self.script,
+            self.report()
+        );
+        let verdict = verdict.unwrap_or_else(|| panic!("no JSON verdict\n{}", self.report()));
+        assert_eq!(verdict["ok"], true, "{verdict}\n{}", self.report());
+        verdict
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// --------------------------------------------------------------- prometheus --
+
+/// One sample of the Prometheus text format: `name{labels} value [timestamp]`.
+#[derive(Debug, Clone, PartialEq)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses the Prometheus text exposition format (comments and blank lines
+/// skipped); a line that is not a sample is an error.
+fn parse_prometheus(text: &str) -> Result<Vec<Sample>, String> {
+    let mut samples = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        samples.push(parse_sample(line).map_err(|e| format!("line {}: {e}: {line:?}", n + 1))?);
+    }
+    Ok(samples)
+}
+
+fn parse_sample(line: &str) -> Result<Sample, String> {
+    let name_end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .ok_or("no value")?;
+    let name = &line[..name_end];
+    let name_ok = !name.is_empty()
+        && name.chars().enumerate().all(|(i, c)| {
+            c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+        });
+    if !name_ok {
+        return Err(format!("bad metric name {name:?}"));
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = BTreeMap::new();
+    if let Some(inner) = rest.strip_prefix('{') {
+        let mut chars = inner.char_indices().peekable();
+        let mut end = None;
+        loop {
+            // Skip separators, stop at '}'.
+            while let Some(&(_, c)) = chars.peek() {
+                if c == ',' || c.is_whitespace() {
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            match chars.peek() {
+                Some(&(i, '}')) => {
+                    end = Some(i);
+                    break;
+                }
+                None => break,
+                _ => {}
+            }
+            let mut key = String::new();
+            for (_, c) in chars.by_ref() {
+                if c == '=' {
+                    break;
+                }
+                key.push(c);
+            }
+            if chars.next().map(|(_, c)| c) != Some('"') {
+                return Err(format!("label {key:?}: value not quoted"));
+            }
+            let mut value = String::new();
+            let mut closed = false;
+            while let Some((_, c)) = chars.next() {
+                match c {
+                    '\\' => match chars.next().map(|(_, c)| c) {
+                        Some('n') => value.push('\n'),
+                        Some(c) => value.push(c),
+                        None => break,
+                    },
+                    '"' => {
+                        closed = true;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            if !closed {
+                return Err(format!("label {key:?}: unterminated value"));
+            }
+            labels.insert(key.trim().to_owned(), value);
+        }
+        let end = end.ok_or("unterminated labels")?;
+        rest = &inner[end + 1..];
+    }
+    let mut fields = rest.split_whitespace();
+    let value = fields.next().ok_or("no value")?;
+    let value = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        v => v.parse::<f64>().map_err(|e| format!("value {v:?}: {e}"))?,
+    };
+    if let Some(ts) = fields.next() {
+        ts.parse::<i64>()
+            .map_err(|e| format!("timestamp {ts:?}: {e}"))?;
+    }
+    if fields.next().is_some() {
+        return Err("trailing fields".into());
+    }
+    Ok(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
+}
+
+/// The value of the unlabelled sample `name`.
+fn metric(samples: &[Sample], name: &str) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| s.name == name && s.labels.is_empty())
+        .map(|s| s.value)
+}
+
+#[test]
+fn prometheus_parser() {
+    let text = "# HELP x_total a counter\n# TYPE x_total counter\nx_total 6\n\n\
+                y{quantile=\"0.5\",path=\"/a \\\"b\\\"\"} 1.5e-3 1700000000000\n\
+                z_sum{} +Inf\n";
+    let samples = parse_prometheus(text).unwrap();
+    assert_eq!(samples.len(), 3);
+    assert_eq!(metric(&samples, "x_total"), Some(6.0));
+    assert_eq!(samples[1].name, "y");
+    assert_eq!(samples[1].labels["quantile"], "0.5");
+    assert_eq!(samples[1].labels["path"], "/a \"b\"");
+    assert_eq!(samples[1].value, 0.0015);
+    assert_eq!(metric(&samples, "z_sum"), Some(f64::INFINITY));
+    assert!(parse_prometheus("x{a=1} 2").is_err());
+    assert!(parse_prometheus("x{a=\"1\" 2").is_err());
+    assert!(parse_prometheus("x one").is_err());
+    assert!(parse_prometheus("9x 1").is_err());
+}
+
+// ------------------------------------------------------------------ settings --
+
+/// The port and store named on the first line `Tether chat on http://ADDR/ (store: S)`.
+fn announced(server: &Server) -> (u16, String) {
+    let store = server
+        .first_line
+        .split_once("(store: ")
+        .and_then(|(_, s)| s.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no `(store: ...)` in {:?}", server.first_line))
+        .to_owned();
+    (server.addr.port(), store)
+}
+
+/// A TOML file sets the port, TETHER_PORT overrides it, --port overrides
+/// both; the same for the store (first line, and the file it creates).
+#[test]
+fn settings_precedence_flag_env_toml_default() {
+    let (p_toml, p_env, p_flag) = (free_port(), free_port(), free_port());
+    assert!(
+        p_toml != p_env && p_env != p_flag && p_toml != p_flag,
+        "three distinct ports"
+    );
+
+    // Defaults (port 0 only so as not to depend on 3000 being free): the
+    // store is tether.db in the working directory.
+    let dir = TempDir::new("defaults");
+    let mut server = Server::start(dir.path(), &["--port", "0"], &[]);
+    assert_eq!(announced(&server).1, "tether.db");
+    assert_eq!(server.addr.ip().to_string(), "127.0.0.1", "default host");
+    assert!(
+        dir.path().join("tether.db").exists(),
+        "default store file in the working directory: {:?}",
+        dir.entries()
+    );
+    assert!(server.stop(EXIT_BUDGET).success());
+
+    // TOML only.
+    let dir = TempDir::new("precedence");
+    let config = dir.write(
+        "tether.toml",
+        &format!("port = {p_toml}\nstore = \"memory\"\nlog_format = \"json\"\n"),
+    );
+    let config = config.to_str().unwrap();
+    let mut server = Server::start(dir.path(), &["--config", config], &[]);
+    assert_eq!(
+        announced(&server),
+        (p_toml, "memory".to_owned()),
+        "{}",
+        server.first_line
+    );
+    let (status, _) = http_get(SocketAddr::from(([127, 0, 0, 1], p_toml)), "/healthz")
+        .expect("connect to the TOML port");
+    assert_eq!(status, 200);
+    // log_format = "json" from the file: the log lines on stderr are JSON.
+    let logs = server.wait_stderr(|e| e.contains('\n'), Duration::from_secs(10));
+    let first_log = logs.lines().next().unwrap_or_default();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(first_log).is_ok(),
+        "log_format = \"json\" from the TOML file: {logs}"
+    );
+    assert!(server.stop(EXIT_BUDGET).success());
+
+    // TETHER_CONFIG names the file; TETHER_PORT and TETHER_STORE override it.
+    let port = p_env.to_string();
+    let mut server = Server::start(
+        dir.path(),
+        &[],
+        &[
+            ("TETHER_CONFIG", config),
+            ("TETHER_PORT", &port),
+            ("TETHER_STORE", "from-env.db"),
+        ],
+    );
+    assert_eq!(
+        announced(&server),
+        (p_env, "from-env.db".to_owned()),
+        "{}",
+        server.first_line
+    );
+    let (status, _) = http_get(SocketAddr::from(([127, 0, 0, 1], p_env)), "/healthz")
+        .expect("connect to the env port");
+    assert_eq!(status, 200);
+    assert!(
+        dir.path().join("from-env.db").exists(),
+        "TETHER_STORE file: {:?}",
+        dir.entries()
+    );
+    assert!(server.stop(EXIT_BUDGET).success());
+
+    // Flags override both.
+    let port = p_flag.to_string();
+    let env_port = p_env.to_string();
+    let mut server = Server::start(
+        dir.path(),
+        &["--config", config, "--port", &port, "--store", "memory"],
+        &[
+            ("TETHER_PORT", &env_port),
+            ("TETHER_STORE", "from-env-2.db"),
+        ],
+    );
+    assert_eq!(
+        announced(&server),
+        (p_flag, "memory".to_owned()),
+        "{}",
+        server.first_line
+    );
+    let (status, body) = http_get(SocketAddr::from(([127, 0, 0, 1], p_flag)), "/healthz")
+        .expect("connect to the flag port");
+    assert_eq!((status, body.trim()), (200, "ok"));
+    assert!(
+        !dir.path().join("from-env-2.db").exists(),
+        "--store memory wins over TETHER_STORE"
+    );
+    assert!(server.stop(EXIT_BUDGET).success());
+}
+
+/// One bad setting: how it is given, and what the error must name.
+struct Bad {
+    what: &'static str,
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+    toml: Option<&'static str>,
+    /// Each must appear in stderr (case-insensitive).
+    names: &'static [&'static str],
+}
+
+const fn bad(
+    what: &'static str,
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+    toml: Option<&'static str>,
+    names: &'static [&'static str],
+) -> Bad {
+    Bad {
+        what,
+        args,
+        env,
+        toml,
+        names,
+    }
+}
+
+#[rustfmt::skip]
+const BAD_SETTINGS: &[Bad] = &[
+    bad("port flag too big", &["--port", "99999"], &[], None, &["port"]),
+    bad("port flag not a number", &["--port", "eighty"], &[], None, &["port"]),
+    bad("port env", &[], &[("TETHER_PORT", "70000")], None, &["port"]),
+    bad("port env negative", &[], &[("TETHER_PORT", "-1")], None, &["port"]),
+    bad("port TOML too big", &[], &[], Some("port = 70000"), &["port"]),
+    bad("port TOML string", &[], &[], Some("port = \"eighty\""), &["port"]),
+    bad("durability flag", &["--durability", "sometimes"], &[], None, &["durability"]),
+    bad("durability env", &[], &[("TETHER_DURABILITY", "never")], None, &["durability"]),
+    bad("durability TOML", &[], &[], Some("durability = \"eventually\""), &["durability"]),
+    bad("log_format flag", &["--log-format", "xml"], &[], None, &["log_format"]),
+    bad("log_format env", &[], &[("TETHER_LOG_FORMAT", "yaml")], None, &["log_format"]),
+    bad("log_format TOML", &[], &[], Some("log_format = \"csv\""), &["log_format"]),
+    bad("recovery_window soon (flag)", &["--recovery-window", "soon"], &[], None, &["recovery_window"]),
+    bad("recovery_window 5y (flag)", &["--recovery-window", "5y"], &[], None, &["recovery_window"]),
+    bad("recovery_window soon (env)", &[], &[("TETHER_RECOVERY_WINDOW", "soon")], None, &["recovery_window"]),
+    bad("recovery_window 5y (TOML)", &[], &[], Some("recovery_window = \"5y\""), &["recovery_window"]),
+    bad("retention_age soon (flag)", &["--retention-age", "soon"], &[], None, &["retention_age"]),
+    bad("retention_age 5y (flag)", &["--retention-age", "5y"], &[], None, &["retention_age"]),
+    bad("retention_age 5y (env)", &[], &[("TETHER_RETENTION_AGE", "5y")], None, &["retention_age"]),
+    bad("retention_age soon (TOML)", &[], &[], Some("retention_age = \"soon\""), &["retention_age"]),
+    bad("max_buffer < max_payload (flags)", &["--max-payload", "4096", "--max-buffer", "2048"], &[], None, &["max_buffer"]),
+    bad("max_buffer < max_payload (env)", &[], &[("TETHER_MAX_PAYLOAD", "65536"), ("TETHER_MAX_BUFFER", "65535")], None, &["max_buffer"]),
+    bad("max_buffer < max_payload (TOML)", &[], &[], Some("max_payload = 8192\nmax_buffer = 4096"), &["max_buffer"]),
+    bad("unknown key in the TOML", &[], &[], Some("port = 0\ncolour = \"blue\""), &["colour"]),
+    bad("--config that does not exist", &["--config", "missing.toml"], &[], None, &["config", "missing.toml"]),
+    bad("TETHER_CONFIG that does not exist", &[], &[("TETHER_CONFIG", "nowhere/tether.toml")], None, &["config", "nowhere/tether.toml"]),
+    bad("redis store (flag)", &["--store", "redis://127.0.0.1:6379"], &[], None, &["store", "redis"]),
+    bad("redis store (env)", &[], &[("TETHER_STORE", "redis://localhost")], None, &["store", "redis"]),
+    bad("redis store (TOML)", &[], &[], Some("store = \"redis://localhost/0\""), &["store", "redis"]),
+];
+
+/// Every bad value: a non-zero exit (no server started), an error naming the
+/// setting, and no store file left behind.
+#[test]
+fn bad_settings_fail_naming_the_setting() {
+    let mut failures = Vec::new();
+    for case in BAD_SETTINGS {
+        let dir = TempDir::new("bad");
+        // Port 0 so that a wrongly accepted setting cannot collide on 3000.
+        let mut args = vec!["serve"];
+        if !case.what.starts_with("port") {
+            args.extend(["--port", "0"]);
+        }
+        args.extend_from_slice(case.args);
+        if let Some(toml) = case.toml {
+            dir.write("tether.toml", &format!("{toml}\n"));
+            args.extend(["--config", "tether.toml"]);
+        }
+        let before = dir.entries();
+        let out = match run(&mut tether(dir.path(), &args, case.env), EXIT_BUDGET) {
+            Ok(out) => out,
+            Err(e) => {
+                failures.push(format!("{}: {e}", case.what));
+                continue;
+            }
+        };
+        let stderr = out.stderr.to_lowercase();
+        if out.status.success() {
+            failures.push(format!(
+                "{}: exit 0\nstdout: {}\nstderr: {}",
+                case.what, out.stdout, out.stderr
+            ));
+            continue;
+        }
+        for name in case.names {
+            if !stderr.contains(&name.to_lowercase()) {
+                failures.push(format!(
+                    "{}: error does not name `{name}`: {}",
+                    case.what,
+                    out.stderr.trim()
+                ));
+            }
+        }
+        if !out.stdout.is_empty() {
+            failures.push(format!("{}: printed on stdout: {}", case.what, out.stdout));
+        }
+        if dir.entries() != before {
+            failures.push(format!(
+                "{}: left files behind: {:?}",
+                case.what,
+                dir.entries()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} bad setting(s) mishandled:\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// `tether serve --help` mentions every setting, its flag and its variable.
+#[test]
+fn serve_help_lists_every_setting_and_env_variable() {
+    let dir = TempDir::new("help");
+    let out = run(
+        &mut tether(dir.path(), &["serve", "--help"], &[]),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let settings = [
+        "host",
+        "port",
+        "store",
+        "durability",
+        "recovery_window",
+        "retention_age",
+        "retention_count",
+        "max_payload",
+        "max_connections",
+        "max_buffer",
+        "cors_origins",
+        "log_format",
+        "config",
+    ];
+    let mut missing = Vec::new();
+    for name in settings {
+        let flag = format!("--{}", name.replace('_', "-"));
+        let env = format!("TETHER_{}", name.to_uppercase());
+        for want in [&flag, &env] {
+            if !out.stdout.contains(want.as_str()) {
+                missing.push(want.clone());
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "`tether serve --help` does not mention {missing:?}:\n{}",
+        out.stdout
+    );
+}
+
+// ------------------------------------------------------------------ metrics --
+
+/// 5 chat messages + 1 retry from the official client, then exact counters.
+#[test]
+fn metrics_count_events_duplicates_and_acks() {
+    let dir = TempDir::new("metrics");
+    let server = Server::start(dir.path(), &["--port", "0", "--store", "memory"], &[]);
+    let url = server.url();
+    let verdict = Node::start("drive", &["--url", &url, "--transport", "websocket"])
+        .verdict(Duration::from_secs(60));
+    assert_eq!(
+        verdict["seqs"],
+        serde_json::json!([1, 2, 3, 4, 5]),
+        "{verdict}"
+    );
+
+    let (status, text) = http_get(server.addr, "/metrics").expect("scrape /metrics");
+    assert_eq!(status, 200, "{text}");
+    let samples = parse_prometheus(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(
+        metric(&samples, "tether_events_in_total"),
+        Some(6.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&samples, "tether_duplicates_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(metric(&samples, "tether_acks_total"), Some(6.0), "{text}");
+    assert!(
+        samples
+            .iter()
+            .any(|s| s.name.starts_with("tether_store_commit_seconds")),
+        "tether_store_commit_seconds missing:\n{text}"
+    );
+    let commits = samples
+        .iter()
+        .find(|s| {
+            s.name == "tether_store_commit_seconds_count"
+                || s.name == "tether_store_commit_seconds_bucket"
+        })
+        .map(|s| s.value);
+    assert!(
+        commits.is_some_and(|n| n >= 1.0),
+        "at least one store commit timed:\n{text}"
+    );
+}
+
+// ----------------------------------------------------------------- tutorial --
+
+fn tutorial(transport: &str) {
+    let dir = TempDir::new("tutorial");
+    let server = Server::start(dir.path(), &["--port", "0", "--store", "chat.db"], &[]);
+    let url = server.url();
+    let verdict = Node::start(
+        "tutorial",
+        &["--url", &url, "--transport", transport, "--count", "50"],
+    )
+    .verdict(Duration::from_secs(120));
+    assert_eq!(verdict["exchanged"], 100, "{verdict}");
+    assert_eq!(verdict["c"], 101, "{verdict}");
+    assert_eq!(verdict["d"], 41, "{verdict}");
+}
+
+/// The Socket.IO tutorial's client: two clients exchange 50 messages each,
+/// then late clients catch up from serverOffset 0 and from message 60.
+#[test]
+fn tutorial_clients_websocket() {
+    tutorial("websocket");
+}
+
+#[test]
+fn tutorial_clients_polling() {
+    tutorial("polling");
+}
+
+// ----------------------------------------------------------------- shutdown --
+
+/// 200 acked messages, SIGTERM (exit 0 within 10 s), restart on the same
+/// file: a tutorial client from serverOffset 0 gets the 200 exactly once in
+/// order. Then `tether bounds` and `tether history` show them.
+#[test]
+fn graceful_shutdown_loses_nothing_and_tools_show_the_store() {
+    let dir = TempDir::new("shutdown");
+    let mut server = Server::start(dir.path(), &["--port", "0", "--store", "chat.db"], &[]);
+    let url = server.url();
+    let mut sender = Node::start("send", &["--url", &url, "--count", "200", "--hold", "1"]);
+    sender.expect_line("READY sigterm", Duration::from_secs(60));
+    let started = Instant::now();
+    let status = server.stop(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "SIGTERM: exit {status}; stderr:\n{}",
+        server.stderr()
+    );
+    let took = started.elapsed();
+    let sent = sender.verdict(Duration::from_secs(30));
+    assert_eq!(
+        (
+            sent["acked"].as_u64(),
+            sent["first"].as_u64(),
+            sent["last"].as_u64()
+        ),
+        (Some(200), Some(1), Some(200)),
+        "{sent}"
+    );
+    assert_eq!(
+        sent["closed"], "transport close",
+        "the client sees the server go: {sent}"
+    );
+    println!("shutdown took {took:?}");
+
+    let mut server = Server::start(dir.path(), &["--port", "0", "--store", "chat.db"], &[]);
+    let url = server.url();
+    let caught = Node::start(
+        "catch-up",
+        &["--url", &url, "--count", "200", "--serverOffset", "0"],
+    )
+    .verdict(Duration::from_secs(60));
+    assert_eq!(caught["received"], 201, "200 + the probe: {caught}");
+    assert_eq!(
+        (caught["first"].as_u64(), caught["last"].as_u64()),
+        (Some(1), Some(200)),
+        "{caught}"
+    );
+    let probe = caught["probe"].as_u64().expect("the probe's serverOffset");
+    assert_eq!(probe, 201, "{caught}");
+    let status = server.stop(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "SIGTERM: exit {status}; stderr:\n{}",
+        server.stderr()
+    );
+
+    // The tools, on the store the server left.
+    let out = run(
+        &mut tether(dir.path(), &["bounds", "--store", "chat.db"], &[]),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    assert!(
+        lines[0]
+            .strip_prefix("epoch ")
+            .is_some_and(|e| !e.trim().is_empty()),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        &lines[1..],
+        ["latest 201", "oldest kept 1"],
+        "{}",
+        out.stdout
+    );
+
+    let out = run(
+        &mut tether(
+            dir.path(),
+            &["history", "--store", "chat.db", "--limit", "5"],
+            &[],
+        ),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let rows: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 5, "{}", out.stdout);
+    let want = [
+        "message 197",
+        "message 198",
+        "message 199",
+        "message 200",
+        "probe",
+    ];
+    for (k, row) in rows.iter().enumerate() {
+        assert_eq!(row.len(), 4, "seq, ts_ms, event, args: {row:?}");
+        assert_eq!(row[0], (197 + k).to_string(), "{}", out.stdout);
+        assert!(row[1].parse::<i64>().is_ok_and(|t| t > 0), "ts_ms: {row:?}");
+        assert_eq!(row[2], "chat message");
+        let args: serde_json::Value =
+            serde_json::from_str(row[3]).unwrap_or_else(|e| panic!("args not JSON ({e}): {row:?}"));
+        let content = args[0].as_str().unwrap_or_default();
+        assert!(content.starts_with(want[k]), "row {k}: {row:?}");
+    }
+
+    let out = run(
+        &mut tether(dir.path(), &["history", "--store", "missing.db"], &[]),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("no store at"), "{out:?}");
+    assert!(
+        !dir.path().join("missing.db").exists(),
+        "history must not create a store"
+    );
+}
+
+/// SIGTERM while the tutorial's client is sending; the server comes back on
+/// the same port and store and the client carries on by itself (reconnection,
+/// retry queue): every message is stored and heard exactly once, in order.
+fn sigterm_mid_stream(transport: &str) {
+    let dir = TempDir::new("midstream");
+    let port = free_port().to_string();
+    let args = ["--port", port.as_str(), "--store", "chat.db"];
+    let mut server = Server::start(dir.path(), &args, &[]);
+    let url = server.url();
+    let mut client = Node::start(
+        "mid-stream",
+        &[
+            "--url",
+            &url,
+            "--transport",
+            transport,
+            "--count",
+            "300",
+            "--at",
+            "100",
+        ],
+    );
+    client.expect_line("READY sigterm", Duration::from_secs(60));
+    let status = server.stop(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "SIGTERM: exit {status}; stderr:\n{}",
+        server.stderr()
+    );
+    let server = Server::start(dir.path(), &args, &[]);
+    let verdict = client.verdict(Duration::from_secs(120));
+    assert_eq!(
+        verdict["recovered"], true,
+        "sessions survive a graceful restart: {verdict}"
+    );
+
+    let caught = Node::start(
+        "catch-up",
+        &[
+            "--url",
+            &server.url(),
+            "--count",
+            "300",
+            "--then",
+            "probe mid-stream",
+        ],
+    )
+    .verdict(Duration::from_secs(60));
+    assert_eq!(caught["received"], 302, "300 + 2 probes: {caught}");
+}
+
+#[test]
+fn sigterm_mid_stream_tutorial_client_carries_on_websocket() {
+    sigterm_mid_stream("websocket");
+}
+
+#[test]
+fn sigterm_mid_stream_tutorial_client_carries_on_polling() {
+    sigterm_mid_stream("polling");
+}
+
+/// A second SIGTERM while shutting down ends the process (best effort: the
+/// first shutdown is quick, so this only checks that it exits).
+#[test]
+fn second_sigterm_exits() {
+    let dir = TempDir::new("sigterm2");
+    let mut server = Server::start(dir.path(), &["--port", "0", "--store", "chat.db"], &[]);
+    server.sigterm();
+    server.sigterm();
+    let status = wait_until(&mut server.child, Duration::from_secs(10));
+    assert!(
+        status.is_some(),
+        "still running 10 s after two SIGTERMs; stderr:\n{}",
+        server.stderr()
+    );
+    println!("after two SIGTERMs: {:?}", status);
+}
+
+/// Once the server has said where it listens, it is up: a SIGTERM from then
+/// on is a graceful shutdown (exit 0), not death by the signal's default
+/// action. (Twenty tries: the window is short.)
+#[test]
+fn sigterm_right_after_start_is_graceful() {
+    let dir = TempDir::new("early-sigterm");
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let mut server = Server::spawn(dir.path(), &["--port", "0", "--store", "memory"], &[]);
+        let status = server.stop(Duration::from_secs(10));
+        statuses.push(status);
+    }
+    assert!(
+        statuses.iter().all(ExitStatus::success),
+        "SIGTERM right after `Tether chat on ...`: {} of {} not graceful: {statuses:?} \
+         (wait status 15 = killed by SIGTERM: the handler is installed only after the \
+         address is printed)",
+        statuses.iter().filter(|s| !s.success()).count(),
+        statuses.len()
+    );
+}
+
+/// `tether history` prints messages as clients get them: the serverOffset
+/// of each message in its place, not the store's internal placeholder.
+#[test]
+fn history_prints_messages_as_clients_get_them() {
+    let dir = TempDir::new("history");
+    let mut server = Server::start(dir.path(), &["--port", "0", "--store", "chat.db"], &[]);
+    let url = server.url();
+    Node::start("drive", &["--url", &url, "--transport", "websocket"])
+        .verdict(Duration::from_secs(60));
+    assert!(server.stop(Duration::from_secs(10)).success());
+
+    let out = run(
+        &mut tether(dir.path(), &["history", "--store", "chat.db"], &[]),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let rows: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 5, "{}", out.stdout);
+    for (k, row) in rows.iter().enumerate() {
+        let seq = k + 1;
+        let args: serde_json::Value =
+            serde_json::from_str(row[3]).unwrap_or_else(|e| panic!("args not JSON ({e}): {row:?}"));
+        assert_eq!(
+            args,
+            serde_json::json!([format!("drive {seq}"), seq, {"id": format!("drive-{seq}"), "name": null}]),
+            "the `chat message` args a client gets (content, serverOffset, meta):\n{}",
+            out.stdout
+        );
+    }
+}
