@@ -302,6 +302,8 @@ scenarios! {
     recover_transport_close_polling: "recover-transport-close", "polling", Memory, server [], script [], restarts 0, budget 60;
     recover_after_kill_websocket: "recover-after-kill", "websocket", File, server [], script [], restarts 1, budget 90;
     recover_after_kill_polling: "recover-after-kill", "polling", File, server [], script [], restarts 1, budget 90;
+    inbox_websocket: "inbox", "websocket", Memory, server [], script [], restarts 0, budget 60;
+    inbox_polling: "inbox", "polling", File, server [], script [], restarts 0, budget 60;
     zero_event_recovery_websocket: "zero-event-recovery", "websocket", Memory, server [], script [], restarts 0, budget 60;
     zero_event_recovery_polling: "zero-event-recovery", "polling", Memory, server [], script [], restarts 0, budget 60;
     ten_recoveries_websocket: "ten-recoveries", "websocket", Memory, server [], script [], restarts 0, budget 90;

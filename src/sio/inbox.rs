@@ -140,14 +140,17 @@ impl Socket {
     /// Sends one inbox entry with an ack request; the ack acknowledges
     /// everything up to it in the store.
     fn send_inbox(&self, store: &Arc<dyn Store>, user: &str, entry: &InboxEntry) {
-        let socket = self.clone();
+        // Queued now, in inbox order; only the wait for the ack is a task.
+        let pending = match self.send_with_ack(&entry.event, args_of(entry)) {
+            Ok(pending) => pending,
+            Err(e) => return tracing::debug!(error = %e, seq = entry.seq, "inbox entry not sent"),
+        };
         let store = store.clone();
         let user = user.to_owned();
-        let event = entry.event.clone();
-        let args = args_of(entry);
         let seq = entry.seq;
+        let timeout = self.inner.conn.config().ack_timeout;
         tokio::spawn(async move {
-            match socket.emit_with_ack(&event, args).await {
+            match pending.wait(timeout).await {
                 Ok(_) => {
                     if let Err(e) = store.inbox_ack(&user, seq).await {
                         tracing::warn!(error = %e, "inbox ack not stored");

@@ -294,23 +294,24 @@ impl Socket {
         args: impl IntoArgs,
         timeout: Duration,
     ) -> Result<Args, AckError> {
-        let args = args.into_args()?;
+        self.send_with_ack(event, args.into_args()?)?
+            .wait(timeout)
+            .await
+    }
+
+    /// Queues the event now (so that events sent one after the other keep
+    /// their order) and returns what waits for its acknowledgement.
+    pub(crate) fn send_with_ack(&self, event: &str, args: Args) -> Result<PendingAck, EmitError> {
         let id = self.inner.next_ack.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.inner.acks.lock().insert(id, tx);
-        struct Pending<'a>(&'a SocketInner, u64);
-        impl Drop for Pending<'_> {
-            fn drop(&mut self) {
-                self.0.acks.lock().remove(&self.1);
-            }
-        }
-        let _pending = Pending(&self.inner, id);
+        let pending = PendingAck {
+            socket: self.inner.clone(),
+            id,
+            rx,
+        };
         self.emit_packet(event, args, Some(id))?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(args)) => Ok(args),
-            Ok(Err(_)) => Err(AckError::Disconnected),
-            Err(_) => Err(AckError::Timeout),
-        }
+        Ok(pending)
     }
 
     fn emit_packet(&self, event: &str, args: Args, id: Option<u64>) -> Result<(), EmitError> {
@@ -629,6 +630,30 @@ impl Socket {
                 }
             }
         }
+    }
+}
+
+/// An acknowledgement the server waits for. Dropping it frees its entry.
+pub(crate) struct PendingAck {
+    socket: Arc<SocketInner>,
+    id: u64,
+    rx: oneshot::Receiver<Args>,
+}
+
+impl PendingAck {
+    /// Waits for the acknowledgement for at most `timeout`.
+    pub(crate) async fn wait(mut self, timeout: Duration) -> Result<Args, AckError> {
+        match tokio::time::timeout(timeout, &mut self.rx).await {
+            Ok(Ok(args)) => Ok(args),
+            Ok(Err(_)) => Err(AckError::Disconnected),
+            Err(_) => Err(AckError::Timeout),
+        }
+    }
+}
+
+impl Drop for PendingAck {
+    fn drop(&mut self) {
+        self.socket.acks.lock().remove(&self.id);
     }
 }
 

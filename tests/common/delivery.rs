@@ -169,6 +169,7 @@ fn handlers(io: &SocketIo, store: &Arc<dyn Store>, opts: &Options, socket: &Sock
 
 /// Registers the delivery contract's namespaces on `io` (built with a store).
 pub fn install(io: &SocketIo, opts: Options) {
+    install_inbox(io);
     let store = io.store().expect("the delivery contract needs a store");
     let (io2, store2, opts2) = (io.clone(), store.clone(), opts.clone());
     io.ns("/", move |socket: Socket| {
@@ -192,6 +193,53 @@ pub fn install(io: &SocketIo, opts: Options) {
             Ok(())
         } else {
             Err(ConnectError::new("unauthorized"))
+        }
+    });
+}
+
+/// Namespace `/inbox`: the user is `auth.user` (refused without one);
+/// `push` (user, payload) stores `dm` (payload) in that user's inbox and acks
+/// `{ seq }`; `pending` (user) acks the positions still unacknowledged.
+pub fn install_inbox(io: &SocketIo) {
+    let io2 = io.clone();
+    io.ns("/inbox", move |socket: Socket| {
+        let io = io2.clone();
+        async move {
+            let io3 = io.clone();
+            socket.on("push", move |_: Socket, mut ev: Event| {
+                let io = io3.clone();
+                async move {
+                    let user: String = ev.args().get(0).unwrap_or_default();
+                    let Some(inbox) = io.inbox(user) else { return };
+                    let _ = match inbox.push("dm", arg(ev.args(), 1)).await {
+                        Ok(seq) => ev.ack((json!({ "seq": seq }),)),
+                        Err(e) => ev.ack((error(e),)),
+                    };
+                }
+            });
+            socket.on("pending", move |_: Socket, mut ev: Event| {
+                let io = io.clone();
+                async move {
+                    let user: String = ev.args().get(0).unwrap_or_default();
+                    let Some(inbox) = io.inbox(user) else { return };
+                    let _ = match inbox.pending().await {
+                        Ok(entries) => {
+                            let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+                            ev.ack((seqs,))
+                        }
+                        Err(e) => ev.ack((error(e),)),
+                    };
+                }
+            });
+        }
+    })
+    .with(|socket: Socket| async move {
+        match socket.handshake().auth.get("user").and_then(|u| u.as_str()) {
+            Some(user) if !user.is_empty() => {
+                socket.set_user(user);
+                Ok(())
+            }
+            _ => Err(ConnectError::new("auth.user is required")),
         }
     });
 }

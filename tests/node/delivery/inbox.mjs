@@ -1,0 +1,78 @@
+// inbox: messages for a user are kept until a device of that user acks them.
+// 5 dms pushed to alice while she is offline; device A1 gets them in order and
+// acks; 3 more arrive live (A1 leaves #7 unacked but acks #8, which covers
+// it); A1 leaves; 2 more are pushed; two devices A2 and A3 connect at once and
+// each gets exactly those 2, in order. Bob, connected throughout, gets none.
+import { parseArgs, Run, client, mustConnect, until, sleep } from "./common.mjs";
+
+const opts = parseArgs("inbox");
+const run = new Run(opts);
+
+function device(user, { skip = () => false } = {}) {
+  const s = client(run, "/inbox", { auth: { user } });
+  const got = [];
+  s.on("dm", (payload, seq, ack) => {
+    got.push({ n: payload.n, seq });
+    if (typeof ack === "function" && !skip(payload.n)) ack("ok");
+  });
+  return { s, got };
+}
+
+const p = client(run, "/inbox", { auth: { user: "pusher" } });
+await mustConnect(run, p, "pusher connects");
+const bob = device("bob");
+await mustConnect(run, bob.s, "bob connects");
+
+const seqs = [];
+async function push(n) {
+  const answer = await run.ack(p, `push ${n}`, "push", "alice", { n });
+  seqs.push(answer?.seq);
+  return answer?.seq;
+}
+const pending = () => run.ack(p, "pending", "pending", "alice");
+async function pendingIs(want, label) {
+  const deadline = Date.now() + 5000;
+  let last;
+  for (;;) {
+    last = await pending();
+    if (JSON.stringify(last) === JSON.stringify(want) || Date.now() > deadline) break;
+    await sleep(20);
+  }
+  run.check(JSON.stringify(last) === JSON.stringify(want), label, want, last);
+}
+
+for (let n = 1; n <= 5; n++) await push(n);
+run.equal(JSON.stringify(await pending()), JSON.stringify(seqs.slice(0, 5)), "5 pending while alice is offline");
+
+const a1 = device("alice", { skip: (n) => n === 7 });
+await mustConnect(run, a1.s, "A1 connects");
+run.check(await until(() => a1.got.length >= 5, 5000), "A1 gets the 5 pending", 5, a1.got.length);
+run.equal(JSON.stringify(a1.got.map((g) => g.n)), "[1,2,3,4,5]", "A1: pending in order");
+await pendingIs([], "A1's acks clear the inbox");
+
+for (let n = 6; n <= 8; n++) await push(n);
+run.check(await until(() => a1.got.length >= 8, 5000), "A1 gets 3 live", 8, a1.got.length);
+run.equal(JSON.stringify(a1.got.map((g) => g.n)), "[1,2,3,4,5,6,7,8]", "A1: live in order, once each");
+await pendingIs([], "the ack of #8 covers the unacked #7");
+
+a1.s.disconnect();
+await push(9);
+await push(10);
+await pendingIs([seqs[8], seqs[9]], "2 pending while alice is away");
+
+const a2 = device("alice");
+const a3 = device("alice");
+await mustConnect(run, a2.s, "A2 connects");
+await mustConnect(run, a3.s, "A3 connects");
+for (const [name, d] of [["A2", a2], ["A3", a3]]) {
+  run.check(await until(() => d.got.length >= 2, 5000), `${name} gets the 2 pending`, 2, d.got.length);
+  run.equal(JSON.stringify(d.got.map((g) => g.n)), "[9,10]", `${name}: exactly #9 and #10, in order`);
+}
+await pendingIs([], "acks of A2 and A3 clear the inbox");
+await push(11);
+run.check(await until(() => a2.got.length >= 3 && a3.got.length >= 3, 5000), "both devices get a live dm", 3, [a2.got.length, a3.got.length]);
+run.equal(bob.got.length, 0, "bob gets none of alice's dms");
+run.equal(new Set(seqs).size, 11, "11 distinct inbox positions");
+
+Object.assign(run.counts, { pushed: seqs.length, a1: a1.got.length, a2: a2.got.length, a3: a3.got.length, bob: bob.got.length });
+run.finish();
