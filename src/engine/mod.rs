@@ -186,6 +186,32 @@ impl Engine {
         path.starts_with(&self.opts.path) || path == self.opts.path.trim_end_matches('/')
     }
 
+    /// Closes every session once its client has read what was sent to it
+    /// (see [`Session::close_gracefully`]), and waits until they are all
+    /// closed, for at most `limit`.
+    pub async fn close_all_gracefully(&self, limit: std::time::Duration) {
+        let deadline = Instant::now() + limit;
+        let entries: Vec<Entry> = self.sessions.read().values().cloned().collect();
+        for entry in &entries {
+            let (_, events) = entry.conn.with_session(|s| s.close_gracefully(deadline));
+            self.dispatch(entry, events);
+        }
+        for entry in entries {
+            loop {
+                let notified = entry.conn.outgoing.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if entry.conn.is_closed() {
+                    break;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if tokio::time::timeout(left, notified).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
     /// Closes every session (server shutdown).
     pub fn close_all(&self, reason: CloseReason) {
         let entries: Vec<Entry> = self.sessions.read().values().cloned().collect();

@@ -352,6 +352,12 @@ impl SocketIo {
         if let Some(delivery) = &self.inner.delivery {
             delivery.publisher.flush().await;
         }
+        let limit = self
+            .inner
+            .config
+            .ping_timeout
+            .min(std::time::Duration::from_secs(3));
+        self.inner.engine.close_all_gracefully(limit).await;
         self.inner
             .engine
             .close_all(tether_proto::engine::CloseReason::ForcedClose);

@@ -1,6 +1,7 @@
 //! Namespaces, their rooms, and broadcasts.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -413,33 +414,46 @@ impl BroadcastOperator {
     /// Stores the event, then delivers it to every selected socket, live or
     /// when they come back; resolves with its position once committed.
     /// Needs connection state recovery on (a store).
-    pub async fn publish(self, event: &str, args: impl IntoArgs) -> Result<Seq, EmitError> {
-        let rx = self
-            .ns
-            .publish(self.target(), event, args.into_args()?, None)?;
-        match rx.await {
-            Ok(Ok(outcome)) => Ok(outcome.seq()),
-            Ok(Err(e)) => Err(EmitError::Store(e)),
-            Err(_) => Err(EmitError::Store(StoreError::Closed)),
-        }
+    ///
+    /// The event is queued when this is called, so calls made one after the
+    /// other are stored in that order even if their futures are awaited
+    /// elsewhere (a handler can ack from a task and take the next event).
+    pub fn publish(
+        self,
+        event: &str,
+        args: impl IntoArgs,
+    ) -> impl Future<Output = Result<Seq, EmitError>> + Send + 'static {
+        let stored = self.publish_keyed(None, event, args);
+        async move { stored.await.map(|outcome| outcome.seq()) }
     }
 
     /// Like [`BroadcastOperator::publish`], at most once per `key` (the
     /// client's message id): a retry gets the first delivery's position back
     /// and is neither stored nor delivered again.
-    pub async fn publish_once(
+    pub fn publish_once(
         self,
         key: impl Into<String>,
         event: &str,
         args: impl IntoArgs,
-    ) -> Result<AppendOnce, EmitError> {
-        let rx = self
-            .ns
-            .publish(self.target(), event, args.into_args()?, Some(key.into()))?;
-        match rx.await {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(e)) => Err(EmitError::Store(e)),
-            Err(_) => Err(EmitError::Store(StoreError::Closed)),
+    ) -> impl Future<Output = Result<AppendOnce, EmitError>> + Send + 'static {
+        self.publish_keyed(Some(key.into()), event, args)
+    }
+
+    fn publish_keyed(
+        self,
+        key: Option<String>,
+        event: &str,
+        args: impl IntoArgs,
+    ) -> impl Future<Output = Result<AppendOnce, EmitError>> + Send + 'static {
+        let queued = args
+            .into_args()
+            .and_then(|args| self.ns.publish(self.target(), event, args, key));
+        async move {
+            match queued?.await {
+                Ok(Ok(outcome)) => Ok(outcome),
+                Ok(Err(e)) => Err(EmitError::Store(e)),
+                Err(_) => Err(EmitError::Store(StoreError::Closed)),
+            }
         }
     }
 

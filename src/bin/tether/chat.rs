@@ -63,15 +63,24 @@ async fn on_message(io: &SocketIo, socket: &Socket, mut ev: Event) {
         return drop(ev.ack((json!({ "error": "cannot encode" }),)));
     }
     let Some(all) = io.of("/") else { return };
-    let answer = match all.publish_once(client_offset, "chat message", args).await {
-        Ok(outcome) => json!({
-            "seq": outcome.seq(),
-            "duplicate": matches!(outcome, tether::store::AppendOnce::Duplicate(_)),
-        }),
-        Err(e) => {
-            tracing::warn!(error = %e, "message not stored");
-            json!({ "error": "not stored, retry" })
+    // Queued now, in the order the client sent; acked from a task once
+    // stored, so the next message of this client is taken meanwhile and the
+    // store commits them together.
+    let stored = all.publish_once(client_offset, "chat message", args);
+    let ack = ev.take_ack();
+    tokio::spawn(async move {
+        let answer = match stored.await {
+            Ok(outcome) => json!({
+                "seq": outcome.seq(),
+                "duplicate": matches!(outcome, tether::store::AppendOnce::Duplicate(_)),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "message not stored");
+                json!({ "error": "not stored, retry" })
+            }
+        };
+        if let Some(ack) = ack {
+            let _ = ack.send((answer,));
         }
-    };
-    let _ = ev.ack((answer,));
+    });
 }

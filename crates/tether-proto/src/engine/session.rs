@@ -144,6 +144,8 @@ pub struct Session {
     queued_bytes: usize,
     next_ping: Option<Instant>,
     pong_deadline: Option<Instant>,
+    /// A graceful close waits for this pong (or this deadline).
+    closing: Option<Instant>,
     poll_active: bool,
     release_poll: bool,
     closed: Option<CloseReason>,
@@ -164,6 +166,7 @@ impl Session {
             queued_bytes: 0,
             next_ping,
             pong_deadline: None,
+            closing: None,
             poll_active: false,
             release_poll: false,
             closed: None,
@@ -217,6 +220,10 @@ impl Session {
             }
         };
         match packet {
+            Packet::Pong(_) if self.closing.is_some() => {
+                // The client has read everything sent before the ping.
+                self.close(CloseReason::ForcedClose, true);
+            }
             Packet::Pong(_) => {
                 self.pong_deadline = None;
                 self.next_ping = Some(now + self.config.ping_interval);
@@ -301,6 +308,10 @@ impl Session {
         if self.closed.is_some() {
             return;
         }
+        if self.closing.is_some_and(|d| d <= now) {
+            self.close(CloseReason::ForcedClose, true);
+            return;
+        }
         if self.pong_deadline.is_some_and(|d| d <= now) {
             self.close(CloseReason::PingTimeout, false);
             return;
@@ -322,10 +333,15 @@ impl Session {
         if self.closed.is_some() {
             return None;
         }
-        [self.next_ping, self.pong_deadline, self.upgrade_deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.next_ping,
+            self.pong_deadline,
+            self.upgrade_deadline,
+            self.closing,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next event for the driver.
@@ -339,7 +355,7 @@ impl Session {
         &mut self,
         frames: impl IntoIterator<Item = Frame> + Clone,
     ) -> Result<(), SendError> {
-        if self.closed.is_some() {
+        if self.closed.is_some() || self.closing.is_some() {
             return Err(SendError::Closed);
         }
         let size: usize = frames.clone().into_iter().map(|f| f.len()).sum();
@@ -357,6 +373,21 @@ impl Session {
         self.queue.push_back(frame);
     }
 
+    /// Closes the session once the client has read everything queued so far:
+    /// a ping goes out after it, and the close packet only after its pong (or
+    /// at `deadline`). A client that gets events and the close in one read may
+    /// hold those events back until it reconnects, past the recovery offset it
+    /// sends; this keeps them apart. Nothing more is accepted meanwhile.
+    pub fn close_gracefully(&mut self, deadline: Instant) {
+        if self.closed.is_some() || self.closing.is_some() {
+            return;
+        }
+        self.push(Packet::Ping(Bytes::new()).encode());
+        self.closing = Some(deadline);
+        self.next_ping = None;
+        self.pong_deadline = None;
+    }
+
     /// Closes the session. With `notify_peer`, a close packet is queued first
     /// so that the client learns the session is over.
     pub fn close(&mut self, reason: CloseReason, notify_peer: bool) {
@@ -367,6 +398,7 @@ impl Session {
             self.push(Packet::Close.encode());
         }
         self.closed = Some(reason);
+        self.closing = None;
         self.release_poll = true;
         self.upgrade_deadline = None;
         self.events.push_back(Event::Closed(reason));
@@ -507,6 +539,31 @@ mod tests {
         assert!(s.begin_poll().is_err());
         assert_eq!(s.take_poll().as_deref(), Some(&b"1"[..]));
         assert_eq!(s.closed(), Some(CloseReason::TransportError));
+    }
+
+    #[test]
+    fn graceful_close_waits_for_the_pong() {
+        let t0 = Instant::now();
+        let mut s = Session::new(config(), TransportKind::Polling, t0);
+        s.send([Frame::text_static("4a")]).unwrap();
+        s.close_gracefully(t0 + Duration::from_secs(1));
+        assert_eq!(s.send([Frame::text_static("4b")]), Err(SendError::Closed));
+        // Data and ping go out together; the close packet is not among them.
+        assert_eq!(s.take_poll().as_deref(), Some(&b"4a\x1e2"[..]));
+        assert_eq!(s.closed(), None);
+        s.handle_frame(Frame::text_static("3"), t0).unwrap();
+        assert_eq!(s.closed(), Some(CloseReason::ForcedClose));
+        assert_eq!(s.take_poll().as_deref(), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn graceful_close_gives_up_at_the_deadline() {
+        let t0 = Instant::now();
+        let mut s = Session::new(config(), TransportKind::WebSocket, t0);
+        s.close_gracefully(t0 + Duration::from_millis(50));
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(50)));
+        s.handle_timeout(t0 + Duration::from_millis(50));
+        assert_eq!(s.closed(), Some(CloseReason::ForcedClose));
     }
 
     #[test]
