@@ -1102,6 +1102,40 @@ fn graceful_shutdown_loses_nothing_and_tools_show_the_store() {
         assert!(content.starts_with(want[k]), "row {k}: {row:?}");
     }
 
+    // Every message went to the whole namespace: one stream of 201.
+    let out = run(
+        &mut tether(dir.path(), &["streams", "--store", "chat.db"], &[]),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        ["nsp\troom\tentries\toldest\tlatest", "/\t\t201\t1\t201"],
+        "{}",
+        out.stdout
+    );
+
+    // The sessions table lists public ids only: the private ids stay in the store.
+    let out = run(
+        &mut tether(dir.path(), &["sessions", "--store", "chat.db"], &[]),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        out.stdout.lines().next(),
+        Some("sid\tnsp\trooms\tconnected\tupdated_ms"),
+        "{}",
+        out.stdout
+    );
+    for row in out.stdout.lines().skip(1) {
+        let cols: Vec<&str> = row.split('\t').collect();
+        assert_eq!(cols.len(), 5, "{row}");
+        assert_eq!(cols[1], "/", "{row}");
+    }
+
     let out = run(
         &mut tether(dir.path(), &["history", "--store", "missing.db"], &[]),
         EXIT_BUDGET,

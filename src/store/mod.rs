@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use memory::MemoryStore;
-pub use sqlite::{Durability, SqliteStore};
+pub use sqlite::{Durability, SessionInfo, SqliteStore, StreamInfo};
 
 /// A position in the store. Increasing; never reused within one epoch.
 pub type Seq = u64;

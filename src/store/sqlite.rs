@@ -244,6 +244,77 @@ impl SqliteStore {
     }
 }
 
+/// One stream of a store, for inspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// Namespace.
+    pub nsp: String,
+    /// Room; empty for the whole-namespace stream.
+    pub room: String,
+    /// Entries kept.
+    pub count: u64,
+    /// Oldest position kept.
+    pub first: Seq,
+    /// Latest position.
+    pub last: Seq,
+}
+
+/// A stored session, for inspection (its private id is not shown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Public socket id.
+    pub sid: String,
+    /// Namespace.
+    pub nsp: String,
+    /// Rooms (JSON array).
+    pub rooms: String,
+    /// True while a socket of the session is connected.
+    pub connected: bool,
+    /// Milliseconds since the Unix epoch of the last change.
+    pub updated_ms: i64,
+}
+
+impl SqliteStore {
+    /// Every stream with its size and positions (for `tether streams`).
+    pub fn streams(&self) -> BoxFuture<'_, Result<Vec<StreamInfo>, StoreError>> {
+        self.read_with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT nsp, room, COUNT(*), MIN(seq), MAX(seq) FROM entry_targets
+                 GROUP BY nsp, room ORDER BY nsp, room",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok(StreamInfo {
+                    nsp: row.get(0)?,
+                    room: row.get(1)?,
+                    count: row.get::<_, i64>(2)?.max(0).unsigned_abs(),
+                    first: row.get::<_, i64>(3)?.max(0).unsigned_abs(),
+                    last: row.get::<_, i64>(4)?.max(0).unsigned_abs(),
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    /// Every stored session, oldest change first (for `tether sessions`).
+    pub fn sessions(&self) -> BoxFuture<'_, Result<Vec<SessionInfo>, StoreError>> {
+        self.read_with(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT sid, nsp, rooms, connected, updated_ms FROM sessions ORDER BY updated_ms",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok(SessionInfo {
+                    sid: row.get(0)?,
+                    nsp: row.get(1)?,
+                    rooms: row.get(2)?,
+                    connected: row.get(3)?,
+                    updated_ms: row.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+}
+
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         // Closing the queue ends the writer's loop once it has run what it took.

@@ -61,6 +61,20 @@ enum Command {
         #[arg(long, default_value = "tether.db")]
         store: String,
     },
+    /// Print every stream: namespace, room (empty: the whole namespace),
+    /// entries kept, oldest and latest position.
+    Streams {
+        /// The SQLite store file.
+        #[arg(long, default_value = "tether.db")]
+        store: String,
+    },
+    /// Print the sessions kept for recovery (public ids only), with whether
+    /// they are connected and since when they changed.
+    Sessions {
+        /// The SQLite store file.
+        #[arg(long, default_value = "tether.db")]
+        store: String,
+    },
     /// Print a user's unacknowledged inbox entries.
     Inbox {
         /// The SQLite store file.
@@ -119,6 +133,28 @@ fn main() -> std::process::ExitCode {
                 );
                 Ok(())
             }
+            Command::Streams { store } => {
+                let store = open_sqlite(&store)?;
+                println!("nsp\troom\tentries\toldest\tlatest");
+                for s in store.streams().await? {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        s.nsp, s.room, s.count, s.first, s.last
+                    );
+                }
+                Ok(())
+            }
+            Command::Sessions { store } => {
+                let store = open_sqlite(&store)?;
+                println!("sid\tnsp\trooms\tconnected\tupdated_ms");
+                for s in store.sessions().await? {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        s.sid, s.nsp, s.rooms, s.connected, s.updated_ms
+                    );
+                }
+                Ok(())
+            }
             Command::Inbox { store, user } => {
                 let store = open_existing(&store)?;
                 for entry in store.inbox_pending(&user, 0, 10_000).await? {
@@ -143,10 +179,14 @@ fn main() -> std::process::ExitCode {
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
 fn open_existing(path: &str) -> Result<Arc<dyn Store>, AnyError> {
+    Ok(Arc::new(open_sqlite(path)?))
+}
+
+fn open_sqlite(path: &str) -> Result<SqliteStore, AnyError> {
     if !Path::new(path).exists() {
         return Err(format!("no store at {path}").into());
     }
-    Ok(Arc::new(SqliteStore::open(path, Durability::Fsync)?))
+    Ok(SqliteStore::open(path, Durability::Fsync)?)
 }
 
 fn init_logs(format: &str) {
