@@ -13,6 +13,12 @@ if [ -d tests/browser ]; then
   bash scripts/install-chromium.sh
 fi
 
+echo "== services: Redis on 127.0.0.1:6379 (started if it does not answer)"
+if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null && break; sleep 0.1; done
+fi
+
 echo "== cargo test --workspace"
 cargo test --workspace --all-targets
 cargo test --workspace --doc

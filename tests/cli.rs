@@ -802,9 +802,10 @@ const BAD_SETTINGS: &[Bad] = &[
     bad("unknown key in the TOML", &[], &[], Some("port = 0\ncolour = \"blue\""), &["colour"]),
     bad("--config that does not exist", &["--config", "missing.toml"], &[], None, &["config", "missing.toml"]),
     bad("TETHER_CONFIG that does not exist", &[], &[("TETHER_CONFIG", "nowhere/tether.toml")], None, &["config", "nowhere/tether.toml"]),
-    bad("redis store (flag)", &["--store", "redis://127.0.0.1:6379"], &[], None, &["store", "redis"]),
-    bad("redis store (env)", &[], &[("TETHER_STORE", "redis://localhost")], None, &["store", "redis"]),
-    bad("redis store (TOML)", &[], &[], Some("store = \"redis://localhost/0\""), &["store", "redis"]),
+    bad("redis over TLS (flag)", &["--store", "rediss://127.0.0.1:6379"], &[], None, &["store", "redis"]),
+    bad("redis over TLS (env)", &[], &[("TETHER_STORE", "rediss://localhost")], None, &["store", "redis"]),
+    bad("redis over a unix socket (TOML)", &[], &[], Some("store = \"redis+unix:///tmp/r.sock\""), &["store", "redis"]),
+    bad("empty redis_prefix (flag)", &["--redis-prefix", ""], &[], None, &["redis_prefix"]),
 ];
 
 /// Every bad value: a non-zero exit (no server started), an error naming the
@@ -882,6 +883,7 @@ fn serve_help_lists_every_setting_and_env_variable() {
         "host",
         "port",
         "store",
+        "redis_prefix",
         "durability",
         "recovery_window",
         "retention_age",

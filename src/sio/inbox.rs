@@ -57,8 +57,9 @@ pub(crate) struct InboxCursor {
 ///
 /// ```no_run
 /// # async fn demo(io: tether::SocketIo) -> Result<(), tether::EmitError> {
-/// let seq = io.inbox("alice").push("dm", ("hi from bob",)).await?;
-/// let pending = io.inbox("alice").pending().await?;
+/// let inbox = io.inbox("alice").expect("the server has a store");
+/// let seq = inbox.push("dm", ("hi from bob",)).await?;
+/// let pending = inbox.pending().await?;
 /// assert!(pending.iter().any(|e| e.seq == seq));
 /// # Ok(()) }
 /// ```

@@ -401,20 +401,43 @@ fn spawn_retention(
 /// on failure (a Redis blip loses nothing).
 async fn run_feed(io: Weak<IoInner>, store: Arc<dyn Store>) {
     use futures_util::StreamExt;
-    let mut after = match store.bounds().await {
-        Ok((last, _)) => last,
-        Err(_) => 0,
+    const MIN_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+    const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(2);
+    /// How often a quiet feed checks that its server still exists.
+    const ALIVE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+    let mut backoff = MIN_BACKOFF;
+    // Start at the store's end (never replay the whole log to every socket):
+    // wait for the store rather than guess.
+    let mut after = loop {
+        match store.bounds().await {
+            Ok((last, _)) => break last,
+            Err(e) => tracing::warn!(error = %e, "store unavailable: feed waits"),
+        }
+        if io.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     };
-    let mut backoff = std::time::Duration::from_millis(50);
     loop {
         let Some(mut feed) = store.feed(after) else {
             return;
         };
-        while let Some(item) = feed.next().await {
+        loop {
+            let item = tokio::select! {
+                item = feed.next() => item,
+                () = tokio::time::sleep(ALIVE_CHECK) => {
+                    if io.strong_count() == 0 {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Some(item) = item else { break };
             let Some(io) = io.upgrade() else { return };
             match item {
                 Ok(entry) => {
-                    backoff = std::time::Duration::from_millis(50);
+                    backoff = MIN_BACKOFF;
                     if entry.seq <= after {
                         continue;
                     }
@@ -434,6 +457,6 @@ async fn run_feed(io: Weak<IoInner>, store: Arc<dyn Store>) {
             return;
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }

@@ -9,6 +9,7 @@
 //! where a client stands in every stream at once.
 
 mod memory;
+mod redis;
 mod sqlite;
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 pub use sqlite::{Durability, SessionInfo, SqliteStore, StreamInfo};
 
 /// A position in the store. Increasing; never reused within one epoch.

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use tether::engine::Body;
-use tether::store::{Durability, MemoryStore, SqliteStore, Store};
+use tether::store::{Durability, MemoryStore, RedisStore, SqliteStore, Store};
 use tether::SocketIo;
 
 use settings::{ServeArgs, Settings};
@@ -209,6 +209,11 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
     let config = settings.config()?;
     let store: Arc<dyn Store> = if settings.store == "memory" {
         Arc::new(MemoryStore::new())
+    } else if settings.store.starts_with("redis://") {
+        Arc::new(RedisStore::connect(
+            &settings.store,
+            &settings.redis_prefix,
+        )?)
     } else {
         let durability = match settings.durability.as_str() {
             "relaxed" => Durability::Relaxed,

@@ -20,10 +20,15 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_PORT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    /// Store: a SQLite file path (created if missing), or `memory`.
+    /// Store: a SQLite file path (created if missing), `memory`, or a
+    /// `redis://host:port` URL (several nodes sharing one Redis).
     #[arg(long, env = "TETHER_STORE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// Prefix of Tether's keys in Redis (several apps can share one Redis).
+    #[arg(long, env = "TETHER_REDIS_PREFIX")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_prefix: Option<String>,
     /// `fsync` (every commit reaches the disk) or `relaxed` (survives a crash
     /// of the process, not of the machine).
     #[arg(long, env = "TETHER_DURABILITY")]
@@ -75,6 +80,7 @@ pub struct Settings {
     pub host: String,
     pub port: u16,
     pub store: String,
+    pub redis_prefix: String,
     pub durability: String,
     pub recovery_window: String,
     pub retention_age: String,
@@ -93,6 +99,7 @@ impl Default for Settings {
             host: "127.0.0.1".into(),
             port: 3000,
             store: "tether.db".into(),
+            redis_prefix: "tether".into(),
             durability: "fsync".into(),
             recovery_window: "10m".into(),
             retention_age: "30d".into(),
@@ -204,11 +211,14 @@ impl Settings {
         if self.store.is_empty() {
             return Err(invalid("store", "empty: give a file path or `memory`"));
         }
-        if self.store.starts_with("redis://") {
+        if self.store.starts_with("rediss://") || self.store.starts_with("redis+unix://") {
             return Err(invalid(
                 "store",
-                "the Redis store is not available yet: use a SQLite file path",
+                "only plain redis://host:port URLs are supported (no TLS, no unix socket)",
             ));
+        }
+        if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
+            return Err(invalid("redis_prefix", "must be a non-empty word"));
         }
         Ok(())
     }

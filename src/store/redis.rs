@@ -1,0 +1,1293 @@
+//! [`RedisStore`]: a store shared by several Tether nodes, on one Redis
+//! (standalone, or the primary of a replicated setup). The design is described
+//! on [`RedisStore`]; the keys are listed there too.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
+use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Script, Value};
+
+use super::{
+    reaches, AppendOnce, BoxFuture, Entry, Feed, InboxEntry, NewEntry, Retention, Seq,
+    SessionRecord, Store, StoreError, Target,
+};
+
+/// Each attempt to open a connection gives up after this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A command without an answer after this long fails (the connection is then
+/// replaced).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upper bound of any one store operation, reconnection attempts included.
+const OP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reconnection attempts of one reconnection, after the first.
+const RECONNECT_RETRIES: usize = 2;
+/// How long a feed's XREAD blocks waiting for new entries before asking again.
+const FEED_BLOCK: Duration = Duration::from_secs(2);
+/// Entries a feed's XREAD brings at most at once.
+const FEED_COUNT: usize = 1024;
+/// Positions fetched per round trip by `read` and `history`.
+const READ_CHUNK: usize = 1024;
+/// Entries or sessions removed per trim script run (one script blocks Redis
+/// while it runs, so each does a bounded amount of work).
+const TRIM_CHUNK: usize = 512;
+/// How much longer than the age retention an idempotency record lives. Trim
+/// deletes a record with its entry; the TTL only reclaims a record whose entry
+/// went some other way, so it must outlive the entry (trims run every 30 s).
+const IDEMPOTENCY_TTL_MARGIN: Duration = Duration::from_secs(3600);
+/// Positions are Lua numbers (doubles) inside the scripts: exact up to 2^53.
+const MAX_SEQ: Seq = (1 << 53) - 1;
+
+/// Shared by every script: `ARGV[1]` is always the key prefix.
+const LUA_COMMON: &str = r"
+local P = ARGV[1]
+local function fmt(n) return string.format('%d', n) end
+local function room_key(nsp, room) return P .. ':r:' .. #nsp .. ':' .. nsp .. ':' .. room end
+local function ns_key(nsp) return P .. ':n:' .. nsp end
+local function idem_key(nsp, key) return P .. ':k:' .. #nsp .. ':' .. nsp .. ':' .. key end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function epoch_ok()
+  return redis.call('GET', P .. ':epoch') == ARGV[2]
+end
+local EPOCH_ERR = 'TETHERRESET the store was reset (its epoch changed): restart this node'
+";
+
+/// `append` and `append_once`: ARGV = prefix, epoch, count, then per entry:
+/// has_key ('0'/'1'), key, nsp, room count, rooms..., rooms JSON, except JSON,
+/// event, args, attachments. Returns per entry its position, negated for a
+/// duplicate (the first append's position).
+const LUA_APPEND: &str = r"
+if not epoch_ok() then return redis.error_reply(EPOCH_ERR) end
+local ts = now_ms()
+local last_ts = tonumber(redis.call('GET', P .. ':ts') or '0')
+if ts < last_ts then ts = last_ts end
+local ttl = tonumber(redis.call('GET', P .. ':idem_ttl') or '0')
+local out = {}
+local appended = false
+local i = 4
+for _ = 1, tonumber(ARGV[3]) do
+  local has_key, key, nsp, nrooms = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local first_room = i + 4
+  local j = first_room + nrooms
+  i = j + 5
+  local ikey = nil
+  local prev = false
+  if has_key == '1' then
+    ikey = idem_key(nsp, key)
+    prev = redis.call('GET', ikey)
+  end
+  if prev then
+    out[#out + 1] = -tonumber(prev)
+  else
+    local seq = redis.call('INCR', P .. ':seq')
+    local s = fmt(seq)
+    if ikey then
+      redis.call('XADD', P .. ':log', s .. '-0', 'n', nsp, 'r', ARGV[j], 'x', ARGV[j + 1],
+        'e', ARGV[j + 2], 'a', ARGV[j + 3], 'b', ARGV[j + 4], 't', fmt(ts), 'k', key)
+      if ttl > 0 then
+        redis.call('SET', ikey, s, 'PX', ttl)
+      else
+        redis.call('SET', ikey, s)
+      end
+    else
+      redis.call('XADD', P .. ':log', s .. '-0', 'n', nsp, 'r', ARGV[j], 'x', ARGV[j + 1],
+        'e', ARGV[j + 2], 'a', ARGV[j + 3], 'b', ARGV[j + 4], 't', fmt(ts))
+    end
+    if nrooms == 0 then
+      redis.call('ZADD', room_key(nsp, ''), seq, s)
+    else
+      for r = first_room, j - 1 do
+        redis.call('ZADD', room_key(nsp, ARGV[r]), seq, s)
+      end
+    end
+    redis.call('ZADD', ns_key(nsp), seq, s)
+    redis.call('SADD', P .. ':nss', nsp)
+    appended = true
+    out[#out + 1] = seq
+  end
+end
+if appended then redis.call('SET', P .. ':ts', fmt(ts)) end
+return out
+";
+
+/// Removing entries, shared by the trim scripts.
+const LUA_TRIM_COMMON: &str = r"
+local trimmed_max = 0
+local function fields_of(flat)
+  local f = {}
+  for j = 1, #flat, 2 do f[flat[j]] = flat[j + 1] end
+  return f
+end
+local function del_entry(id, f)
+  local s = string.match(id, '^(%d+)')
+  local seq = tonumber(s)
+  local nsp = f['n']
+  local rooms = cjson.decode(f['r'])
+  if #rooms == 0 then
+    redis.call('ZREM', room_key(nsp, ''), s)
+  else
+    for _, room in ipairs(rooms) do redis.call('ZREM', room_key(nsp, room), s) end
+  end
+  redis.call('ZREM', ns_key(nsp), s)
+  if redis.call('EXISTS', ns_key(nsp)) == 0 then redis.call('SREM', P .. ':nss', nsp) end
+  if f['k'] then
+    local ikey = idem_key(nsp, f['k'])
+    if redis.call('GET', ikey) == s then redis.call('DEL', ikey) end
+  end
+  redis.call('XDEL', P .. ':log', id)
+  if seq > trimmed_max then trimmed_max = seq end
+end
+local function finish()
+  if trimmed_max > 0 then
+    local old = tonumber(redis.call('GET', P .. ':trimmed') or '0')
+    if trimmed_max > old then redis.call('SET', P .. ':trimmed', fmt(trimmed_max)) end
+  end
+end
+";
+
+/// Age retention, one chunk: ARGV = prefix, max age (ms), chunk. Entries are
+/// in position order and timestamps never go back, so the expired ones are a
+/// prefix of the log. Returns {removed, more}.
+const LUA_TRIM_AGE: &str = r"
+local chunk = tonumber(ARGV[3])
+local cutoff = now_ms() - tonumber(ARGV[2])
+local items = redis.call('XRANGE', P .. ':log', '-', '+', 'COUNT', chunk)
+local removed = 0
+local more = #items == chunk
+for _, item in ipairs(items) do
+  local f = fields_of(item[2])
+  if tonumber(f['t']) >= cutoff then
+    more = false
+    break
+  end
+  del_entry(item[1], f)
+  removed = removed + 1
+end
+finish()
+return {removed, more and 1 or 0}
+";
+
+/// Count retention of one namespace, one chunk: ARGV = prefix, nsp, keep,
+/// chunk. Returns {removed, more}.
+const LUA_TRIM_COUNT: &str = r"
+local nk = ns_key(ARGV[2])
+local excess = redis.call('ZCARD', nk) - tonumber(ARGV[3])
+if excess <= 0 then return {0, 0} end
+local take = math.min(excess, tonumber(ARGV[4]))
+local seqs = redis.call('ZRANGE', nk, 0, take - 1)
+local removed = 0
+for _, s in ipairs(seqs) do
+  local items = redis.call('XRANGE', P .. ':log', s .. '-0', s .. '-0')
+  if #items > 0 then
+    del_entry(items[1][1], fields_of(items[1][2]))
+    removed = removed + 1
+  else
+    redis.call('ZREM', nk, s)
+  end
+end
+if redis.call('EXISTS', nk) == 0 then redis.call('SREM', P .. ':nss', ARGV[2]) end
+finish()
+return {removed, excess > take and 1 or 0}
+";
+
+/// Old disconnected sessions, one chunk: ARGV = prefix, before (ms), chunk.
+/// Returns how many went.
+const LUA_TRIM_SESSIONS: &str = r"
+local idx = P .. ':sd'
+local pids = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, pid in ipairs(pids) do
+  redis.call('DEL', P .. ':s:' .. pid)
+  redis.call('ZREM', idx, pid)
+end
+return #pids
+";
+
+/// `inbox_push`: ARGV = prefix, epoch, user, payload. Returns the position.
+const LUA_INBOX_PUSH: &str = r"
+if not epoch_ok() then return redis.error_reply(EPOCH_ERR) end
+local meta = P .. ':ia:' .. ARGV[3]
+local upto = tonumber(redis.call('HGET', meta, 'upto') or '0')
+local last = tonumber(redis.call('HGET', meta, 'last') or '0')
+local seq = math.max(upto, last) + 1
+redis.call('HSET', meta, 'last', fmt(seq))
+redis.call('ZADD', P .. ':i:' .. ARGV[3], seq, fmt(seq) .. ':' .. fmt(now_ms()) .. ':' .. ARGV[4])
+return seq
+";
+
+/// `inbox_ack`: ARGV = prefix, user, upto.
+const LUA_INBOX_ACK: &str = r"
+local meta = P .. ':ia:' .. ARGV[2]
+local upto = tonumber(ARGV[3])
+local old = tonumber(redis.call('HGET', meta, 'upto') or '0')
+if upto > old then redis.call('HSET', meta, 'upto', fmt(upto)) end
+redis.call('ZREMRANGEBYSCORE', P .. ':i:' .. ARGV[2], '-inf', fmt(upto))
+return 0
+";
+
+/// The Lua scripts (sent once by SHA, loaded again after a Redis restart).
+struct Scripts {
+    append: Script,
+    trim_age: Script,
+    trim_count: Script,
+    trim_sessions: Script,
+    inbox_push: Script,
+    inbox_ack: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        let with_common = |body: &str| Script::new(&format!("{LUA_COMMON}{body}"));
+        let with_trim = |body: &str| Script::new(&format!("{LUA_COMMON}{LUA_TRIM_COMMON}{body}"));
+        Scripts {
+            append: with_common(LUA_APPEND),
+            trim_age: with_trim(LUA_TRIM_AGE),
+            trim_count: with_trim(LUA_TRIM_COUNT),
+            trim_sessions: with_common(LUA_TRIM_SESSIONS),
+            inbox_push: with_common(LUA_INBOX_PUSH),
+            inbox_ack: with_common(LUA_INBOX_ACK),
+        }
+    }
+}
+
+/// The Redis backend: a store shared by several Tether nodes.
+///
+/// Every node connects with the same URL and prefix. A node's publisher only
+/// appends; every node fans out what [`Store::feed`] brings, its own appends
+/// included, in position order, so all nodes deliver in one order.
+///
+/// - Positions: one counter (`INCR`) per prefix. An append is ONE Lua script
+///   (sent by SHA) that takes positions, writes the entries, indexes them and
+///   records idempotency keys, atomically; a call of [`Store::append`] with
+///   several entries is one script, one round trip. Concurrent calls share
+///   one multiplexed connection, so they are pipelined.
+/// - The log: one stream, `<prefix>:log`, with ids `<seq>-0` (so it is in
+///   position order whichever node appended), holding each entry whole.
+///   Feeds read it with a blocking `XREAD`, each on a connection of its own.
+/// - Streams (rooms): a sorted set per (namespace, room), scored by position;
+///   room `''` is the whole-namespace stream. A read is one `ZRANGEBYSCORE`
+///   per room, merged by position, then the entries from the log: its cost
+///   grows with what it returns, not with other rooms' traffic.
+/// - Timestamps come from the Redis clock (`TIME`), never going back with
+///   positions, so age retention removes a prefix of the log and every node
+///   agrees on ages whatever its own clock.
+/// - The epoch: a random id at `<prefix>:epoch`, set if absent when a node
+///   connects. A flushed Redis (or a new prefix) is a new epoch. Appends check
+///   it: after a flush, a node started before it refuses to append (its
+///   clients' offsets would name positions of another life) until restarted.
+///
+/// Keys (`P` is the prefix): `P:epoch`, `P:seq` (last position), `P:ts` (last
+/// timestamp), `P:trimmed` (highest position trimmed), `P:log`,
+/// `P:r:<len(nsp)>:<nsp>:<room>` and `P:n:<nsp>` (sorted sets of positions),
+/// `P:nss` (namespaces with entries), `P:k:<len(nsp)>:<nsp>:<key>`
+/// (idempotency record: the position), `P:idem_ttl`, `P:s:<pid>` (session, as
+/// JSON), `P:sd` (disconnected sessions by time), `P:i:<user>` (inbox: sorted
+/// set of entries) and `P:ia:<user>` (inbox positions: `upto`, `last`).
+///
+/// Deployment: one Redis server, not Redis Cluster (the scripts compute their
+/// keys). Plain TCP (`redis://`); TLS would need one of the `redis` crate's
+/// TLS features. Replication is asynchronous in Redis: a failover to a replica
+/// may lose the last acknowledged writes and hand out their positions again
+/// under the same epoch, so a promoted replica needs a new epoch (delete
+/// `P:epoch` before the nodes reconnect).
+///
+/// Durability is Redis's: with `appendonly yes` and `appendfsync always`, a
+/// write that returned `Ok` survives a crash of Redis. Use
+/// `maxmemory-policy noeviction`: an evicted key loses data silently.
+///
+/// Failures: every error is [`StoreError::Unavailable`]. Connections are
+/// opened with a timeout, commands have a response timeout and every
+/// operation an overall bound, so a Redis that is down makes operations fail,
+/// never hang; the connection is re-established by itself when Redis returns.
+/// Reads and idempotent writes are tried once more when the connection was
+/// found dropped (the first command after a Redis restart); appends are not
+/// (the first try may have been applied).
+///
+/// `trim` runs in chunks of bounded work (each chunk atomic), so a large trim
+/// never blocks Redis for long; a trim that fails part way has removed whole
+/// entries only, and the next one goes on.
+pub struct RedisStore {
+    epoch: String,
+    prefix: String,
+    client: Client,
+    manager: Mutex<Option<ConnectionManager>>,
+    scripts: Scripts,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("epoch", &self.epoch)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Unavailable(format!("redis: corrupt {what}"))
+}
+
+/// True for an error after which the same command may succeed on a new
+/// connection.
+fn connection_lost(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()
+}
+
+/// Bounds `op` by [`OP_TIMEOUT`] and maps its error.
+async fn bounded<T>(op: impl Future<Output = RedisResult<T>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(OP_TIMEOUT, op).await {
+        Ok(result) => result.map_err(unavailable),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "redis: no answer within {OP_TIMEOUT:?}"
+        ))),
+    }
+}
+
+impl RedisStore {
+    /// Connects to the Redis at `url` (`redis://host:port/db`, with
+    /// `redis://user:pass@...` for ACLs) and uses the keys under `prefix:`.
+    ///
+    /// Every node sharing the store uses the same URL and prefix. The first
+    /// node to connect to an empty Redis (or prefix) makes the epoch. This
+    /// blocks for one round trip (bounded by a few seconds); the connection
+    /// used by operations is opened at the first one (within a tokio runtime).
+    pub fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        if prefix.is_empty() {
+            return Err(StoreError::Unavailable(
+                "redis: the key prefix must not be empty".into(),
+            ));
+        }
+        let client = Client::open(url).map_err(unavailable)?;
+        let mut conn = client
+            .get_connection_with_timeout(CONNECT_TIMEOUT)
+            .map_err(unavailable)?;
+        conn.set_read_timeout(Some(RESPONSE_TIMEOUT))
+            .and_then(|()| conn.set_write_timeout(Some(RESPONSE_TIMEOUT)))
+            .map_err(unavailable)?;
+        let key = format!("{prefix}:epoch");
+        let (_, epoch): (Value, Option<String>) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(crate::id::random_id())
+            .arg("NX")
+            .cmd("GET")
+            .arg(&key)
+            .query(&mut conn)
+            .map_err(unavailable)?;
+        let epoch = epoch.ok_or_else(|| corrupt("epoch"))?;
+        Ok(RedisStore {
+            epoch,
+            prefix: prefix.to_owned(),
+            client,
+            manager: Mutex::new(None),
+            scripts: Scripts::new(),
+        })
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The shared connection (opened at the first use, in the runtime of the
+    /// caller; it reconnects by itself).
+    fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        let mut slot = self.manager.lock();
+        if let Some(manager) = &*slot {
+            return Ok(manager.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(RECONNECT_RETRIES)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let manager = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            .map_err(unavailable)?;
+        *slot = Some(manager.clone());
+        Ok(manager)
+    }
+
+    /// Runs `op` on the shared connection; once more if the connection was
+    /// found lost (only for operations that may safely run twice).
+    async fn retried<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let conn = self.conn()?;
+        bounded(async {
+            match op(conn.clone()).await {
+                Err(e) if connection_lost(&e) => op(conn).await,
+                other => other,
+            }
+        })
+        .await
+    }
+
+    /// Runs `op` on the shared connection, once.
+    async fn once<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let conn = self.conn()?;
+        bounded(op(conn)).await
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.prefix)
+    }
+
+    fn room_key(&self, nsp: &str, room: &str) -> String {
+        format!("{}:r:{}:{nsp}:{room}", self.prefix, nsp.len())
+    }
+
+    /// Runs the append script on `entries` (with their idempotency keys).
+    async fn append_script(
+        &self,
+        entries: &[(Option<&str>, &NewEntry)],
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut invocation = self.scripts.append.prepare_invoke();
+        invocation
+            .arg(&self.prefix)
+            .arg(&self.epoch)
+            .arg(entries.len());
+        for (key, entry) in entries {
+            let target = &entry.target;
+            invocation
+                .arg(if key.is_some() { "1" } else { "0" })
+                .arg(key.unwrap_or(""))
+                .arg(&target.nsp)
+                .arg(target.rooms.len());
+            for room in &target.rooms {
+                invocation.arg(room);
+            }
+            invocation
+                .arg(json_list(&target.rooms))
+                .arg(json_list(&target.except))
+                .arg(&entry.event)
+                .arg(&entry.args)
+                .arg(encode_attachments(&entry.attachments));
+        }
+        let out: Vec<i64> = self
+            .once(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await?;
+        if out.len() != entries.len() {
+            return Err(corrupt("append reply"));
+        }
+        Ok(out)
+    }
+
+    /// Fetches the entries at `seqs` from the log, in the order given; those
+    /// trimmed meanwhile are left out.
+    async fn fetch(&self, seqs: &[Seq]) -> Result<Vec<Entry>, StoreError> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let log = self.key("log");
+        let replies: Vec<StreamRangeReply> = self
+            .retried(|mut conn| {
+                let mut pipe = redis::pipe();
+                for seq in seqs {
+                    let id = format!("{seq}-0");
+                    pipe.cmd("XRANGE").arg(&log).arg(&id).arg(&id);
+                }
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
+        replies
+            .iter()
+            .flat_map(|reply| reply.ids.first())
+            .map(decode_entry)
+            .collect()
+    }
+
+    /// Positions of `streams` after `after`, merged: at most `want`, and
+    /// whether more may follow.
+    async fn positions_after(
+        &self,
+        streams: &[String],
+        after: Seq,
+        want: usize,
+    ) -> Result<(Vec<Seq>, bool), StoreError> {
+        let min = format!("({after}");
+        let lists: Vec<Vec<Seq>> = self
+            .retried(|mut conn| {
+                let mut pipe = redis::pipe();
+                for key in streams {
+                    pipe.cmd("ZRANGEBYSCORE")
+                        .arg(key)
+                        .arg(&min)
+                        .arg("+inf")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(want);
+                }
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
+        Ok(merge(lists, want, false))
+    }
+
+    /// Positions of `stream` before `before`, newest first: at most `want`,
+    /// and whether more may follow.
+    async fn positions_before(
+        &self,
+        stream: &str,
+        before: Seq,
+        want: usize,
+    ) -> Result<(Vec<Seq>, bool), StoreError> {
+        let max = format!("({before}");
+        let list: Vec<Seq> = self
+            .retried(|mut conn| {
+                let mut cmd = redis::cmd("ZREVRANGEBYSCORE");
+                cmd.arg(stream)
+                    .arg(&max)
+                    .arg("-inf")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(want);
+                async move { cmd.query_async(&mut conn).await }
+            })
+            .await?;
+        Ok(merge(vec![list], want, true))
+    }
+
+    async fn read_entries(
+        &self,
+        nsp: &str,
+        rooms: &[String],
+        after: Seq,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let mut streams = vec![self.room_key(nsp, "")];
+        for room in rooms {
+            let key = self.room_key(nsp, room);
+            if !streams.contains(&key) {
+                streams.push(key);
+            }
+        }
+        let mut cursor = after;
+        loop {
+            let want = (limit - out.len()).min(READ_CHUNK);
+            let (seqs, more) = self.positions_after(&streams, cursor, want).await?;
+            let Some(&last) = seqs.last() else {
+                return Ok(out);
+            };
+            for entry in self.fetch(&seqs).await? {
+                if reaches(&entry.entry.target, rooms) {
+                    out.push(entry);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if !more {
+                return Ok(out);
+            }
+            cursor = last;
+        }
+    }
+
+    async fn read_history(
+        &self,
+        nsp: &str,
+        room: Option<&str>,
+        before: Seq,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let rooms: Vec<String> = room.map(str::to_owned).into_iter().collect();
+        let stream = self.room_key(nsp, room.unwrap_or(""));
+        let mut cursor = before;
+        'pages: loop {
+            let want = (limit - out.len()).min(READ_CHUNK);
+            let (seqs, more) = self.positions_before(&stream, cursor, want).await?;
+            let Some(&oldest) = seqs.last() else {
+                break;
+            };
+            for entry in self.fetch(&seqs).await? {
+                if reaches(&entry.entry.target, &rooms) {
+                    out.push(entry);
+                    if out.len() >= limit {
+                        break 'pages;
+                    }
+                }
+            }
+            if !more {
+                break;
+            }
+            cursor = oldest;
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    async fn trim_all(
+        &self,
+        retention: Retention,
+        sessions_before_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let mut removed = 0u64;
+        let ttl_key = self.key("idem_ttl");
+        match retention.max_age {
+            Some(max_age) => {
+                let ttl = max_age.saturating_add(IDEMPOTENCY_TTL_MARGIN);
+                let ttl_ms = u64::try_from(ttl.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .min(MAX_SEQ);
+                self.retried(|mut conn| {
+                    let mut cmd = redis::cmd("SET");
+                    cmd.arg(&ttl_key).arg(ttl_ms);
+                    async move { cmd.query_async::<()>(&mut conn).await }
+                })
+                .await?;
+                let age_ms = u64::try_from(max_age.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .min(MAX_SEQ);
+                loop {
+                    let (n, more) = self
+                        .trim_chunk(&self.scripts.trim_age, &[&age_ms.to_string()])
+                        .await?;
+                    removed += n;
+                    if !more {
+                        break;
+                    }
+                }
+            }
+            None => {
+                self.retried(|mut conn| {
+                    let mut cmd = redis::cmd("DEL");
+                    cmd.arg(&ttl_key);
+                    async move { cmd.query_async::<()>(&mut conn).await }
+                })
+                .await?;
+            }
+        }
+        if let Some(max_count) = retention.max_count {
+            let keep = max_count.min(MAX_SEQ).to_string();
+            let nss_key = self.key("nss");
+            let namespaces: Vec<String> = self
+                .retried(|mut conn| {
+                    let mut cmd = redis::cmd("SMEMBERS");
+                    cmd.arg(&nss_key);
+                    async move { cmd.query_async(&mut conn).await }
+                })
+                .await?;
+            for nsp in &namespaces {
+                loop {
+                    let (n, more) = self
+                        .trim_chunk(&self.scripts.trim_count, &[nsp, &keep])
+                        .await?;
+                    removed += n;
+                    if !more {
+                        break;
+                    }
+                }
+            }
+        }
+        let before = sessions_before_ms.to_string();
+        loop {
+            let mut invocation = self.scripts.trim_sessions.prepare_invoke();
+            invocation.arg(&self.prefix).arg(&before).arg(TRIM_CHUNK);
+            let gone: usize = self
+                .retried(|mut conn| {
+                    let invocation = &invocation;
+                    async move { invocation.invoke_async(&mut conn).await }
+                })
+                .await?;
+            if gone < TRIM_CHUNK {
+                break;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// One chunk of an entry trim script: (removed, more to do).
+    async fn trim_chunk(&self, script: &Script, args: &[&str]) -> Result<(u64, bool), StoreError> {
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(&self.prefix);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        invocation.arg(TRIM_CHUNK);
+        // Trimming twice is harmless: safe to retry.
+        let (removed, more): (u64, u8) = self
+            .retried(|mut conn| {
+                let invocation = &invocation;
+                async move { invocation.invoke_async(&mut conn).await }
+            })
+            .await?;
+        Ok((removed, more == 1))
+    }
+}
+
+impl Store for RedisStore {
+    fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>> {
+        Box::pin(async move {
+            if entries.is_empty() {
+                return Ok(Vec::new());
+            }
+            let batch: Vec<(Option<&str>, &NewEntry)> = entries.iter().map(|e| (None, e)).collect();
+            let out = self.append_script(&batch).await?;
+            out.into_iter()
+                .map(|seq| Seq::try_from(seq).map_err(|_| corrupt("append reply")))
+                .collect()
+        })
+    }
+
+    fn append_once(
+        &self,
+        key: String,
+        entry: NewEntry,
+    ) -> BoxFuture<'_, Result<AppendOnce, StoreError>> {
+        Box::pin(async move {
+            let out = self.append_script(&[(Some(&key), &entry)]).await?;
+            let seq = out[0];
+            let position =
+                Seq::try_from(seq.unsigned_abs()).map_err(|_| corrupt("append reply"))?;
+            Ok(if seq < 0 {
+                AppendOnce::Duplicate(position)
+            } else {
+                AppendOnce::Appended(position)
+            })
+        })
+    }
+
+    fn read(
+        &self,
+        nsp: &str,
+        rooms: &[String],
+        after: Seq,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
+        let nsp = nsp.to_owned();
+        let rooms = rooms.to_vec();
+        Box::pin(async move { self.read_entries(&nsp, &rooms, after, limit).await })
+    }
+
+    fn history(
+        &self,
+        nsp: &str,
+        room: Option<&str>,
+        before: Seq,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
+        let nsp = nsp.to_owned();
+        let room = room.map(str::to_owned);
+        Box::pin(async move {
+            self.read_history(&nsp, room.as_deref(), before, limit)
+                .await
+        })
+    }
+
+    fn bounds(&self) -> BoxFuture<'_, Result<(Seq, Seq), StoreError>> {
+        Box::pin(async move {
+            let (seq_key, trimmed_key) = (self.key("seq"), self.key("trimmed"));
+            let (last, trimmed): (Option<Seq>, Option<Seq>) = self
+                .retried(|mut conn| {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("GET").arg(&seq_key).cmd("GET").arg(&trimmed_key);
+                    async move { pipe.query_async(&mut conn).await }
+                })
+                .await?;
+            Ok((last.unwrap_or(0), trimmed.unwrap_or(0) + 1))
+        })
+    }
+
+    fn save_session(&self, record: SessionRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let json = serde_json::to_string(&StoredSession::from(&record))
+                .map_err(|e| StoreError::Unavailable(format!("cannot encode a session: {e}")))?;
+            let (key, index) = (self.key(&format!("s:{}", record.pid)), self.key("sd"));
+            self.retried(|mut conn| {
+                let mut pipe = redis::pipe();
+                pipe.atomic().cmd("SET").arg(&key).arg(&json).ignore();
+                if record.connected {
+                    pipe.cmd("ZREM").arg(&index).arg(&record.pid).ignore();
+                } else {
+                    pipe.cmd("ZADD")
+                        .arg(&index)
+                        .arg(record.updated_ms)
+                        .arg(&record.pid)
+                        .ignore();
+                }
+                async move { pipe.query_async::<()>(&mut conn).await }
+            })
+            .await
+        })
+    }
+
+    fn load_session(&self, pid: &str) -> BoxFuture<'_, Result<Option<SessionRecord>, StoreError>> {
+        let pid = pid.to_owned();
+        Box::pin(async move {
+            let key = self.key(&format!("s:{pid}"));
+            let json: Option<String> = self
+                .retried(|mut conn| {
+                    let mut cmd = redis::cmd("GET");
+                    cmd.arg(&key);
+                    async move { cmd.query_async(&mut conn).await }
+                })
+                .await?;
+            let Some(json) = json else {
+                return Ok(None);
+            };
+            let stored: StoredSession =
+                serde_json::from_str(&json).map_err(|_| corrupt("session"))?;
+            Ok(Some(stored.into_record(pid)))
+        })
+    }
+
+    fn delete_session(&self, pid: &str) -> BoxFuture<'_, Result<(), StoreError>> {
+        let pid = pid.to_owned();
+        Box::pin(async move {
+            let (key, index) = (self.key(&format!("s:{pid}")), self.key("sd"));
+            self.retried(|mut conn| {
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .cmd("DEL")
+                    .arg(&key)
+                    .ignore()
+                    .cmd("ZREM")
+                    .arg(&index)
+                    .arg(&pid)
+                    .ignore();
+                async move { pipe.query_async::<()>(&mut conn).await }
+            })
+            .await
+        })
+    }
+
+    fn inbox_push(
+        &self,
+        user: &str,
+        event: String,
+        args: String,
+        attachments: Vec<Bytes>,
+    ) -> BoxFuture<'_, Result<Seq, StoreError>> {
+        let user = user.to_owned();
+        Box::pin(async move {
+            let payload = encode_inbox_payload(&event, &args, &attachments);
+            let mut invocation = self.scripts.inbox_push.prepare_invoke();
+            invocation
+                .arg(&self.prefix)
+                .arg(&self.epoch)
+                .arg(&user)
+                .arg(payload);
+            self.once(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+                .await
+        })
+    }
+
+    fn inbox_pending(
+        &self,
+        user: &str,
+        after: Seq,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<InboxEntry>, StoreError>> {
+        let key = self.key(&format!("i:{user}"));
+        Box::pin(async move {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            // Acknowledged entries are removed with the ack, in the same
+            // script: whatever is left is pending.
+            let min = format!("({after}");
+            let members: Vec<Vec<u8>> = self
+                .retried(|mut conn| {
+                    let mut cmd = redis::cmd("ZRANGEBYSCORE");
+                    cmd.arg(&key)
+                        .arg(&min)
+                        .arg("+inf")
+                        .arg("LIMIT")
+                        .arg(0)
+                        .arg(limit);
+                    async move { cmd.query_async(&mut conn).await }
+                })
+                .await?;
+            members.iter().map(|m| decode_inbox_member(m)).collect()
+        })
+    }
+
+    fn inbox_ack(&self, user: &str, upto: Seq) -> BoxFuture<'_, Result<(), StoreError>> {
+        let user = user.to_owned();
+        Box::pin(async move {
+            let mut invocation = self.scripts.inbox_ack.prepare_invoke();
+            invocation
+                .arg(&self.prefix)
+                .arg(&user)
+                .arg(upto.min(MAX_SEQ));
+            // Acknowledging twice is harmless: safe to retry.
+            self.retried(|mut conn| {
+                let invocation = &invocation;
+                async move { invocation.invoke_async::<()>(&mut conn).await }
+            })
+            .await
+        })
+    }
+
+    fn trim(
+        &self,
+        retention: Retention,
+        sessions_before_ms: i64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(self.trim_all(retention, sessions_before_ms))
+    }
+
+    fn feed(&self, after: Seq) -> Option<Feed> {
+        let state = FeedState {
+            client: self.client.clone(),
+            log: self.key("log"),
+            // Client names allow no spaces nor special characters.
+            name: format!("tether-feed:{}", self.prefix)
+                .chars()
+                .map(|c| if c.is_ascii_graphic() { c } else { '_' })
+                .collect(),
+            conn: None,
+            last: after,
+            ready: VecDeque::new(),
+            failed: false,
+        };
+        Some(Box::pin(futures_util::stream::unfold(
+            state,
+            FeedState::next,
+        )))
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The feed
+
+/// A feed: a blocking XREAD loop on a connection of its own.
+struct FeedState {
+    client: Client,
+    log: String,
+    /// The connection's name (`CLIENT SETNAME`), to tell feeds apart.
+    name: String,
+    conn: Option<MultiplexedConnection>,
+    /// The last position read.
+    last: Seq,
+    /// Entries read and not yet yielded.
+    ready: VecDeque<Entry>,
+    /// An error was yielded: the feed is over.
+    failed: bool,
+}
+
+impl FeedState {
+    /// The next entry; an error ends the feed (the caller starts another from
+    /// the last entry it got).
+    async fn next(mut self) -> Option<(Result<Entry, StoreError>, Self)> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if let Some(entry) = self.ready.pop_front() {
+                return Some((Ok(entry), self));
+            }
+            if let Err(e) = self.read_more().await {
+                self.failed = true;
+                self.conn = None;
+                return Some((Err(e), self));
+            }
+        }
+    }
+
+    async fn read_more(&mut self) -> Result<(), StoreError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(FEED_BLOCK + RESPONSE_TIMEOUT));
+                let mut conn = bounded(
+                    self.client
+                        .get_multiplexed_async_connection_with_config(&config),
+                )
+                .await?;
+                // Only to tell feeds apart (CLIENT LIST): a Redis user not
+                // allowed to name its connection still gets its feed.
+                if let Err(e) = bounded(
+                    redis::cmd("CLIENT")
+                        .arg("SETNAME")
+                        .arg(&self.name)
+                        .query_async::<()>(&mut conn),
+                )
+                .await
+                {
+                    tracing::debug!(error = %e, "redis feed: cannot name its connection");
+                }
+                self.conn.insert(conn)
+            }
+        };
+        let block_ms = u64::try_from(FEED_BLOCK.as_millis()).unwrap_or(u64::MAX);
+        let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(FEED_COUNT)
+            .arg("BLOCK")
+            .arg(block_ms)
+            .arg("STREAMS")
+            .arg(&self.log)
+            .arg(format!("{}-0", self.last))
+            .query_async(conn)
+            .await
+            .map_err(unavailable)?;
+        for id in reply.iter().flat_map(|r| &r.keys).flat_map(|k| &k.ids) {
+            let seq = match id_seq(&id.id) {
+                Some(seq) => seq,
+                None => {
+                    tracing::error!(id = %id.id, "redis feed: skipping a log entry with a foreign id");
+                    continue;
+                }
+            };
+            self.last = self.last.max(seq);
+            match decode_entry(id) {
+                Ok(entry) => self.ready.push_back(entry),
+                // Stopping here would stop every node's fan-out for good.
+                Err(e) => tracing::error!(seq, error = %e, "redis feed: skipping a corrupt entry"),
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Encodings
+
+/// A session as stored (the pid is in the key).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSession {
+    sid: String,
+    nsp: String,
+    rooms: Vec<String>,
+    data: Option<String>,
+    start_seq: Seq,
+    connected: bool,
+    updated_ms: i64,
+}
+
+impl From<&SessionRecord> for StoredSession {
+    fn from(r: &SessionRecord) -> Self {
+        StoredSession {
+            sid: r.sid.clone(),
+            nsp: r.nsp.clone(),
+            rooms: r.rooms.clone(),
+            data: r.data.clone(),
+            start_seq: r.start_seq,
+            connected: r.connected,
+            updated_ms: r.updated_ms,
+        }
+    }
+}
+
+impl StoredSession {
+    fn into_record(self, pid: String) -> SessionRecord {
+        SessionRecord {
+            pid,
+            sid: self.sid,
+            nsp: self.nsp,
+            rooms: self.rooms,
+            data: self.data,
+            start_seq: self.start_seq,
+            connected: self.connected,
+            updated_ms: self.updated_ms,
+        }
+    }
+}
+
+fn json_list(list: &[String]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Merges sorted position lists (ascending, or descending with `desc`) into
+/// one without repeats, keeping the first `want`. Also says whether positions
+/// beyond those may exist (a list was cut at `want`, or some were left out).
+fn merge(lists: Vec<Vec<Seq>>, want: usize, desc: bool) -> (Vec<Seq>, bool) {
+    let truncated = lists.iter().any(|l| l.len() >= want);
+    let mut all: Vec<Seq> = lists.into_iter().flatten().collect();
+    all.sort_unstable();
+    all.dedup();
+    if desc {
+        all.reverse();
+    }
+    let more = truncated || all.len() > want;
+    all.truncate(want);
+    (all, more)
+}
+
+/// The position of a log id `<seq>-0`.
+fn id_seq(id: &str) -> Option<Seq> {
+    id.split_once('-')?.0.parse().ok()
+}
+
+fn field<'a>(id: &'a StreamId, name: &str) -> Result<&'a [u8], StoreError> {
+    match id.map.get(name) {
+        Some(Value::BulkString(bytes)) => Ok(bytes),
+        Some(Value::SimpleString(s)) => Ok(s.as_bytes()),
+        _ => Err(corrupt("log entry")),
+    }
+}
+
+fn text_field(id: &StreamId, name: &str) -> Result<String, StoreError> {
+    String::from_utf8(field(id, name)?.to_vec()).map_err(|_| corrupt("log entry"))
+}
+
+fn decode_entry(id: &StreamId) -> Result<Entry, StoreError> {
+    let seq = id_seq(&id.id).ok_or_else(|| corrupt("log id"))?;
+    let list = |name| -> Result<Vec<String>, StoreError> {
+        serde_json::from_slice(field(id, name)?).map_err(|_| corrupt("log entry"))
+    };
+    let ts_ms = text_field(id, "t")?
+        .parse()
+        .map_err(|_| corrupt("log entry"))?;
+    Ok(Entry {
+        seq,
+        ts_ms,
+        entry: NewEntry {
+            target: Target {
+                nsp: text_field(id, "n")?,
+                rooms: list("r")?,
+                except: list("x")?,
+            },
+            event: text_field(id, "e")?,
+            args: text_field(id, "a")?,
+            attachments: decode_attachments(field(id, "b")?)?,
+        },
+    })
+}
+
+/// Attachments as a blob: for each, its length (u32, little-endian) then its
+/// bytes (the SQLite store's format).
+fn encode_attachments(attachments: &[Bytes]) -> Vec<u8> {
+    let mut blob = Vec::with_capacity(attachments.iter().map(|a| 4 + a.len()).sum());
+    for attachment in attachments {
+        put_chunk(&mut blob, attachment);
+    }
+    blob
+}
+
+fn put_chunk(blob: &mut Vec<u8>, chunk: &[u8]) {
+    // A chunk over 4 GiB cannot reach here: frames are far smaller.
+    let len = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+    blob.extend_from_slice(&len.to_le_bytes());
+    blob.extend_from_slice(chunk);
+}
+
+/// Splits a length-prefixed chunk off `blob`.
+fn take_chunk<'a>(blob: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let (len, rest) = blob.split_first_chunk::<4>()?;
+    let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+    if rest.len() < len {
+        return None;
+    }
+    let (chunk, rest) = rest.split_at(len);
+    *blob = rest;
+    Some(chunk)
+}
+
+fn decode_attachments(mut blob: &[u8]) -> Result<Vec<Bytes>, StoreError> {
+    let mut out = Vec::new();
+    while !blob.is_empty() {
+        let chunk = take_chunk(&mut blob).ok_or_else(|| corrupt("attachments"))?;
+        out.push(Bytes::copy_from_slice(chunk));
+    }
+    Ok(out)
+}
+
+/// An inbox entry's payload: event and args (length-prefixed), then the
+/// attachments blob.
+fn encode_inbox_payload(event: &str, args: &str, attachments: &[Bytes]) -> Vec<u8> {
+    let mut blob = Vec::new();
+    put_chunk(&mut blob, event.as_bytes());
+    put_chunk(&mut blob, args.as_bytes());
+    blob.extend_from_slice(&encode_attachments(attachments));
+    blob
+}
+
+/// An inbox member: `<seq>:<ts_ms>:<payload>`.
+fn decode_inbox_member(member: &[u8]) -> Result<InboxEntry, StoreError> {
+    let bad = || corrupt("inbox entry");
+    let mut parts = member.splitn(3, |&b| b == b':');
+    let number = |parts: &mut std::slice::SplitN<'_, u8, _>| {
+        std::str::from_utf8(parts.next().ok_or_else(bad)?)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(bad)
+    };
+    let seq = Seq::try_from(number(&mut parts)?).map_err(|_| bad())?;
+    let ts_ms = number(&mut parts)?;
+    let mut payload = parts.next().ok_or_else(bad)?;
+    let event = take_chunk(&mut payload).ok_or_else(bad)?;
+    let args = take_chunk(&mut payload).ok_or_else(bad)?;
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| bad());
+    Ok(InboxEntry {
+        seq,
+        ts_ms,
+        event: text(event)?,
+        args: text(args)?,
+        attachments: decode_attachments(payload)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_keeps_order_without_repeats() {
+        let (seqs, more) = merge(vec![vec![1, 4, 6], vec![2, 4, 9], vec![]], 4, false);
+        assert_eq!(seqs, [1, 2, 4, 6]);
+        assert!(more, "a list was cut or some were left out");
+        let (seqs, more) = merge(vec![vec![1, 4], vec![2]], 10, false);
+        assert_eq!((seqs, more), (vec![1, 2, 4], false));
+        let (seqs, more) = merge(vec![vec![9, 5, 1]], 3, true);
+        assert_eq!((seqs, more), (vec![9, 5, 1], true));
+    }
+
+    #[test]
+    fn inbox_members_round_trip() {
+        let attachments = vec![Bytes::from_static(b"a:b"), Bytes::new()];
+        let payload = encode_inbox_payload("ev:x", "[\"a:b\"]", &attachments);
+        let mut member = b"12:1700000000000:".to_vec();
+        member.extend_from_slice(&payload);
+        let entry = decode_inbox_member(&member).unwrap();
+        assert_eq!(entry.seq, 12);
+        assert_eq!(entry.ts_ms, 1_700_000_000_000);
+        assert_eq!(entry.event, "ev:x");
+        assert_eq!(entry.args, "[\"a:b\"]");
+        assert_eq!(entry.attachments, attachments);
+        assert!(decode_inbox_member(b"12:x:").is_err());
+    }
+
+    #[test]
+    fn log_ids() {
+        assert_eq!(id_seq("42-0"), Some(42));
+        assert_eq!(id_seq("42"), None);
+        assert_eq!(id_seq("x-0"), None);
+    }
+}
