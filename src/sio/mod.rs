@@ -182,11 +182,7 @@ impl SocketIo {
     /// (lost with the process); use [`SocketIo::with_store`] for a durable store.
     /// Must be called within a tokio runtime.
     pub fn new(config: Config) -> Self {
-        let store: Option<Arc<dyn Store>> = config
-            .recovery
-            .is_some()
-            .then(|| Arc::new(MemoryStore::new()) as Arc<dyn Store>);
-        Self::build(config, store, |_| {})
+        Self::with_engine_options(config, |_| {})
     }
 
     /// A server with connection state recovery and guaranteed delivery on
