@@ -79,7 +79,7 @@ async fn run(port: u16, durable: bool) -> std::io::Result<()> {
         }
     });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    eprintln!("bench_server on ws://127.0.0.1:{port}/socket.io/");
+    eprintln!("bench_server on ws://{}/socket.io/", listener.local_addr()?);
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
