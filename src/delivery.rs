@@ -69,7 +69,7 @@ pub(crate) struct Outgoing {
 }
 
 /// Stands for the entry's own position in stored arguments (see
-/// [`crate::Args::push_seq`]).
+/// [`crate::ArgsExt::push_seq`]).
 const SEQ_PLACEHOLDER: &str = "{\"_tether_seq\":true}";
 
 pub(crate) fn seq_placeholder() -> Box<RawValue> {
@@ -77,7 +77,7 @@ pub(crate) fn seq_placeholder() -> Box<RawValue> {
 }
 
 /// The arguments of a stored entry as clients receive them (its own
-/// position filled in where [`crate::Args::push_seq`] put it), without the
+/// position filled in where [`crate::ArgsExt::push_seq`] put it), without the
 /// recovery offset.
 pub fn delivered_args(entry: &Entry) -> Vec<Box<RawValue>> {
     let mut values: Vec<Box<RawValue>> =
@@ -418,6 +418,7 @@ async fn publish_batch(store: &Arc<dyn Store>, batch: &mut Vec<Publish>, fan_out
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ArgsExt;
 
     #[test]
     fn seq_placeholder_becomes_the_position() {

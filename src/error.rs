@@ -34,17 +34,6 @@ pub enum AckError {
     Emit(#[from] EmitError),
 }
 
-/// Why an argument could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ArgError {
-    /// There is no argument at that position.
-    #[error("no argument at position {0}")]
-    Missing(usize),
-    /// The argument does not have the requested type.
-    #[error("argument does not match the requested type: {0}")]
-    Type(#[from] serde_json::Error),
-}
-
 /// A refusal sent to the client as CONNECT_ERROR by a namespace middleware.
 ///
 /// ```

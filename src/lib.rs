@@ -35,11 +35,12 @@ pub mod store;
 
 pub use config::{Config, Cors, Transports};
 pub use delivery::{delivered_args, format_offset, parse_offset, Recovery};
-pub use error::{AckError, ArgError, ConnectError, DisconnectReason, EmitError};
+pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use server::SocketIoService;
 pub use sio::{
-    AckSender, Args, BroadcastOperator, Event, Handshake, Inbox, IntoArgs, NamespaceRef, Socket,
-    SocketIo,
+    AckSender, Args, ArgsExt, BroadcastOperator, Event, Handshake, Inbox, IntoArgs, NamespaceRef,
+    Socket, SocketIo,
 };
 pub use tether_proto as proto;
+pub use tether_proto::socketio::ArgError;
 pub use tether_proto::socketio::Parser;

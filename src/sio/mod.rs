@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
 
-pub use args::{Args, Event, IntoArgs};
+pub use args::{Args, ArgsExt, Event, IntoArgs};
 pub use inbox::Inbox;
 pub use namespace::BroadcastOperator;
 pub use socket::{AckSender, Handshake, Socket};

@@ -447,6 +447,7 @@ impl BroadcastOperator {
     ) -> impl Future<Output = Result<AppendOnce, EmitError>> + Send + 'static {
         let queued = args
             .into_args()
+            .map_err(EmitError::from)
             .and_then(|args| self.ns.publish(self.target(), event, args, key));
         async move {
             match queued?.await {

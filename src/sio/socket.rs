@@ -294,9 +294,8 @@ impl Socket {
         args: impl IntoArgs,
         timeout: Duration,
     ) -> Result<Args, AckError> {
-        self.send_with_ack(event, args.into_args()?)?
-            .wait(timeout)
-            .await
+        let args = args.into_args().map_err(EmitError::from)?;
+        self.send_with_ack(event, args)?.wait(timeout).await
     }
 
     /// Queues the event now (so that events sent one after the other keep

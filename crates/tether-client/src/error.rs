@@ -98,17 +98,6 @@ pub enum AckError {
     Disconnected,
 }
 
-/// Why an argument could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ArgError {
-    /// There is no argument at that position.
-    #[error("no argument at position {0}")]
-    Missing(usize),
-    /// The argument has another shape than the requested type.
-    #[error("argument does not match the requested type: {0}")]
-    Json(#[from] serde_json::Error),
-}
-
 /// Why a socket disconnected, with the official client's reason strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DisconnectReason {

@@ -50,13 +50,11 @@ mod offset;
 mod socket;
 mod url;
 
-pub use args::{Args, IntoArgs};
+pub use args::{ArgError, Args, IntoArgs};
 pub use backoff::Reconnection;
 pub use client::{Client, ClientBuilder};
 pub use engine::{Handshake, Transport};
-pub use error::{
-    AckError, ArgError, ConnectError, DisconnectReason, EmitError, EngineError, Error,
-};
+pub use error::{AckError, ConnectError, DisconnectReason, EmitError, EngineError, Error};
 pub use manager::{Lifecycle, LifecycleStream, Manager};
 pub use offset::{parse_tether_offset, OffsetRule};
 pub use socket::{

@@ -993,7 +993,7 @@ impl Socket {
     /// `ack_timeout` when set). With `retries` set, it goes through the
     /// retry queue.
     pub async fn emit_with_ack(&self, event: &str, args: impl IntoArgs) -> Result<Args, AckError> {
-        let args = args.into_args()?;
+        let args = args.into_args().map_err(EmitError::from)?;
         if self.inner.opts.retries.is_some() {
             let rx = self.inner.enqueue(event, args)?;
             return rx.await.unwrap_or(Err(AckError::Emit(EmitError::Closed)));
@@ -1010,7 +1010,7 @@ impl Socket {
         args: impl IntoArgs,
         timeout: Duration,
     ) -> Result<Args, AckError> {
-        let args = args.into_args()?;
+        let args = args.into_args().map_err(EmitError::from)?;
         self.emit_with_ack_timeout_inner(event, args, Some(timeout))
             .await
     }
@@ -1054,7 +1054,7 @@ impl Socket {
         id: impl Into<String>,
     ) -> Result<Reliable, AckError> {
         let id = id.into();
-        let mut args = args.into_args()?;
+        let mut args = args.into_args().map_err(EmitError::from)?;
         args.push(&id).map_err(EmitError::from)?;
         let rx = self.inner.enqueue(event, args)?;
         let ack = rx.await.unwrap_or(Err(AckError::Emit(EmitError::Closed)))?;

@@ -10,7 +10,7 @@
 //!   session) first gets every message after it, in order, then live ones.
 
 use serde_json::json;
-use tether::{Args, Event, Socket, SocketIo};
+use tether::{Args, ArgsExt, Event, Socket, SocketIo};
 
 /// Longest message accepted, in characters.
 const MAX_MESSAGE_CHARS: usize = 4000;

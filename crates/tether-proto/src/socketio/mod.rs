@@ -5,10 +5,12 @@
 //! [`Packet::attachments`]. Both parsers decode into and encode from this one
 //! model, so the server forwards payloads without re-serialising them.
 
+mod args;
 mod json;
 mod msgpack;
 mod packet;
 
+pub use args::{ArgError, Args, IntoArgs};
 pub use packet::{
     event_array, placeholder, resolve_placeholder, split_event, DecodeError, Decoder, Packet,
     PacketType, Parser,
