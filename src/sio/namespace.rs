@@ -149,35 +149,7 @@ impl Namespace {
             return;
         };
         let target = &entry.entry.target;
-        let sockets = {
-            let index = self.rooms.read();
-            let sockets = self.sockets.read();
-            let excluded: HashSet<&Arc<str>> = target
-                .except
-                .iter()
-                .filter_map(|room| index.by_room.get(room))
-                .flatten()
-                .collect();
-            let reached: Vec<Socket> = if target.rooms.is_empty() {
-                sockets
-                    .iter()
-                    .filter(|(id, _)| !excluded.contains(id))
-                    .map(|(_, s)| s.clone())
-                    .collect()
-            } else {
-                let ids: HashSet<&Arc<str>> = target
-                    .rooms
-                    .iter()
-                    .filter_map(|room| index.by_room.get(room))
-                    .flatten()
-                    .filter(|id| !excluded.contains(id))
-                    .collect();
-                ids.into_iter()
-                    .filter_map(|id| sockets.get(id).cloned())
-                    .collect()
-            };
-            reached
-        };
+        let sockets = self.select(&target.rooms, &target.except, None);
         if sockets.is_empty() {
             return;
         }
@@ -258,14 +230,24 @@ impl Namespace {
 
     /// The sockets a broadcast reaches.
     fn targets(&self, op: &BroadcastOperator) -> Vec<Socket> {
+        self.select(&op.rooms, &op.except, op.except_socket.as_ref())
+    }
+
+    /// The sockets in any of `rooms` (every socket when empty), minus those in
+    /// `except` rooms and `except_socket`.
+    fn select(
+        &self,
+        rooms: &[String],
+        except: &[String],
+        except_socket: Option<&Arc<str>>,
+    ) -> Vec<Socket> {
         let index = self.rooms.read();
         let sockets = self.sockets.read();
-        let excluded: HashSet<&Arc<str>> = op
-            .except
+        let excluded: HashSet<&Arc<str>> = except
             .iter()
             .filter_map(|room| index.by_room.get(room))
             .flatten()
-            .chain(op.except_socket.as_ref())
+            .chain(except_socket)
             .collect();
         let pick = |id: &Arc<str>| -> Option<Socket> {
             if excluded.contains(id) {
@@ -274,11 +256,10 @@ impl Namespace {
                 sockets.get(id).cloned()
             }
         };
-        if op.rooms.is_empty() {
+        if rooms.is_empty() {
             sockets.keys().filter_map(pick).collect()
         } else {
-            let ids: HashSet<&Arc<str>> = op
-                .rooms
+            let ids: HashSet<&Arc<str>> = rooms
                 .iter()
                 .filter_map(|room| index.by_room.get(room))
                 .flatten()
@@ -372,14 +353,14 @@ impl BroadcastOperator {
 
     /// Sends an event to every selected socket. The packet is encoded once and
     /// its bytes shared by every receiver. Returns how many sockets it was
-    /// queued for.
+    /// queued for: 0 with recovery on, where the event goes to the store first
+    /// and reaches its sockets once committed (see [`BroadcastOperator::publish`]).
     pub fn emit(self, event: &str, args: impl IntoArgs) -> Result<usize, EmitError> {
         let args = args.into_args()?;
         if !self.volatile && self.ns.durable() {
             // Stored first; delivered with its offset once committed.
-            let reached = self.ns.targets(&self).len();
             self.ns.publish(self.target(), event, args, None)?;
-            return Ok(reached);
+            return Ok(0);
         }
         let (values, attachments) = args.into_parts();
         let packet = Packet::event(self.ns.name(), event, &values, attachments, None);
