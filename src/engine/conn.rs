@@ -2,6 +2,7 @@
 //! wake-ups its transports and timer wait on.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,6 +34,9 @@ pub struct EngineConn {
     pub(crate) timer: Notify,
     /// Woken when a transport took queued frames (room in the send buffer).
     written: Notify,
+    /// True while the WebSocket writer holds frames it took from the queue
+    /// but has not written yet.
+    writing: AtomicBool,
     request: RequestInfo,
 }
 
@@ -44,6 +48,7 @@ impl EngineConn {
             outgoing: Notify::new(),
             timer: Notify::new(),
             written: Notify::new(),
+            writing: AtomicBool::new(false),
             request,
         }
     }
@@ -131,15 +136,54 @@ impl EngineConn {
         }
     }
 
-    /// Moves queued frames into `out` for the WebSocket writer. Returns whether
-    /// the session is closed. Does not wake anyone.
+    /// Moves queued frames into `out` for the WebSocket writer, which calls
+    /// [`EngineConn::written_all`] once it wrote them. Returns whether the
+    /// session is closed.
     pub(crate) fn take_frames(&self, out: &mut Vec<Frame>) -> bool {
         let mut session = self.session.lock();
         session.take_frames(out);
+        if !out.is_empty() {
+            self.writing.store(true, Ordering::Release);
+        }
         let closed = session.closed().is_some();
         drop(session);
         self.written.notify_waiters();
         closed
+    }
+
+    /// The WebSocket writer wrote every frame it took.
+    pub(crate) fn written_all(&self) {
+        self.writing.store(false, Ordering::Release);
+        self.written.notify_waiters();
+    }
+
+    /// Waits until every frame queued so far has been written to the
+    /// WebSocket, so that what is queued next leaves in a later write.
+    /// Returns at once on long-polling (frames leave with the client's next
+    /// GET), and false if the session closed.
+    ///
+    /// The Socket.IO layer waits for this between a CONNECT reply and the
+    /// connection handler, as the reference server (whose WebSocket transport
+    /// has one write in flight at a time) effectively does: some clients read
+    /// the reply and only then listen for the next message.
+    pub async fn flushed(&self) -> bool {
+        loop {
+            let notified = self.written.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let session = self.session.lock();
+                if session.closed().is_some() {
+                    return false;
+                }
+                if session.transport() != TransportKind::WebSocket
+                    || (session.queued_bytes() == 0 && !self.writing.load(Ordering::Acquire))
+                {
+                    return true;
+                }
+            }
+            notified.await;
+        }
     }
 
     pub(crate) fn end_poll(&self) {

@@ -362,7 +362,12 @@ impl Engine {
 
     async fn poll(&self, entry: &Entry) -> Result<Response<Body>, EngineError> {
         let conn = &entry.conn;
-        let (started, events) = conn.with_session(|s| s.begin_poll());
+        // Deadlines that passed before the timer task ran apply first: a poll
+        // after the ping timeout finds the session closed.
+        let (started, events) = conn.with_session(|s| {
+            s.handle_timeout(Instant::now());
+            s.begin_poll()
+        });
         self.dispatch(entry, events);
         if started.is_err() {
             return Err(EngineError::BadRequest);

@@ -172,6 +172,7 @@ async fn pump(engine: &Engine, entry: &Entry, ws: &mut Ws) {
                 return;
             }
         }
+        conn.written_all();
         if closed {
             let _ = ws.close().await;
             return;

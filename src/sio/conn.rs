@@ -257,6 +257,9 @@ impl SioConn {
             socket.close(DisconnectReason::TransportClose, false);
             return Ok(());
         }
+        // The reply leaves in a write of its own, before anything the handler
+        // sends (see `EngineConn::flushed`).
+        self.engine.flushed().await;
         // Missed events follow the CONNECT reply, then live ones.
         socket.start_catch_up();
         (ns.on_connect)(socket.clone()).await;

@@ -149,6 +149,8 @@ pub struct Session {
     poll_active: bool,
     release_poll: bool,
     closed: Option<CloseReason>,
+    /// The close packet was queued for the client (a close with `notify_peer`).
+    close_queued: bool,
     events: VecDeque<Event>,
 }
 
@@ -170,6 +172,7 @@ impl Session {
             poll_active: false,
             release_poll: false,
             closed: None,
+            close_queued: false,
             events: VecDeque::new(),
         }
     }
@@ -397,6 +400,7 @@ impl Session {
         if notify_peer {
             self.push(Packet::Close.encode());
         }
+        self.close_queued = notify_peer;
         self.closed = Some(reason);
         self.closing = None;
         self.release_poll = true;
@@ -407,10 +411,13 @@ impl Session {
     /// Marks the start of a long-polling GET. A second concurrent GET closes
     /// the session (the pending one receives a close packet) and is refused.
     pub fn begin_poll(&mut self) -> Result<(), SendError> {
-        // A closed session still hands its last frames (the close packet) to
-        // one more poll, so that the client learns why it ended.
+        // A session closed with a close packet for the client still hands
+        // its last frames to one more poll, so that the client learns why it
+        // ended; one closed without (ping timeout, transport error) is gone.
         if self.closed.is_some()
-            && (self.queue.is_empty() || self.transport != TransportKind::Polling)
+            && (!self.close_queued
+                || self.queue.is_empty()
+                || self.transport != TransportKind::Polling)
         {
             return Err(SendError::Closed);
         }
@@ -530,6 +537,27 @@ mod tests {
             Err(SendError::Full)
         );
         assert_eq!(s.queued_bytes(), 10);
+    }
+
+    #[test]
+    fn poll_after_ping_timeout_is_refused() {
+        let t0 = Instant::now();
+        let mut s = Session::new(config(), TransportKind::Polling, t0);
+        // The ping goes unread (no GET), then its pong deadline passes.
+        s.handle_timeout(t0 + Duration::from_millis(300));
+        assert!(s.queued_bytes() > 0);
+        s.handle_timeout(t0 + Duration::from_millis(500));
+        assert_eq!(s.closed(), Some(CloseReason::PingTimeout));
+        // The unread ping is not handed to a later GET: the session is gone.
+        assert_eq!(s.begin_poll(), Err(SendError::Closed));
+    }
+
+    #[test]
+    fn poll_after_notified_close_gets_the_close_packet() {
+        let mut s = Session::new(config(), TransportKind::Polling, Instant::now());
+        s.close(CloseReason::ForcedClose, true);
+        assert_eq!(s.begin_poll(), Ok(()));
+        assert_eq!(s.take_poll().as_deref(), Some(&b"1"[..]));
     }
 
     #[test]
