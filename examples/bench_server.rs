@@ -6,6 +6,9 @@
 //!   `echo` back with them;
 //! - `join` ROOM: joins, then acks;
 //! - `bcast` ROOM P: emits `msg` P to every socket in ROOM (encoded once), then acks.
+//! - `store` ROOM P (with `--durable`): like `bcast`, but acks only once `msg`
+//!   is committed to the store (`publish`): the durable ingest of the speed
+//!   benchmark. Without `--durable` it acks with an error.
 //!
 //! `--durable` turns connection state recovery on, with the embedded SQLite
 //! store in a temporary file (removed at exit): every `msg` and unacked `echo`
@@ -65,6 +68,30 @@ async fn run(port: u16, durable: bool) -> std::io::Result<()> {
                 }
                 let _ = ev.ack(());
             });
+            let io3 = io.clone();
+            socket.on("store", move |_: Socket, mut ev: Event| {
+                let io = io3.clone();
+                async move {
+                    let Ok(room) = ev.args().get::<String>(0) else {
+                        return drop(ev.ack(("room must be a string",)));
+                    };
+                    let payload = ev.args().values().get(1).cloned().into_iter().collect();
+                    let args = Args::from_raw(payload, ev.args().attachments().to_vec());
+                    // Queued now, acked from a task once committed, so that the
+                    // socket's next events are taken meanwhile (group commit).
+                    let stored = io.to(room).publish("msg", args);
+                    let ack = ev.take_ack();
+                    tokio::spawn(async move {
+                        let answer = match stored.await {
+                            Ok(seq) => serde_json::json!({ "seq": seq }),
+                            Err(e) => serde_json::json!({ "error": e.to_string() }),
+                        };
+                        if let Some(ack) = ack {
+                            let _ = ack.send((answer,));
+                        }
+                    });
+                }
+            });
             socket.on("bcast", move |_: Socket, mut ev: Event| {
                 let io = io.clone();
                 async move {
@@ -78,7 +105,7 @@ async fn run(port: u16, durable: bool) -> std::io::Result<()> {
             });
         }
     });
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let listener = tether::server::bind(([127, 0, 0, 1], port).into()).await?;
     eprintln!("bench_server on ws://{}/socket.io/", listener.local_addr()?);
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -80,7 +80,7 @@ async fn main() -> std::io::Result<()> {
     let engine = Engine::new(config("/engine.io/").engine_options(), Arc::new(Echo));
     let sio = io.service();
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let listener = tether::server::bind(([127, 0, 0, 1], port).into()).await?;
     eprintln!("conformance server on http://127.0.0.1:{port}");
     tether::server::serve(
         listener,

@@ -45,7 +45,7 @@ fn main() -> std::io::Result<()> {
             };
             let io = tether::SocketIo::with_store(delivery::config(&opts), store);
             delivery::install(&io, opts);
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+            let listener = tether::server::bind(([127, 0, 0, 1], port).into()).await?;
             println!("listening {}", listener.local_addr()?.port());
             io.serve(listener).await
         })

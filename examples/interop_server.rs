@@ -21,7 +21,7 @@ async fn main() -> std::io::Result<()> {
         ..interop::config()
     });
     interop::install(&io);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let listener = tether::server::bind(([127, 0, 0, 1], port).into()).await?;
     eprintln!("interop server on http://127.0.0.1:{port}");
     io.serve(listener).await
 }

@@ -112,8 +112,11 @@ pub struct Config {
     pub max_connections: usize,
     /// Most binary attachments in one packet.
     pub max_attachments: usize,
-    /// Most events of one socket waiting for their handler; past it the
-    /// connection closes (a client flooding a slow handler).
+    /// Most events of one socket waiting for their handler. Past half of it
+    /// the server stops reading from the client until the handlers caught up
+    /// (to a quarter): a client sending faster than its handlers run is
+    /// slowed down, not dropped. Past all of it (only a long-polling POST
+    /// carrying that many packets gets there) the connection closes.
     pub max_queued_events: usize,
     /// How long a client may take to connect to a namespace after the handshake.
     pub connect_timeout: Duration,

@@ -23,6 +23,31 @@ pub fn not_found() -> Response<Body> {
     res
 }
 
+/// Backlog of listeners made by [`bind`] (the kernel caps it at
+/// `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a TCP listener with a backlog of [`LISTEN_BACKLOG`]: with the
+/// default of 128, a burst of connections arriving while the server is busy
+/// overflows the accept queue and those clients wait a whole SYN
+/// retransmission (one second) to connect.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// let listener = tether::server::bind("127.0.0.1:3000".parse().unwrap()).await?;
+/// # Ok(()) }
+/// ```
+pub async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Accepts connections on `listener` and answers each request with `handler`,
 /// until `shutdown` completes. WebSocket upgrades are enabled, and every
 /// request carries its peer address as a [`RemoteAddr`] extension.

@@ -37,6 +37,10 @@ const CHUNK: usize = 1000;
 /// The "flood" handler gives up after this many chunks (64 MB).
 const FLOOD_CAP: usize = 65_536;
 
+/// Closed until the backpressure test opens it: "gated" handlers wait for it.
+static GATE: std::sync::LazyLock<tokio::sync::watch::Sender<bool>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::channel(false).0);
+
 /// What the "flood" handler saw: chunks queued, then the emit error.
 #[derive(Debug)]
 struct Flood {
@@ -80,6 +84,7 @@ async fn start(config: Config) -> TestServer {
 
 /// Starts a server on a free loopback port. Namespace "/" has:
 /// - "echo": acknowledges with its arguments (binary attachments included);
+/// - "gated": the same, once [`GATE`] is open;
 /// - "flood": emits [`CHUNK`]-byte events until an emit fails, and reports;
 /// - a middleware refusing `{"token":"bad"}` with data `{"code":401}`;
 /// - a disconnect handler reporting `(id, reason)`.
@@ -92,6 +97,12 @@ async fn start_with(config: Config, tune: impl FnOnce(&mut EngineOptions)) -> Te
         let flood_tx = flood_tx.clone();
         async move {
             socket.on("echo", |_: Socket, mut ev: Event| async move {
+                let args = ev.take_args();
+                let _ = ev.ack(args);
+            });
+            socket.on("gated", |_: Socket, mut ev: Event| async move {
+                let mut open = GATE.subscribe();
+                let _ = open.wait_for(|open| *open).await;
                 let args = ev.take_args();
                 let _ = ev.ack(args);
             });
@@ -1168,4 +1179,39 @@ async fn send_buffer_is_bounded_for_a_client_that_never_reads() {
         }
     }
     assert!(received <= flood.sent, "{received} > {}", flood.sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_the_event_queue_is_slowed_down_not_dropped() {
+    const MAX_QUEUED: usize = 64;
+    const BURST: u64 = 2_000;
+    let mut server = start(Config {
+        max_queued_events: MAX_QUEUED,
+        ..Config::default()
+    })
+    .await;
+    let (mut other, _) = connect_sio(server.addr).await;
+    let (mut ws, _) = connect_sio(server.addr).await;
+    // Far more events than the queue holds, while their handler is blocked:
+    // the server must stop reading (backpressure), not close the client.
+    for id in 0..BURST {
+        within(
+            "a send",
+            ws.feed(Message::text(format!("42{id}[\"gated\",{id}]"))),
+        )
+        .await
+        .unwrap();
+    }
+    within("a flush", ws.flush()).await.unwrap();
+    // The other client is served meanwhile.
+    echo_ok(&mut other, 1).await;
+    GATE.send_replace(true);
+    for id in 0..BURST {
+        assert_eq!(recv_text(&mut ws).await, format!("43{id}[{id}]"));
+    }
+    echo_ok(&mut ws, BURST).await;
+    assert!(
+        server.disconnects.try_recv().is_err(),
+        "nobody was disconnected"
+    );
 }

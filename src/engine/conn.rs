@@ -2,7 +2,7 @@
 //! wake-ups its transports and timer wait on.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -37,6 +37,11 @@ pub struct EngineConn {
     /// True while the WebSocket writer holds frames it took from the queue
     /// but has not written yet.
     writing: AtomicBool,
+    /// How many holders (sockets with a full event queue) asked the
+    /// transports to stop reading from the client; 0: reading.
+    read_pauses: AtomicUsize,
+    /// Woken when reading resumes.
+    resumed: Notify,
     request: RequestInfo,
 }
 
@@ -49,6 +54,8 @@ impl EngineConn {
             timer: Notify::new(),
             written: Notify::new(),
             writing: AtomicBool::new(false),
+            read_pauses: AtomicUsize::new(0),
+            resumed: Notify::new(),
             request,
         }
     }
@@ -80,6 +87,49 @@ impl EngineConn {
             self.outgoing.notify_waiters();
         }
         result
+    }
+
+    /// Asks the transports to stop reading from the client (backpressure:
+    /// the layer above has too much to process). Each call must be matched by
+    /// one [`EngineConn::resume_reading`]. Frames to the client, pings
+    /// included, keep flowing.
+    pub fn pause_reading(&self) {
+        self.read_pauses.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Undoes one [`EngineConn::pause_reading`].
+    pub fn resume_reading(&self) {
+        if self.read_pauses.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.resumed.notify_waiters();
+            self.outgoing.notify_waiters();
+        }
+    }
+
+    /// True while reading is paused.
+    pub fn reading_paused(&self) -> bool {
+        self.read_pauses.load(Ordering::Acquire) > 0
+    }
+
+    /// Waits until reading is not paused, or the session closed (false).
+    pub(crate) async fn read_allowed(&self) -> bool {
+        loop {
+            let resumed = self.resumed.notified();
+            tokio::pin!(resumed);
+            resumed.as_mut().enable();
+            let closed = self.written.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if self.is_closed() {
+                return false;
+            }
+            if !self.reading_paused() {
+                return true;
+            }
+            tokio::select! {
+                () = resumed => {}
+                () = closed => {}
+            }
+        }
     }
 
     /// Closes the session from the server side. With `notify_peer` the client

@@ -424,6 +424,11 @@ impl Engine {
                 .try_for_each(|frame| s.handle_frame(frame, now))
         });
         self.dispatch(entry, events);
+        // Backpressure: the client sends its next POST once this one is
+        // answered, so hold the answer while the layer above is full.
+        if result.is_ok() && entry.conn.reading_paused() {
+            entry.conn.read_allowed().await;
+        }
         match result {
             Ok(()) => Ok(text_response(Bytes::from_static(b"ok"))),
             Err(_) => Err(EngineError::BadRequest),

@@ -177,8 +177,11 @@ async fn pump(engine: &Engine, entry: &Entry, ws: &mut Ws) {
             let _ = ws.close().await;
             return;
         }
+        // Backpressure: while the layer above cannot take more, frames stay
+        // unread (in the socket buffers, then in the client's).
+        let paused = conn.reading_paused();
         tokio::select! {
-            msg = ws.next() => match msg {
+            msg = ws.next(), if !paused => match msg {
                 Some(Ok(msg)) => {
                     if msg.is_close() {
                         engine.close(entry, CloseReason::TransportClose);

@@ -42,6 +42,8 @@ struct State {
     queue: VecDeque<Packet>,
     /// A task is draining `queue` (or the connection handler still runs).
     draining: bool,
+    /// This socket paused reading from the client (its queue is long).
+    paused_reading: bool,
 }
 
 pub(crate) struct SocketInner {
@@ -401,7 +403,10 @@ impl Socket {
         if !state.connected {
             return;
         }
-        if state.queue.len() >= self.inner.conn.config().max_queued_events {
+        let max = self.inner.conn.config().max_queued_events;
+        if state.queue.len() >= max {
+            // Only a batch of many packets in one polling POST gets here:
+            // reading pauses at half of it.
             drop(state);
             tracing::warn!(sid = self.id(), "event queue full: closing the connection");
             self.inner
@@ -410,6 +415,12 @@ impl Socket {
             return;
         }
         state.queue.push_back(packet);
+        // Backpressure: past half the limit, stop reading from the client
+        // until the handlers caught up (see `drain`).
+        if !state.paused_reading && state.queue.len() >= (max / 2).max(1) {
+            state.paused_reading = true;
+            self.inner.conn.engine().pause_reading();
+        }
         if !state.draining {
             state.draining = true;
             tokio::spawn(self.clone().drain());
@@ -421,6 +432,12 @@ impl Socket {
         loop {
             let packet = {
                 let mut state = self.inner.state.lock();
+                if state.paused_reading
+                    && state.queue.len() <= self.inner.conn.config().max_queued_events / 4
+                {
+                    state.paused_reading = false;
+                    self.inner.conn.engine().resume_reading();
+                }
                 match state.queue.pop_front() {
                     Some(packet) => packet,
                     None => {
@@ -471,6 +488,9 @@ impl Socket {
             }
             state.connected = false;
             state.queue.clear();
+            if std::mem::take(&mut state.paused_reading) {
+                self.inner.conn.engine().resume_reading();
+            }
         }
         if notify_client {
             let packet = Packet::new(tether_proto::socketio::PacketType::Disconnect, self.nsp());

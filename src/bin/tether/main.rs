@@ -230,7 +230,7 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
     let addr: SocketAddr = format!("{}:{}", settings.host, settings.port)
         .parse()
         .map_err(|e| format!("bad value for `host`/`port`: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(addr)
+    let listener = tether::server::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;

@@ -138,11 +138,13 @@ export async function waitLength(inbox, n, stallMs = 5000) {
 // ------------------------------------------------------------- publishing --
 
 // Publishes `msg` events {tag, i, ...extra} to `room` through `socket`'s
-// "publish" handler, i = from..from+n-1, at most `window` in flight (the
-// server closes a connection that queues more than max_queued_events, 1024).
+// "publish" handler, i = from..from+n-1, at most `window` in flight (see
+// below).
 // Handlers of one socket run in arrival order on the server, so the order of
 // the emits is the order of the positions. Resolves with [{key, seq}] in
-// publish order; a missing ack or a store error fails the run.
+// publish order; a missing ack or a store error fails the run. (A window
+// keeps the load realistic: past max_queued_events / 2 queued events the
+// server stops reading from the client until its handlers catch up.)
 export async function publish(run, socket, room, tag, n, { from = 0, extra = {}, window = 256 } = {}) {
   const acks = new Array(n);
   let next = 0;
