@@ -11,15 +11,15 @@
 //! serverOffset, meta {id, name}) plus Tether's recovery offset. Every line
 //! goes through the retry queue with a message id (the clientOffset) that its
 //! retries reuse, so it is stored once; the client sends the last
-//! serverOffset it saw at each connect (`auth.serverOffset`), so a restart of
-//! the client catches up, and the connection state recovery covers
-//! disconnections.
+//! serverOffset it saw at each connect (`auth.serverOffset`, a [`Stream`]),
+//! so a reconnection catches up, and the connection state recovery covers
+//! disconnections. With `--state FILE`, the last serverOffset and the lines
+//! not acknowledged yet (the outbox) survive a restart of the client.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tether_client::{Client, Lifecycle, Transport};
+use tether_client::{Client, Lifecycle, Position, Stream, Transport};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::main]
@@ -27,53 +27,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut url = "http://127.0.0.1:3000".to_owned();
     let mut name = std::env::var("USER").unwrap_or_else(|_| "anonymous".into());
     let mut websocket_only = false;
+    let mut state = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--name" => name = args.next().ok_or("--name needs a value")?,
             "--websocket" => websocket_only = true,
+            "--state" => state = Some(args.next().ok_or("--state needs a file")?),
             "-h" | "--help" => {
-                eprintln!("usage: chat_client [URL] [--name NAME] [--websocket]");
+                eprintln!("usage: chat_client [URL] [--name NAME] [--websocket] [--state FILE]");
                 return Ok(());
             }
             other => url = other.to_owned(),
         }
     }
 
-    // The position of the last message seen, sent at every connect (0 at
-    // first: the history comes first, as in the tutorial).
-    let server_offset: Arc<Mutex<u64>> = Arc::new(Mutex::new(0));
-    let seen = server_offset.clone();
-    let auth_name = name.clone();
     let transports = if websocket_only {
         vec![Transport::WebSocket]
     } else {
         vec![Transport::Polling, Transport::WebSocket]
     };
-    let client = Client::builder(url.as_str())
+    let mut builder = Client::builder(url.as_str())
         .transports(transports)
-        .auth_with(move || {
-            let (name, offset) = (auth_name.clone(), *seen.lock().unwrap());
-            async move { json!({ "name": name, "serverOffset": offset }) }
-        })
+        // serverOffset 0 at first: the history comes first, as in the
+        // tutorial; then the stream's last position replaces it.
+        .auth(json!({ "name": name, "serverOffset": 0 }))
+        .stream(
+            Stream::new("serverOffset")
+                .event("chat message")
+                .position(Position::Arg(1)),
+        )
         .ack_timeout(Duration::from_secs(5))
         .retries(10)
-        .on("chat message", move |ev| {
-            let server_offset = server_offset.clone();
-            async move {
-                let content: String = ev.args().get(0).unwrap_or_default();
-                let seq: Option<u64> = ev.args().get(1).ok();
-                let meta: Value = ev.args().get(2).unwrap_or_default();
-                let who = meta["name"].as_str().unwrap_or("anonymous");
-                println!("[{who}] {content}");
-                if let Some(seq) = seq {
-                    let mut last = server_offset.lock().unwrap();
-                    *last = (*last).max(seq);
-                }
-            }
-        })
-        .build()
-        .await?;
+        .on("chat message", |ev| async move {
+            let content: String = ev.args().get(0).unwrap_or_default();
+            let meta: Value = ev.args().get(2).unwrap_or_default();
+            let who = meta["name"].as_str().unwrap_or("anonymous");
+            println!("[{who}] {content}");
+        });
+    if let Some(state) = state {
+        builder = builder.state_file(state);
+    }
+    let client = builder.build().await?;
     eprintln!("connected to {url} as {name} (type lines; Ctrl-D quits)");
 
     let mut lifecycle = client.manager().lifecycle();

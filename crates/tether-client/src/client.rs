@@ -1,17 +1,21 @@
 //! The entry point: [`Client::builder`].
 
 use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use tether_proto::socketio::Parser;
 
 use crate::backoff::Reconnection;
+use crate::durable::StateFile;
 use crate::engine::{EngineOptions, Transport};
 use crate::error::Error;
 use crate::manager::{Manager, ManagerConfig};
 use crate::offset::OffsetRule;
 use crate::socket::{Auth, Event, Socket, SocketOptions};
+use crate::stream::Stream;
 use crate::url::ServerUrl;
 
 type PendingHandler = Box<dyn FnOnce(&Socket) + Send>;
@@ -50,6 +54,9 @@ pub struct ClientBuilder {
     socket: SocketOptions,
     handlers: Vec<PendingHandler>,
     connect: bool,
+    state_file: Option<PathBuf>,
+    tls_roots: Vec<Vec<u8>>,
+    tls_config: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -78,6 +85,9 @@ impl ClientBuilder {
             socket: SocketOptions::default(),
             handlers: Vec::new(),
             connect: true,
+            state_file: None,
+            tls_roots: Vec::new(),
+            tls_config: None,
         }
     }
 
@@ -204,6 +214,80 @@ impl ClientBuilder {
         self
     }
 
+    /// Registers the handler of an inbox event before connecting (pending
+    /// entries come right at connection); see [`Socket::on_inbox`].
+    pub fn on_inbox<F, Fut>(mut self, event: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let event = event.into();
+        self.handlers.push(Box::new(move |socket: &Socket| {
+            socket.on_inbox(event, handler)
+        }));
+        self
+    }
+
+    /// Follows a server delivery stream (see [`Stream`]): its last position
+    /// is sent as `auth[field]` at every connect (overriding the auth
+    /// payload's field), and events at or before it are dropped. With a
+    /// state file, the position is saved once each event is handled and
+    /// read back at the next start.
+    pub fn stream(mut self, stream: Stream) -> Self {
+        self.socket.streams.push(stream);
+        self
+    }
+
+    /// Keeps the client's durable state in a SQLite file (created if
+    /// needed; one client at a time per file):
+    ///
+    /// - the **outbox**: every [`Socket::emit_reliable`] is recorded (with
+    ///   its message id) before it is sent, and removed once acknowledged.
+    ///   Entries left by an earlier run are sent again first, in order, with
+    ///   their ids, when a socket of their namespace is created. An outbox
+    ///   entry is tried until acknowledged (`ack_timeout` per try, no
+    ///   `retries` limit); if its socket is closed first, it and every later
+    ///   entry stay in the file for the next run.
+    /// - the positions of the [`Stream`]s, saved as events are handled.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tether_client::{Client, Position, Stream};
+    ///
+    /// let client = Client::builder("https://chat.example.com")
+    ///     .state_file("client-state.db")
+    ///     .stream(Stream::new("serverOffset").event("chat message").position(Position::Arg(1)))
+    ///     .on("chat message", |ev| async move { println!("{:?}", ev.args()) })
+    ///     .build()
+    ///     .await?;
+    /// // Resumes numbering after a crash: every message below this count is
+    /// // stored by the server or still in the outbox (sent again first).
+    /// let next = client.manager().outbox_recorded().unwrap_or(0);
+    /// client.emit_reliable("chat message", (format!("line {next}"),)).await?;
+    /// client.manager().sync_state().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.state_file = Some(path.into());
+        self
+    }
+
+    /// Trusts a root certificate (DER) for `https`/`wss` URLs, besides the
+    /// Mozilla roots (webpki-roots) trusted by default: a private CA, or a
+    /// self-signed server certificate.
+    pub fn tls_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.tls_roots.push(der.into());
+        self
+    }
+
+    /// The complete TLS settings for `https`/`wss` URLs (replacing the
+    /// default ones and [`ClientBuilder::tls_root_certificate`]): client
+    /// certificates, other roots, another crypto provider.
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls_config = Some(config);
+        self
+    }
+
     /// Whether [`ClientBuilder::build`] connects (default true). Without,
     /// call [`Socket::connect`] on the client.
     pub fn connect(mut self, connect: bool) -> Self {
@@ -226,6 +310,18 @@ impl ClientBuilder {
         if self.transports.is_empty() {
             return Err(Error::Open(crate::error::EngineError::NoTransport));
         }
+        let tls = match (url.secure, self.tls_config) {
+            (false, _) => None,
+            (true, Some(config)) => Some(config),
+            (true, None) => {
+                let roots: Vec<_> = self
+                    .tls_roots
+                    .into_iter()
+                    .map(rustls::pki_types::CertificateDer::from)
+                    .collect();
+                Some(crate::tls::client_config(&roots)?)
+            }
+        };
         let mut query = url.query.clone();
         query.extend(self.query);
         let engine = EngineOptions {
@@ -239,6 +335,15 @@ impl ClientBuilder {
             upgrade: self.upgrade,
             open_timeout: self.open_timeout,
             max_message: self.max_message,
+            tls,
+        };
+        let state_file = match self.state_file {
+            Some(path) => Some(Arc::new(
+                tokio::task::spawn_blocking(move || StateFile::open(&path))
+                    .await
+                    .map_err(|_| Error::Closed)??,
+            )),
+            None => None,
         };
         let manager = Manager::start(ManagerConfig {
             engine,
@@ -246,6 +351,7 @@ impl ClientBuilder {
             reconnection: self.reconnection,
             defaults: self.socket,
             max_attachments: self.max_attachments,
+            state_file,
         });
         let socket = manager.socket(&url.nsp);
         for register in self.handlers {

@@ -43,6 +43,12 @@ pub enum Error {
     /// The connection did not complete within the configured time.
     #[error("connection timed out after {0:?}")]
     Timeout(Duration),
+    /// The TLS settings are invalid (a root certificate that cannot be used, say).
+    #[error("tls: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The state file could not be opened or read.
+    #[error(transparent)]
+    State(#[from] crate::durable::StateError),
 }
 
 /// Why the Engine.IO connection could not be opened or was lost.
@@ -81,6 +87,9 @@ pub enum EmitError {
     /// `disconnecting`, `newListener`, `removeListener`).
     #[error("{0:?} is a reserved event name")]
     Reserved(String),
+    /// The emit could not be recorded in the outbox of the state file.
+    #[error("cannot record the emit in the outbox: {0}")]
+    State(#[from] crate::durable::StateError),
 }
 
 /// Why an acknowledgement did not arrive.

@@ -3,7 +3,10 @@
 //!
 //! - Engine.IO: long-polling, WebSocket, polling upgraded to WebSocket,
 //!   heartbeat (a connection without ping for `pingInterval + pingTimeout`
-//!   is dead), extra headers and query parameters.
+//!   is dead), extra headers and query parameters; TLS for `https`/`wss`
+//!   URLs (rustls with the ring provider, both transports; the Mozilla roots
+//!   of webpki-roots, plus [`ClientBuilder::tls_root_certificate`], or a
+//!   complete [`ClientBuilder::tls_config`]).
 //! - Socket.IO: one [`Manager`] (connection) with several namespaces
 //!   ([`Socket`]s), auth at every connect (a value or a closure), events with
 //!   serde-typed arguments ([`Args`]), acknowledgements both ways, binary
@@ -17,6 +20,21 @@
 //!   (`{pid, offset}` sent back at reconnection, Tether offsets
 //!   `t.<epoch>.<seq>` recognised, duplicates dropped, [`Socket::recovered`],
 //!   [`Socket::recovery_report`]).
+//! - Durable state ([`ClientBuilder::state_file`], a SQLite file): an
+//!   **outbox** where every reliable emit is recorded before it is sent and
+//!   removed once acknowledged, so that emits not acknowledged when the
+//!   process dies (even `kill -9`) are sent again, first, in order and with
+//!   the same message ids, by the next client on the file (with Tether:
+//!   stored exactly once); and the positions of the server delivery streams.
+//! - Server delivery streams ([`Stream`], Tether's `catch_up_from_auth`, the
+//!   tutorial's `auth.serverOffset`): the last position received is sent in
+//!   auth at every connect, events at or before it are dropped, and with a
+//!   state file the position of each handled event is saved, so "what did I
+//!   miss" works across restarts of the client process.
+//! - Inboxes ([`Socket::on_inbox`], Tether's `io.inbox(user)`): an entry is
+//!   acknowledged (removed from the user's inbox on the server) once its
+//!   handler returns; one delivered again is acknowledged without running
+//!   the handler twice.
 //!
 //! ```no_run
 //! use tether_client::Client;
@@ -43,16 +61,20 @@
 mod args;
 mod backoff;
 mod client;
+mod durable;
 mod engine;
 mod error;
 mod manager;
 mod offset;
 mod socket;
+mod stream;
+mod tls;
 mod url;
 
 pub use args::{ArgError, Args, IntoArgs};
 pub use backoff::Reconnection;
 pub use client::{Client, ClientBuilder};
+pub use durable::StateError;
 pub use engine::{Handshake, Transport};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError, EngineError, Error};
 pub use manager::{Lifecycle, LifecycleStream, Manager};
@@ -60,4 +82,8 @@ pub use offset::{parse_tether_offset, OffsetRule};
 pub use socket::{
     AckSender, Auth, BoxFuture, Event, EventStream, RecoveryReport, Reliable, Socket, SocketOptions,
 };
+pub use stream::{Position, Stream};
 pub use tether_proto::socketio::Parser;
+
+/// The rustls version the client uses, for [`ClientBuilder::tls_config`].
+pub use rustls;

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 use crate::backoff::{Backoff, Reconnection};
+use crate::durable::{StateError, StateFile};
 use crate::engine::{
     self, polling::HttpClient, CloseReason, EngineEvent, EngineOptions, EngineTx, Handshake,
     Transport,
@@ -148,6 +149,7 @@ pub(crate) struct ManagerConfig {
     pub(crate) reconnection: Reconnection,
     pub(crate) defaults: SocketOptions,
     pub(crate) max_attachments: usize,
+    pub(crate) state_file: Option<Arc<StateFile>>,
 }
 
 struct MgrState {
@@ -169,6 +171,7 @@ pub(crate) struct Shared {
     cmd_tx: mpsc::UnboundedSender<MgrCmd>,
     hub: Arc<Hub>,
     ids: Arc<MessageIds>,
+    state_file: Option<Arc<StateFile>>,
 }
 
 impl Shared {
@@ -222,9 +225,10 @@ impl std::fmt::Debug for Manager {
 impl Manager {
     pub(crate) fn start(config: ManagerConfig) -> Manager {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let http = engine::polling::client(config.engine.tls.clone());
         let shared = Arc::new(Shared {
             engine_opts: Arc::new(config.engine),
-            http: engine::polling::client(),
+            http,
             parser: config.parser,
             reconnection: config.reconnection,
             defaults: config.defaults,
@@ -239,6 +243,7 @@ impl Manager {
             cmd_tx: cmd_tx.clone(),
             hub: Arc::new(Hub::default()),
             ids: Arc::new(MessageIds::new()),
+            state_file: config.state_file,
         });
         let task = Task {
             shared: shared.clone(),
@@ -284,6 +289,7 @@ impl Manager {
                         self.shared.cmd_tx.clone(),
                         self.shared.hub.clone(),
                         self.shared.ids.clone(),
+                        self.shared.state_file.clone(),
                     )
                 })
                 .clone()
@@ -314,6 +320,29 @@ impl Manager {
     /// The Engine.IO session id, while open.
     pub fn engine_id(&self) -> Option<String> {
         lock(&self.shared.state).sid.clone()
+    }
+
+    /// How many reliable emits were ever recorded in the outbox of the state
+    /// file, by this run and the earlier ones (`None` without a state file).
+    /// A sender that numbers its messages resumes after a crash from this
+    /// count: an emit is recorded entirely or not at all.
+    pub fn outbox_recorded(&self) -> Option<u64> {
+        self.shared.state_file.as_ref().map(|f| f.recorded())
+    }
+
+    /// Reliable emits recorded in the outbox and not acknowledged yet
+    /// (`None` without a state file).
+    pub fn outbox_unacked(&self) -> Option<u64> {
+        self.shared.state_file.as_ref().map(|f| f.unacked())
+    }
+
+    /// Resolves once everything written to the state file so far (outbox
+    /// entries recorded and removed, stream positions) is committed to disk.
+    pub async fn sync_state(&self) -> Result<(), StateError> {
+        match &self.shared.state_file {
+            Some(file) => file.sync().await,
+            None => Ok(()),
+        }
     }
 }
 

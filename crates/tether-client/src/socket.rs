@@ -3,7 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -15,10 +15,12 @@ use tether_proto::socketio::{split_event, Packet, PacketType, Parser};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::args::{Args, IntoArgs};
+use crate::durable::{StateFile, StoredPosition};
 use crate::engine::EngineTx;
 use crate::error::{AckError, ConnectError, DisconnectReason, EmitError, Error};
 use crate::manager::{Closer, Hub, Lifecycle, MgrCmd, Shared};
 use crate::offset::{OffsetRule, Offsets};
+use crate::stream::{Seen, Stream, StreamState};
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -100,6 +102,10 @@ pub struct SocketOptions {
     pub buffer_capacity: usize,
     /// How recovery offsets are recognised in received events.
     pub offsets: OffsetRule,
+    /// Server delivery streams followed by the socket: their last positions
+    /// are presented in auth at every connect, and events at or before a
+    /// position received already are dropped (see [`Stream`]).
+    pub streams: Vec<Stream>,
 }
 
 impl Default for SocketOptions {
@@ -110,6 +116,7 @@ impl Default for SocketOptions {
             retries: None,
             buffer_capacity: 1024,
             offsets: OffsetRule::Auto,
+            streams: Vec::new(),
         }
     }
 }
@@ -166,6 +173,7 @@ struct State {
     auth: Auth,
     /// The connection a CONNECT was sent on (none sent twice).
     connect_gen: Option<u64>,
+    streams: Vec<StreamState>,
 }
 
 type Handler = Arc<dyn Fn(Event) -> BoxFuture<()> + Send + Sync>;
@@ -173,6 +181,8 @@ type Handler = Arc<dyn Fn(Event) -> BoxFuture<()> + Send + Sync>;
 #[derive(Default)]
 struct Handlers {
     by_name: HashMap<String, Handler>,
+    /// Events whose handler acknowledges an inbox entry when it returns.
+    inbox: std::collections::HashSet<String>,
     any: Option<Handler>,
     stream: Option<mpsc::UnboundedSender<Event>>,
 }
@@ -181,6 +191,8 @@ struct QueueItem {
     event: String,
     args: Args,
     reply: oneshot::Sender<Result<Args, AckError>>,
+    /// Its outbox entry, when it is kept in the state file.
+    row: Option<i64>,
 }
 
 pub(crate) struct SocketInner {
@@ -196,6 +208,14 @@ pub(crate) struct SocketInner {
     mgr: mpsc::UnboundedSender<MgrCmd>,
     hub: Arc<Hub>,
     ids: Arc<MessageIds>,
+    state_file: Option<Arc<StateFile>>,
+    /// An outbox entry could not be delivered (the socket was closed): later
+    /// ones wait in the file too, to keep the order.
+    outbox_stalled: AtomicBool,
+    /// Highest inbox position handled, plus one (0: none).
+    inbox_handled: Arc<AtomicU64>,
+    /// Notified when the retry queue becomes empty.
+    idle: tokio::sync::Notify,
 }
 
 /// Message ids of reliable emits: unique per client instance.
@@ -239,11 +259,38 @@ impl SocketInner {
         mgr: mpsc::UnboundedSender<MgrCmd>,
         hub: Arc<Hub>,
         ids: Arc<MessageIds>,
+        state_file: Option<Arc<StateFile>>,
     ) -> Arc<Self> {
         let (incoming, incoming_rx) = mpsc::unbounded_channel();
         let (queue, queue_rx) = mpsc::unbounded_channel();
+        let streams = opts
+            .streams
+            .iter()
+            .map(|stream| StreamState {
+                stream: stream.clone(),
+                last: state_file
+                    .as_ref()
+                    .and_then(|f| f.position(&nsp, stream.field())),
+            })
+            .collect();
+        // Outbox entries of earlier runs go first, in their order.
+        let resend = state_file
+            .as_ref()
+            .map(|f| f.take_pending(&nsp))
+            .unwrap_or_default();
+        let queued = resend.len();
+        for entry in resend {
+            let (reply, _) = oneshot::channel();
+            let _ = queue.send(QueueItem {
+                event: entry.event,
+                args: entry.args,
+                reply,
+                row: Some(entry.row),
+            });
+        }
         let handlers = Arc::new(RwLock::new(Handlers::default()));
         let (status, status_rx) = watch::channel(Status::Idle);
+        let inbox_handled = Arc::new(AtomicU64::new(0));
         let inner = Arc::new(Self {
             state: Mutex::new(State {
                 active: false,
@@ -259,6 +306,7 @@ impl SocketInner {
                 buffer: VecDeque::new(),
                 auth: opts.auth.clone(),
                 connect_gen: None,
+                streams,
             }),
             nsp,
             parser,
@@ -267,12 +315,16 @@ impl SocketInner {
             handlers: handlers.clone(),
             incoming,
             queue,
-            queued: AtomicUsize::new(0),
+            queued: AtomicUsize::new(queued),
             mgr,
             hub,
             ids,
+            state_file,
+            outbox_stalled: AtomicBool::new(false),
+            inbox_handled: inbox_handled.clone(),
+            idle: tokio::sync::Notify::new(),
         });
-        tokio::spawn(dispatch(handlers, incoming_rx));
+        tokio::spawn(dispatch(handlers, inbox_handled.clone(), incoming_rx));
         tokio::spawn(run_queue(Arc::downgrade(&inner), status_rx, queue_rx));
         inner
     }
@@ -323,6 +375,23 @@ impl SocketInner {
     fn write_connect(&self, auth: Option<Value>, tx: &EngineTx) {
         let data = {
             let st = self.state();
+            let positions: Vec<(String, u64)> = st
+                .streams
+                .iter()
+                .filter_map(|s| Some((s.stream.field().to_owned(), s.last.as_ref()?.seq)))
+                .collect();
+            let auth = if positions.is_empty() {
+                auth
+            } else {
+                let mut map = match auth {
+                    Some(Value::Object(map)) => map,
+                    _ => serde_json::Map::new(),
+                };
+                for (field, seq) in positions {
+                    map.insert(field, Value::from(seq));
+                }
+                Some(Value::Object(map))
+            };
             match &st.pid {
                 Some(pid) => {
                     let mut map = serde_json::Map::new();
@@ -444,19 +513,64 @@ impl SocketInner {
             return;
         };
         let args = Args::from_raw(values, packet.attachments);
-        {
+        let (save, gen) = {
             let mut st = self.state();
             let recovery_on = st.pid.is_some();
             if !st.offsets.observe(&args, recovery_on, packet.id.is_some()) {
                 tracing::debug!(nsp = %self.nsp, event = %name, "duplicate event dropped");
                 return;
             }
-        }
-        let ack = packet.id.map(|id| AckSender {
+            let save = match crate::stream::observe(&mut st.streams, &name, &args) {
+                Seen::Duplicate => {
+                    tracing::debug!(nsp = %self.nsp, event = %name, "event at a position seen already dropped");
+                    return;
+                }
+                Seen::New(save) => save,
+                Seen::Unpositioned => Vec::new(),
+            };
+            (save, st.connect_gen)
+        };
+        let mut ack = packet.id.map(|id| AckSender {
             socket: Arc::downgrade(self),
             id,
+            gen,
         });
-        let _ = self.incoming.send(Event { name, args, ack });
+        let is_inbox = ack.is_some()
+            && self
+                .handlers
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .inbox
+                .contains(&name);
+        let inbox = if is_inbox {
+            // The inbox position is the last argument.
+            let seq = args
+                .values()
+                .last()
+                .and_then(|v| serde_json::from_str::<u64>(v.get()).ok());
+            match (seq, ack.take()) {
+                (Some(seq), Some(ack)) => Some((ack, seq)),
+                (_, taken) => {
+                    ack = taken;
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let inbox_seq = inbox.as_ref().map(|(_, seq)| *seq);
+        let done = (!save.is_empty() || inbox.is_some()).then(|| Completion {
+            socket: Arc::downgrade(self),
+            save,
+            inbox,
+        });
+        let _ = self.incoming.send(Event {
+            name,
+            args,
+            ack,
+            inbox_seq,
+            done,
+        });
     }
 
     /// An ACK from the server.
@@ -601,6 +715,17 @@ impl SocketInner {
         st.buffer.retain(|b| b.ack != Some(id));
     }
 
+    /// Sends a packet on connection `gen` (the one a request came on) when
+    /// still connected on it; dropped otherwise.
+    fn send_on(&self, gen: Option<u64>, packet: Packet) -> bool {
+        let frames = packet.encode(self.parser);
+        let st = self.state();
+        match (&st.tx, st.connected) {
+            (Some(tx), true) if st.connect_gen == gen => tx.send(frames),
+            _ => false,
+        }
+    }
+
     /// Sends a packet when connected; dropped otherwise.
     fn send_now(&self, packet: Packet) -> bool {
         let frames = packet.encode(self.parser);
@@ -651,18 +776,96 @@ impl SocketInner {
             event: event.to_owned(),
             args,
             reply,
+            row: None,
         };
         if self.queue.send(item).is_err() {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.dequeued();
             return Err(EmitError::Closed);
         }
         Ok(rx)
     }
 }
 
+impl SocketInner {
+    /// One emit left the retry queue.
+    fn dequeued(&self) {
+        if self.queued.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Records a reliable emit in the outbox, then queues it (on the writer
+    /// thread, once committed: the queue order is the outbox order).
+    fn enqueue_durable(
+        self: &Arc<Self>,
+        file: &StateFile,
+        event: &str,
+        args: Args,
+        msg_id: &str,
+    ) -> Result<oneshot::Receiver<Result<Args, AckError>>, EmitError> {
+        if RESERVED.contains(&event) {
+            return Err(EmitError::Reserved(event.to_owned()));
+        }
+        if self.queued.load(Ordering::Acquire) >= self.opts.buffer_capacity {
+            return Err(EmitError::BufferFull);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let (socket, queue, name) = (Arc::downgrade(self), self.queue.clone(), event.to_owned());
+        let stored = args.clone();
+        file.insert(
+            &self.nsp,
+            event,
+            msg_id,
+            &stored,
+            Box::new(move |result| {
+                let failed = match result {
+                    Ok(row) => {
+                        let item = QueueItem {
+                            event: name,
+                            args,
+                            reply,
+                            row: Some(row),
+                        };
+                        match queue.send(item) {
+                            Ok(()) => return,
+                            Err(mpsc::error::SendError(item)) => {
+                                (item.reply, AckError::Emit(EmitError::Closed))
+                            }
+                        }
+                    }
+                    Err(e) => (reply, AckError::Emit(EmitError::State(e))),
+                };
+                if let Some(socket) = socket.upgrade() {
+                    socket.dequeued();
+                }
+                let _ = failed.0.send(Err(failed.1));
+            }),
+        );
+        Ok(rx)
+    }
+}
+
 /// Runs the handlers of one socket, one event at a time, in arrival order.
-async fn dispatch(handlers: Arc<RwLock<Handlers>>, mut rx: mpsc::UnboundedReceiver<Event>) {
-    while let Some(ev) = rx.recv().await {
+async fn dispatch(
+    handlers: Arc<RwLock<Handlers>>,
+    inbox_handled: Arc<AtomicU64>,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+) {
+    while let Some(mut ev) = rx.recv().await {
+        let done = ev.done.take();
+        if let Some((_, seq)) = done.as_ref().and_then(|d| d.inbox.as_ref()) {
+            if seq.saturating_add(1) <= inbox_handled.load(Ordering::Acquire) {
+                // Delivered again (its ack was lost): acknowledged again,
+                // not handled twice.
+                tracing::debug!(event = %ev.name, seq, "inbox entry handled already");
+                drop(done);
+                continue;
+            }
+        }
+        // Events for the stream keep their completion: it runs when the
+        // application drops them.
+        ev.done = done;
         let target = {
             let h = handlers.read().unwrap_or_else(|e| e.into_inner());
             match h.by_name.get(&ev.name).or(h.any.as_ref()) {
@@ -671,7 +874,12 @@ async fn dispatch(handlers: Arc<RwLock<Handlers>>, mut rx: mpsc::UnboundedReceiv
             }
         };
         match target {
-            Ok(handler) => handler(ev).await,
+            Ok(handler) => {
+                let done = ev.done.take();
+                handler(ev).await;
+                // After the handler returned: positions saved, inbox acked.
+                drop(done);
+            }
             Err(Some(stream)) => {
                 if let Err(mpsc::error::SendError(ev)) = stream.send(ev) {
                     tracing::debug!(event = %ev.name, "event stream dropped: event lost");
@@ -690,11 +898,27 @@ async fn run_queue(
     mut rx: mpsc::UnboundedReceiver<QueueItem>,
 ) {
     while let Some(item) = rx.recv().await {
-        let result = deliver(&socket, &mut status, &item).await;
+        let stalled = item.row.is_some()
+            && socket
+                .upgrade()
+                .is_some_and(|s| s.outbox_stalled.load(Ordering::Acquire));
+        let result = if stalled {
+            Err(AckError::Emit(EmitError::Closed))
+        } else {
+            deliver(&socket, &mut status, &item).await
+        };
         let Some(inner) = socket.upgrade() else {
             return;
         };
-        inner.queued.fetch_sub(1, Ordering::AcqRel);
+        inner.dequeued();
+        if let (Some(row), Some(file)) = (item.row, &inner.state_file) {
+            match &result {
+                // Acknowledged: out of the outbox.
+                Ok(_) => file.delete(row),
+                // Kept in the file; later entries wait behind it.
+                Err(_) => inner.outbox_stalled.store(true, Ordering::Release),
+            }
+        }
         drop(inner);
         let _ = item.reply.send(result);
     }
@@ -724,7 +948,11 @@ async fn deliver(
         let Some(inner) = socket.upgrade() else {
             return Err(AckError::Emit(EmitError::Closed));
         };
-        let retries = inner.opts.retries.unwrap_or(0);
+        // An outbox entry is tried until acknowledged (or the socket closes).
+        let retries = match item.row {
+            Some(_) => u32::MAX,
+            None => inner.opts.retries.unwrap_or(0),
+        };
         let timeout = inner.opts.ack_timeout;
         let sent = {
             let mut st = inner.state();
@@ -747,12 +975,12 @@ async fn deliver(
             tokio::task::yield_now().await;
             continue;
         };
-        tries += 1;
+        tries = tries.saturating_add(1);
         let result = inner.ack_result(id, rx, timeout).await;
         drop(inner);
         match result {
             Ok(args) => return Ok(args),
-            Err(e) if tries > retries => return Err(e),
+            Err(e) if tries > retries && retries != u32::MAX => return Err(e),
             Err(e) => tracing::debug!(tries, error = %e, "retrying"),
         }
     }
@@ -1029,7 +1257,12 @@ impl Socket {
     /// `retries` + 1 tries of `ack_timeout` each, surviving reconnections),
     /// with a message id appended as the **last argument** — the same id on
     /// every try, so that the server can store it once (the chat's
-    /// `clientOffset`). Returns the id and the server's ack.
+    /// `clientOffset`). Returns the id and the server's ack. The emit is
+    /// queued when this is called (emits keep the order of the calls).
+    ///
+    /// With a state file ([`crate::ClientBuilder::state_file`]) the emit is
+    /// recorded in its outbox first and kept there until acknowledged, across
+    /// restarts of the process.
     ///
     /// ```no_run
     /// # async fn demo(socket: tether_client::Socket) -> Result<(), tether_client::AckError> {
@@ -1037,28 +1270,82 @@ impl Socket {
     /// println!("{} acked with {:?}", sent.id, sent.ack.values());
     /// # Ok(()) }
     /// ```
-    pub async fn emit_reliable(
+    pub fn emit_reliable(
         &self,
         event: &str,
         args: impl IntoArgs,
-    ) -> Result<Reliable, AckError> {
+    ) -> impl Future<Output = Result<Reliable, AckError>> + Send + 'static {
         let id = self.inner.ids.next();
-        self.emit_reliable_with_id(event, args, id).await
+        self.emit_reliable_with_id(event, args, id)
     }
 
     /// Like [`Socket::emit_reliable`], with the application's message id.
-    pub async fn emit_reliable_with_id(
+    ///
+    /// The emit is queued (recorded in the outbox, with a state file) when
+    /// this is called, not when the future is first polled: emits keep the
+    /// order of the calls.
+    pub fn emit_reliable_with_id(
         &self,
         event: &str,
         args: impl IntoArgs,
         id: impl Into<String>,
-    ) -> Result<Reliable, AckError> {
+    ) -> impl Future<Output = Result<Reliable, AckError>> + Send + 'static {
         let id = id.into();
-        let mut args = args.into_args().map_err(EmitError::from)?;
-        args.push(&id).map_err(EmitError::from)?;
-        let rx = self.inner.enqueue(event, args)?;
-        let ack = rx.await.unwrap_or(Err(AckError::Emit(EmitError::Closed)))?;
-        Ok(Reliable { id, ack })
+        let queued = (|| {
+            let mut args = args.into_args()?;
+            args.push(&id)?;
+            match &self.inner.state_file {
+                Some(file) => self.inner.enqueue_durable(file, event, args, &id),
+                None => self.inner.enqueue(event, args),
+            }
+        })();
+        async move {
+            let rx = queued?;
+            let ack = rx.await.unwrap_or(Err(AckError::Emit(EmitError::Closed)))?;
+            Ok(Reliable { id, ack })
+        }
+    }
+
+    /// The last position received in the stream presented as
+    /// `auth[field]` (see [`SocketOptions::streams`]).
+    pub fn stream_position(&self, field: &str) -> Option<u64> {
+        self.inner
+            .state()
+            .streams
+            .iter()
+            .find(|s| s.stream.field() == field)
+            .and_then(|s| Some(s.last.as_ref()?.seq))
+    }
+
+    /// Registers the handler of an inbox event (Tether's
+    /// `io.inbox(user).push(..)`): the entry, its inbox position as last
+    /// argument, is acknowledged once the handler returns (not when it
+    /// panics), which removes it from the user's inbox on the server. An
+    /// entry delivered again after its ack was lost is acknowledged again
+    /// without running the handler a second time.
+    ///
+    /// ```no_run
+    /// # async fn demo(socket: tether_client::Socket) {
+    /// socket.on_inbox("dm", |ev| async move {
+    ///     let text: String = ev.args().get(0).unwrap_or_default();
+    ///     println!("{text} (inbox #{:?})", ev.inbox_seq());
+    /// });
+    /// # }
+    /// ```
+    pub fn on_inbox<F, Fut>(&self, event: impl Into<String>, handler: F)
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let event = event.into();
+        let handler: Handler = Arc::new(move |ev| Box::pin(handler(ev)));
+        let mut h = self
+            .inner
+            .handlers
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        h.inbox.insert(event.clone());
+        h.by_name.insert(event, handler);
     }
 
     /// Emits waiting in the retry queue (the one in flight included).
@@ -1066,9 +1353,55 @@ impl Socket {
         self.inner.queued.load(Ordering::Acquire)
     }
 
+    /// Resolves once the retry queue is empty: every reliable emit (those
+    /// resent from the outbox included) acknowledged or given up.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.inner.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.inner.queued.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Emits buffered while disconnected.
     pub fn buffered(&self) -> usize {
         self.inner.state().buffer.len()
+    }
+}
+
+/// What is left to do once an event is handled: save its stream positions,
+/// acknowledge its inbox entry. Runs when dropped (after the handler
+/// returned, or when the application drops an event of the stream).
+pub(crate) struct Completion {
+    socket: Weak<SocketInner>,
+    save: Vec<(String, StoredPosition)>,
+    inbox: Option<(AckSender, u64)>,
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The handler failed: not handled, nothing acknowledged.
+            return;
+        }
+        let Some(socket) = self.socket.upgrade() else {
+            return;
+        };
+        if let Some(file) = &socket.state_file {
+            for (field, pos) in self.save.drain(..) {
+                file.save_position(&socket.nsp, &field, pos);
+            }
+        }
+        if let Some((ack, seq)) = self.inbox.take() {
+            socket
+                .inbox_handled
+                .fetch_max(seq.saturating_add(1), Ordering::AcqRel);
+            let _ = ack.send(());
+        }
     }
 }
 
@@ -1102,11 +1435,23 @@ impl futures_core::Stream for EventStream {
 }
 
 /// An event received from the server.
-#[derive(Debug)]
 pub struct Event {
     name: String,
     args: Args,
     ack: Option<AckSender>,
+    inbox_seq: Option<u64>,
+    done: Option<Completion>,
+}
+
+impl std::fmt::Debug for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Event")
+            .field("name", &self.name)
+            .field("args", &self.args)
+            .field("ack", &self.ack)
+            .field("inbox_seq", &self.inbox_seq)
+            .finish()
+    }
 }
 
 impl Event {
@@ -1125,7 +1470,14 @@ impl Event {
         std::mem::take(&mut self.args)
     }
 
-    /// True when the server asked for an acknowledgement.
+    /// The inbox position of an inbox entry (see [`Socket::on_inbox`]),
+    /// acknowledged by the client once it is handled.
+    pub fn inbox_seq(&self) -> Option<u64> {
+        self.inbox_seq
+    }
+
+    /// True when the server asked for an acknowledgement that the
+    /// application must send (inbox entries are acknowledged by the client).
     pub fn wants_ack(&self) -> bool {
         self.ack.is_some()
     }
@@ -1149,6 +1501,8 @@ impl Event {
 pub struct AckSender {
     socket: Weak<SocketInner>,
     id: u64,
+    /// The connection the request came on: an ack is meaningless on another.
+    gen: Option<u64>,
 }
 
 impl std::fmt::Debug for AckSender {
@@ -1158,12 +1512,13 @@ impl std::fmt::Debug for AckSender {
 }
 
 impl AckSender {
-    /// Sends the acknowledgement (dropped when disconnected meanwhile).
+    /// Sends the acknowledgement (dropped when the connection it was asked
+    /// on is gone meanwhile: ack ids belong to one connection).
     pub fn send(self, args: impl IntoArgs) -> Result<(), EmitError> {
         let socket = self.socket.upgrade().ok_or(EmitError::Closed)?;
         let (values, attachments) = args.into_args()?.into_parts();
         let packet = Packet::ack(socket.nsp.clone(), self.id, &values, attachments);
-        socket.send_now(packet);
+        socket.send_on(self.gen, packet);
         Ok(())
     }
 }

@@ -62,6 +62,8 @@ pub(crate) struct EngineOptions {
     pub(crate) open_timeout: Duration,
     /// Largest WebSocket message accepted from the server.
     pub(crate) max_message: usize,
+    /// TLS settings (`https`/`wss`).
+    pub(crate) tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 static CACHE_BUSTER: AtomicU64 = AtomicU64::new(0);

@@ -3,21 +3,19 @@
 use bytes::Bytes;
 use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::{EngineOptions, Transport};
 use crate::error::EngineError;
+use crate::tls::Connector;
 
 /// The pooled HTTP client used for polling requests.
-pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub(crate) type HttpClient = Client<Connector, Full<Bytes>>;
 
-/// A new HTTP/1.1 client with a connection pool.
-pub(crate) fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new()).build(connector)
+/// A new HTTP/1.1 client with a connection pool (`https` with `tls`).
+pub(crate) fn client(tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> HttpClient {
+    Client::builder(TokioExecutor::new()).build(Connector { tls })
 }
 
 async fn request(
@@ -27,11 +25,6 @@ async fn request(
     sid: Option<&str>,
     body: Bytes,
 ) -> Result<Bytes, EngineError> {
-    if opts.secure {
-        return Err(EngineError::Http(
-            "https long-polling is not supported: use the websocket transport".into(),
-        ));
-    }
     let uri = opts.uri(false, Transport::Polling, sid);
     let mut req = Request::builder().method(method.clone()).uri(&uri);
     if let Some(headers) = req.headers_mut() {
@@ -49,7 +42,7 @@ async fn request(
     let res = http
         .request(req)
         .await
-        .map_err(|e| EngineError::Http(format!("{method} {uri}: {e}")))?;
+        .map_err(|e| EngineError::Http(format!("{method} {uri}: {}", chain(&e))))?;
     let status = res.status();
     let body = res
         .into_body()
@@ -64,6 +57,19 @@ async fn request(
         )));
     }
     Ok(body)
+}
+
+/// An error and its sources (hyper's own message hides the cause: a TLS
+/// certificate refused, say).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// One long-polling GET: the payload the server had (or the handshake).

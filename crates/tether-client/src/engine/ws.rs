@@ -3,14 +3,13 @@
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use tether_proto::engine::Frame;
-use tokio::net::TcpStream;
-use tokio_websockets::{ClientBuilder, Limits, MaybeTlsStream, Message, WebSocketStream};
+use tokio_websockets::{ClientBuilder, Limits, Message, WebSocketStream};
 
 use super::{EngineOptions, Transport};
 use crate::error::EngineError;
 
 /// An open WebSocket.
-pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type WsStream = WebSocketStream<crate::tls::Stream>;
 
 /// Opens a WebSocket to the Engine.IO endpoint (`sid` set: to upgrade that session).
 pub(crate) async fn connect(
@@ -27,7 +26,19 @@ pub(crate) async fn connect(
         let (name, value): (HeaderName, HeaderValue) = (name.clone(), value.clone());
         builder = builder.add_header(name, value).map_err(|e| err(&e))?;
     }
-    let (ws, _) = builder.connect().await.map_err(|e| err(&e))?;
+    let tls = if opts.secure {
+        Some(
+            opts.tls
+                .as_ref()
+                .ok_or_else(|| err(&"wss without TLS settings"))?,
+        )
+    } else {
+        None
+    };
+    let stream = crate::tls::connect(&opts.host, opts.port, tls)
+        .await
+        .map_err(|e| err(&e))?;
+    let (ws, _) = builder.connect_on(stream).await.map_err(|e| err(&e))?;
     Ok(ws)
 }
 
