@@ -133,6 +133,10 @@ pub struct Config {
     pub recovery: Option<crate::Recovery>,
     /// How long stored events (and idempotency records) are kept.
     pub retention: crate::store::Retention,
+    /// Streams (rooms) kept by their own retention instead of `retention`
+    /// (see [`crate::store::StreamRetention`]); enforced in the background
+    /// with the default one. Needs a store that supports it (SQLite, memory).
+    pub stream_retention: Vec<crate::store::StreamRetention>,
 }
 
 impl Default for Config {
@@ -157,6 +161,7 @@ impl Default for Config {
                 max_age: Some(Duration::from_secs(24 * 3600)),
                 max_count: None,
             },
+            stream_retention: Vec::new(),
         }
     }
 }

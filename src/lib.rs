@@ -38,8 +38,8 @@ pub use delivery::{delivered_args, format_offset, parse_offset, Recovery};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use server::SocketIoService;
 pub use sio::{
-    AckSender, Args, ArgsExt, BroadcastOperator, Event, Handshake, Inbox, IntoArgs, NamespaceRef,
-    Socket, SocketIo,
+    AckSender, Args, ArgsExt, BroadcastOperator, Event, Handshake, History, HistoryEntry,
+    HistoryError, Inbox, IntoArgs, NamespaceRef, Socket, SocketIo, MAX_HISTORY_PAGE,
 };
 pub use tether_proto as proto;
 pub use tether_proto::socketio::ArgError;

@@ -888,6 +888,7 @@ fn serve_help_lists_every_setting_and_env_variable() {
         "recovery_window",
         "retention_age",
         "retention_count",
+        "stream_retention",
         "max_payload",
         "max_connections",
         "max_buffer",

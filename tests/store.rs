@@ -90,6 +90,13 @@ suite!(
     concurrent_appends_from_many_tasks,
 );
 
+mod per_stream {
+    //! Per-stream retention: memory and SQLite (the Redis store trims every
+    //! stream alike and says so: `supports_stream_retention` is false).
+    use super::{store_suite, TempDb};
+    suite!(per_stream_retention);
+}
+
 // ---------------------------------------------------------------------------
 // SQLite only
 

@@ -2,6 +2,7 @@
 
 mod args;
 mod conn;
+mod history;
 mod inbox;
 mod namespace;
 mod recovery;
@@ -15,6 +16,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::RwLock;
 
 pub use args::{Args, ArgsExt, Event, IntoArgs};
+pub use history::{History, HistoryEntry, HistoryError, MAX_HISTORY_PAGE};
 pub use inbox::Inbox;
 pub use namespace::BroadcastOperator;
 pub use socket::{AckSender, Handshake, Socket};
@@ -216,7 +218,12 @@ impl SocketIo {
         let mut feed = None;
         let delivery = store.map(|store| {
             let recovery = config.recovery.clone().unwrap_or_default();
-            spawn_retention(store.clone(), config.retention, recovery.max_disconnection);
+            spawn_retention(
+                store.clone(),
+                config.retention,
+                config.stream_retention.clone(),
+                recovery.max_disconnection,
+            );
             feed = store.shared().then(|| store.clone());
             Arc::new(DeliveryCtx {
                 publisher: Publisher::start(store.clone(), feed.is_none()),
@@ -368,13 +375,20 @@ impl SocketIo {
     }
 }
 
-/// Trims stream entries past `retention` and sessions past the recovery
-/// window, in the background, every 30 seconds.
+/// Trims stream entries past `retention` (`streams` by their own) and
+/// sessions past the recovery window, in the background, every 30 seconds.
 fn spawn_retention(
     store: Arc<dyn Store>,
     retention: Retention,
+    streams: Vec<crate::store::StreamRetention>,
     window: Option<std::time::Duration>,
 ) {
+    if !streams.is_empty() && !store.supports_stream_retention() {
+        tracing::error!(
+            "this store does not support per-stream retention: nothing is trimmed \
+             until `stream_retention` is emptied"
+        );
+    }
     let weak = Arc::downgrade(&store);
     drop(store);
     tokio::spawn(async move {
@@ -386,7 +400,7 @@ fn spawn_retention(
                 crate::store::now_ms()
                     .saturating_sub(i64::try_from(w.as_millis()).unwrap_or(i64::MAX))
             });
-            if let Err(e) = store.trim(retention, before).await {
+            if let Err(e) = store.trim_streams(retention, streams.clone(), before).await {
                 tracing::warn!(error = %e, "retention trim failed");
             }
         }

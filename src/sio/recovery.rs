@@ -55,19 +55,22 @@ pub(crate) async fn start(
     let offset = auth.get("offset").and_then(Value::as_str);
     let mut report = None;
     if let Some(pid) = pid {
-        match restore(delivery, ns, pid, offset, last, first).await? {
+        match restore(delivery, ns, pid, offset, last).await? {
             Ok(init) => {
                 metrics::counter!("tether_recoveries_total", "result" => "recovered").increment(1);
                 return Ok((init, None));
             }
-            Err(refusal) => {
+            Err((refusal, trimmed)) => {
                 metrics::counter!("tether_recoveries_total", "result" => refusal.as_str())
                     .increment(1);
                 report = Some(json!({
                     "recovered": false,
                     "reason": refusal.as_str(),
                     "requested": offset,
-                    "available_from": format_offset(store.epoch(), first.saturating_sub(1)),
+                    "available_from": format_offset(
+                        store.epoch(),
+                        trimmed.unwrap_or(first.saturating_sub(1)),
+                    ),
                     "latest": format_offset(store.epoch(), last),
                 }));
             }
@@ -99,14 +102,13 @@ async fn restore(
     pid: &str,
     offset: Option<&str>,
     last: Seq,
-    first: Seq,
-) -> Result<Result<SocketInit, Refusal>, ConnectError> {
+) -> Result<Result<SocketInit, (Refusal, Option<Seq>)>, ConnectError> {
     let store = &delivery.store;
     let Some(record) = store.load_session(pid).await.map_err(unavailable)? else {
-        return Ok(Err(Refusal::UnknownSession));
+        return Ok(Err((Refusal::UnknownSession, None)));
     };
     if record.nsp != ns.name() {
-        return Ok(Err(Refusal::UnknownSession));
+        return Ok(Err((Refusal::UnknownSession, None)));
     }
     // A record still marked connected belongs to a socket of a server that
     // died (or that is being taken over): recoverable.
@@ -115,20 +117,29 @@ async fn restore(
     if !record.connected
         && window.is_some_and(|w| u128::try_from(idle_ms).unwrap_or(0) > w.as_millis())
     {
-        return Ok(Err(Refusal::Expired));
+        return Ok(Err((Refusal::Expired, None)));
     }
     let from = match offset {
         None => record.start_seq,
         Some(offset) => match parse_offset(offset) {
-            None => return Ok(Err(Refusal::UnknownOffset)),
-            Some((epoch, _)) if epoch != store.epoch() => return Ok(Err(Refusal::StoreReset)),
-            Some((_, seq)) if seq > last => return Ok(Err(Refusal::UnknownOffset)),
+            None => return Ok(Err((Refusal::UnknownOffset, None))),
+            Some((epoch, _)) if epoch != store.epoch() => {
+                return Ok(Err((Refusal::StoreReset, None)))
+            }
+            Some((_, seq)) if seq > last => return Ok(Err((Refusal::UnknownOffset, None))),
             Some((_, seq)) => seq,
         },
     };
-    if from.saturating_add(1) < first {
-        // What the client missed was trimmed: no silent partial replay.
-        return Ok(Err(Refusal::Expired));
+    // What the client missed was trimmed from one of its streams (its rooms,
+    // and the whole-namespace stream): no silent partial replay.
+    let mut streams = record.rooms.clone();
+    streams.push(String::new());
+    let trimmed = store
+        .trimmed(&record.nsp, &streams)
+        .await
+        .map_err(unavailable)?;
+    if from < trimmed {
+        return Ok(Err((Refusal::Expired, Some(trimmed))));
     }
     Ok(Ok(SocketInit {
         id: Some(record.sid),

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::{
-    now_ms, reaches, AppendOnce, BoxFuture, Entry, InboxEntry, NewEntry, Retention, Seq,
-    SessionRecord, Store, StoreError,
+    age_cutoff, now_ms, reaches, AppendOnce, BoxFuture, Cuts, Entry, InboxEntry, NewEntry,
+    Retention, Seq, SessionRecord, Store, StoreError, StreamRetention,
 };
 
 /// A [`Store`] in memory: nothing survives the process, and every instance
@@ -29,6 +29,8 @@ struct State {
     last_seq: Seq,
     /// The highest position trimmed (0: none).
     trimmed_upto: Seq,
+    /// The highest position trimmed from each stream, by (namespace, room).
+    stream_trims: HashMap<(String, String), Seq>,
     /// The last timestamp given: timestamps never go back with increasing
     /// positions, so age trimming removes a prefix.
     last_ts: i64,
@@ -113,6 +115,13 @@ impl State {
         };
         self.trimmed_upto = self.trimmed_upto.max(seq);
         let target = &entry.entry.target;
+        for room in streams_of(&target.rooms) {
+            let mark = self
+                .stream_trims
+                .entry((target.nsp.clone(), room.to_owned()))
+                .or_default();
+            *mark = (*mark).max(seq);
+        }
         let Some(ns) = self.namespaces.get_mut(&target.nsp) else {
             return;
         };
@@ -197,32 +206,99 @@ impl State {
         out
     }
 
-    fn trim(&mut self, retention: Retention, sessions_before_ms: i64) -> u64 {
-        let mut expired = Vec::new();
-        if let Some(max_age) = retention.max_age {
-            let cutoff =
-                now_ms().saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
-            expired.extend(
+    /// Trimming with per-stream retention: the candidates are the entries
+    /// some limit lets go; each goes only if none of its streams keeps it.
+    fn trim_streams(
+        &mut self,
+        retention: Retention,
+        streams: &[StreamRetention],
+        sessions_before_ms: i64,
+    ) -> u64 {
+        let default_age = age_cutoff(retention.max_age);
+        let mut defaults: HashMap<String, Cuts> = HashMap::new();
+        let mut candidates = BTreeSet::new();
+        if let Some(cutoff) = default_age {
+            candidates.extend(
                 self.entries
                     .values()
-                    .take_while(|entry| entry.ts_ms < cutoff)
-                    .map(|entry| entry.seq),
+                    .take_while(|e| e.ts_ms < cutoff)
+                    .map(|e| e.seq),
             );
         }
-        if let Some(max_count) = retention.max_count {
-            let keep = usize::try_from(max_count).unwrap_or(usize::MAX);
-            for ns in self.namespaces.values() {
-                let excess = ns.seqs.len().saturating_sub(keep);
-                expired.extend(ns.seqs.iter().take(excess));
+        for (name, ns) in &self.namespaces {
+            let mut cuts = Cuts {
+                age_cutoff_ms: default_age,
+                count_cut: None,
+            };
+            if let Some(max_count) = retention.max_count {
+                let excess = ns
+                    .seqs
+                    .len()
+                    .saturating_sub(usize::try_from(max_count).unwrap_or(usize::MAX));
+                if excess > 0 {
+                    cuts.count_cut = ns.seqs.get(excess - 1).copied();
+                    candidates.extend(ns.seqs.iter().take(excess));
+                }
             }
+            defaults.insert(name.clone(), cuts);
         }
-        let before = self.entries.len();
-        for seq in expired {
+        let mut overrides: HashMap<(&str, &str), Cuts> = HashMap::new();
+        for policy in streams {
+            let mut cuts = Cuts {
+                age_cutoff_ms: age_cutoff(policy.max_age),
+                count_cut: None,
+            };
+            let stream = self
+                .namespaces
+                .get(&policy.nsp)
+                .and_then(|ns| ns.streams.get(&policy.room));
+            if let Some(stream) = stream {
+                if let Some(cutoff) = cuts.age_cutoff_ms {
+                    candidates.extend(
+                        stream.iter().take_while(|seq| {
+                            self.entries.get(seq).is_some_and(|e| e.ts_ms < cutoff)
+                        }),
+                    );
+                }
+                if let Some(max_count) = policy.max_count {
+                    let excess = stream
+                        .len()
+                        .saturating_sub(usize::try_from(max_count).unwrap_or(usize::MAX));
+                    if excess > 0 {
+                        cuts.count_cut = stream.iter().nth(excess - 1).copied();
+                        candidates.extend(stream.iter().take(excess));
+                    }
+                }
+            }
+            overrides.insert((policy.nsp.as_str(), policy.room.as_str()), cuts);
+        }
+        let doomed: Vec<Seq> = candidates
+            .into_iter()
+            .filter(|seq| {
+                let Some(entry) = self.entries.get(seq) else {
+                    return false;
+                };
+                let nsp = entry.entry.target.nsp.as_str();
+                let kept = streams_of(&entry.entry.target.rooms).any(|room| {
+                    overrides
+                        .get(&(nsp, room))
+                        .or_else(|| defaults.get(nsp))
+                        .is_some_and(|cuts| cuts.keeps(entry.seq, entry.ts_ms))
+                });
+                !kept
+            })
+            .collect();
+        let removed = doomed.len() as u64;
+        for seq in doomed {
             self.remove(seq);
         }
         self.sessions
             .retain(|_, s| s.connected || s.updated_ms >= sessions_before_ms);
-        (before - self.entries.len()) as u64
+        removed
+    }
+
+    fn trim(&mut self, retention: Retention, sessions_before_ms: i64) -> u64 {
+        self.trim_streams(retention, &[], sessions_before_ms)
     }
 }
 
@@ -368,5 +444,33 @@ impl Store for MemoryStore {
         sessions_before_ms: i64,
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
         ready(self.state.lock().trim(retention, sessions_before_ms))
+    }
+
+    fn trim_streams(
+        &self,
+        retention: Retention,
+        streams: Vec<StreamRetention>,
+        sessions_before_ms: i64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        ready(
+            self.state
+                .lock()
+                .trim_streams(retention, &streams, sessions_before_ms),
+        )
+    }
+
+    fn supports_stream_retention(&self) -> bool {
+        true
+    }
+
+    fn trimmed(&self, nsp: &str, streams: &[String]) -> BoxFuture<'_, Result<Seq, StoreError>> {
+        let state = self.state.lock();
+        let mark = streams
+            .iter()
+            .filter_map(|room| state.stream_trims.get(&(nsp.to_owned(), room.clone())))
+            .max()
+            .copied()
+            .unwrap_or(0);
+        ready(mark)
     }
 }

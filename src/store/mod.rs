@@ -33,6 +33,9 @@ pub enum StoreError {
     /// The store was closed.
     #[error("store closed")]
     Closed,
+    /// The store does not support this operation.
+    #[error("not supported by this store: {0}")]
+    Unsupported(&'static str),
 }
 
 /// Where an entry goes: a namespace, the rooms it targets, the rooms and
@@ -138,6 +141,80 @@ pub struct Retention {
     pub max_count: Option<u64>,
 }
 
+/// Retention of one stream (a room of a namespace, or `""`: the entries sent
+/// to the whole namespace), instead of the default [`Retention`].
+///
+/// An entry is dropped once every stream it belongs to lets it go: an entry
+/// sent to rooms `a` and `b` stays while either keeps it. So a stream keeps at
+/// least what its retention promises, and more only when an entry is shared
+/// with a stream that keeps it longer.
+///
+/// ```
+/// use std::time::Duration;
+/// use tether::store::StreamRetention;
+///
+/// // Typing indicators: the last 100 are plenty.
+/// let typing = StreamRetention::new("/", "typing").max_count(100);
+/// // Announcements: a year, whatever the default says.
+/// let news = StreamRetention::new("/", "news").max_age(Duration::from_secs(365 * 86_400));
+/// # let _ = (typing, news);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRetention {
+    /// Namespace.
+    pub nsp: String,
+    /// Room; `""` for the entries sent to the whole namespace.
+    pub room: String,
+    /// Drop the stream's entries older than this.
+    pub max_age: Option<Duration>,
+    /// Keep at most this many of the stream's entries.
+    pub max_count: Option<u64>,
+}
+
+impl StreamRetention {
+    /// A stream whose entries are kept forever (until limits are set).
+    pub fn new(nsp: impl Into<String>, room: impl Into<String>) -> Self {
+        Self {
+            nsp: nsp.into(),
+            room: room.into(),
+            max_age: None,
+            max_count: None,
+        }
+    }
+
+    /// Drops the stream's entries older than `age`.
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = Some(age);
+        self
+    }
+
+    /// Keeps at most `count` of the stream's entries.
+    pub fn max_count(mut self, count: u64) -> Self {
+        self.max_count = Some(count);
+        self
+    }
+}
+
+/// The positions at or below which an entry goes, from one set of limits:
+/// entries older than `age_cutoff_ms` or at or below `count_cut`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Cuts {
+    pub(crate) age_cutoff_ms: Option<i64>,
+    pub(crate) count_cut: Option<Seq>,
+}
+
+impl Cuts {
+    /// True when these limits keep an entry.
+    pub(crate) fn keeps(&self, seq: Seq, ts_ms: i64) -> bool {
+        self.age_cutoff_ms.is_none_or(|c| ts_ms >= c) && self.count_cut.is_none_or(|c| seq > c)
+    }
+}
+
+/// The cutoff time of `age` from now.
+pub(crate) fn age_cutoff(age: Option<Duration>) -> Option<i64> {
+    age.map(|a| now_ms().saturating_sub(i64::try_from(a.as_millis()).unwrap_or(i64::MAX)))
+}
+
 /// Storage for delivery. Every method is atomic: it either happens whole, or
 /// fails with nothing kept. Writes are durable when they return `Ok` (per the
 /// backend's durability setting).
@@ -219,6 +296,43 @@ pub trait Store: Send + Sync + 'static {
         retention: Retention,
         sessions_before_ms: i64,
     ) -> BoxFuture<'_, Result<u64, StoreError>>;
+
+    /// Like [`Store::trim`], with `streams` kept by their own retention
+    /// instead of `retention` (see [`StreamRetention`]). Stores that trim
+    /// only globally fail when `streams` is not empty (see
+    /// [`Store::supports_stream_retention`]).
+    fn trim_streams(
+        &self,
+        retention: Retention,
+        streams: Vec<StreamRetention>,
+        sessions_before_ms: i64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        if streams.is_empty() {
+            self.trim(retention, sessions_before_ms)
+        } else {
+            Box::pin(std::future::ready(Err(StoreError::Unsupported(
+                "per-stream retention",
+            ))))
+        }
+    }
+
+    /// True when [`Store::trim_streams`] takes per-stream retention.
+    fn supports_stream_retention(&self) -> bool {
+        false
+    }
+
+    /// The highest position trimmed from any of `streams` of `nsp` (rooms;
+    /// `""` for the whole-namespace stream), 0 if none: a reader of those
+    /// streams standing before it missed something that is gone. The default
+    /// is the store-wide mark of [`Store::bounds`], right for a store that
+    /// trims every stream alike.
+    fn trimmed(&self, nsp: &str, streams: &[String]) -> BoxFuture<'_, Result<Seq, StoreError>> {
+        let _ = (nsp, streams);
+        Box::pin(async move {
+            let (_, first) = self.bounds().await?;
+            Ok(first.saturating_sub(1))
+        })
+    }
 
     /// For a store shared by several nodes: a feed of every entry appended
     /// after `after`, by any node, in position order (a node fans out what the

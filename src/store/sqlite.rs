@@ -2,6 +2,7 @@
 //! mode). The design is described on [`SqliteStore`]; the tables are in
 //! [`SCHEMA`].
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -13,8 +14,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Rows, Statement
 use tokio::sync::oneshot;
 
 use super::{
-    now_ms, reaches, AppendOnce, BoxFuture, Entry, InboxEntry, NewEntry, Retention, Seq,
-    SessionRecord, Store, StoreError, Target,
+    age_cutoff, now_ms, reaches, AppendOnce, BoxFuture, Cuts, Entry, InboxEntry, NewEntry,
+    Retention, Seq, SessionRecord, Store, StoreError, StreamRetention, Target,
 };
 
 /// How durable a write is when it returns `Ok`.
@@ -64,6 +65,12 @@ CREATE TABLE IF NOT EXISTS entry_targets(
     room TEXT NOT NULL,
     seq INTEGER NOT NULL,
     PRIMARY KEY (nsp, room, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stream_trims(
+    nsp TEXT NOT NULL,
+    room TEXT NOT NULL,
+    upto INTEGER NOT NULL,
+    PRIMARY KEY (nsp, room)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotency(
     nsp TEXT NOT NULL,
@@ -562,7 +569,39 @@ impl Store for SqliteStore {
         retention: Retention,
         sessions_before_ms: i64,
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        self.write(move |ctx| trim(ctx.conn, retention, sessions_before_ms))
+        self.write(move |ctx| trim(ctx.conn, retention, &[], sessions_before_ms))
+    }
+
+    fn trim_streams(
+        &self,
+        retention: Retention,
+        streams: Vec<StreamRetention>,
+        sessions_before_ms: i64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.write(move |ctx| trim(ctx.conn, retention, &streams, sessions_before_ms))
+    }
+
+    fn supports_stream_retention(&self) -> bool {
+        true
+    }
+
+    fn trimmed(&self, nsp: &str, streams: &[String]) -> BoxFuture<'_, Result<Seq, StoreError>> {
+        let nsp = nsp.to_owned();
+        let streams = streams.to_vec();
+        self.read_with(move |conn| {
+            let mut mark = 0i64;
+            let mut stmt =
+                conn.prepare_cached("SELECT upto FROM stream_trims WHERE nsp = ?1 AND room = ?2")?;
+            for room in &streams {
+                if let Some(upto) = stmt
+                    .query_row(params![nsp, room], |row| row.get::<_, i64>(0))
+                    .optional()?
+                {
+                    mark = mark.max(upto);
+                }
+            }
+            Ok(to_seq(mark))
+        })
     }
 }
 
@@ -784,90 +823,157 @@ fn streams_of(rooms: &[String]) -> impl Iterator<Item = &str> {
     whole.into_iter().chain(rooms.iter().map(String::as_str))
 }
 
-/// Retention: by age (a prefix of the positions, as timestamps never go back),
-/// then by count per namespace, then old disconnected sessions.
-fn trim(conn: &Connection, retention: Retention, sessions_before_ms: i64) -> Result<u64, DbError> {
-    let mut removed = 0u64;
-    let mut highest = 0i64;
-
-    if let Some(max_age) = retention.max_age {
-        let cutoff =
-            now_ms().saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
-        let mut oldest = conn
-            .prepare_cached("SELECT seq, nsp, rooms, ts_ms FROM entries ORDER BY seq LIMIT ?1")?;
-        loop {
-            let mut expired = Vec::new();
-            let mut rows = oldest.query([to_i64_len(TRIM_CHUNK)])?;
-            let mut seen = 0;
-            let mut reached_newer = false;
-            while let Some(row) = rows.next()? {
-                seen += 1;
-                if row.get::<_, i64>(3)? >= cutoff {
-                    reached_newer = true;
-                    break;
-                }
-                expired.push((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                ));
-            }
-            drop(rows);
-            for (seq, nsp, rooms) in &expired {
-                delete_entry(conn, *seq, nsp, rooms)?;
-                highest = highest.max(*seq);
-                removed += 1;
-            }
-            if reached_newer || seen < TRIM_CHUNK {
-                break;
-            }
-        }
-    }
-
-    if let Some(max_count) = retention.max_count {
-        let keep = i64::try_from(max_count).unwrap_or(i64::MAX);
-        let mut namespace: Option<String> = None;
-        loop {
-            // Walk the namespaces through the index, one seek each.
-            namespace = match &namespace {
-                None => conn
-                    .prepare_cached("SELECT nsp FROM entries ORDER BY nsp LIMIT 1")?
-                    .query_row([], |row| row.get(0))
-                    .optional()?,
-                Some(prev) => conn
-                    .prepare_cached("SELECT nsp FROM entries WHERE nsp > ?1 ORDER BY nsp LIMIT 1")?
-                    .query_row([prev], |row| row.get(0))
-                    .optional()?,
-            };
-            let Some(nsp) = &namespace else { break };
-            let newest_dropped: Option<i64> = conn
+/// Retention, then old disconnected sessions. The candidates are the entries
+/// some limit lets go (the default age, the default count per namespace, each
+/// stream's own limits); each goes only if none of its streams keeps it (see
+/// [`StreamRetention`]). Every scan pages by position, so entries kept by
+/// another stream are stepped over, never looped on.
+fn trim(
+    conn: &Connection,
+    retention: Retention,
+    streams: &[StreamRetention],
+    sessions_before_ms: i64,
+) -> Result<u64, DbError> {
+    let default_age = age_cutoff(retention.max_age);
+    // The default limits of each namespace.
+    let mut defaults: HashMap<String, Cuts> = HashMap::new();
+    let mut namespace: Option<String> = None;
+    loop {
+        // Walk the namespaces through the index, one seek each.
+        namespace = match &namespace {
+            None => conn
+                .prepare_cached("SELECT nsp FROM entries ORDER BY nsp LIMIT 1")?
+                .query_row([], |row| row.get(0))
+                .optional()?,
+            Some(prev) => conn
+                .prepare_cached("SELECT nsp FROM entries WHERE nsp > ?1 ORDER BY nsp LIMIT 1")?
+                .query_row([prev], |row| row.get(0))
+                .optional()?,
+        };
+        let Some(nsp) = &namespace else { break };
+        let count_cut = match retention.max_count {
+            Some(max_count) => conn
                 .prepare_cached(
                     "SELECT seq FROM entries WHERE nsp = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2",
                 )?
-                .query_row(params![nsp, keep], |row| row.get(0))
-                .optional()?;
-            let Some(cut) = newest_dropped else { continue };
-            let mut oldest = conn.prepare_cached(
-                "SELECT seq, rooms FROM entries WHERE nsp = ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
-            )?;
-            loop {
-                let chunk = oldest
-                    .query_map(params![nsp, cut, to_i64_len(TRIM_CHUNK)], |row| {
-                        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                .query_row(params![nsp, to_i64(max_count)], |row| row.get::<_, i64>(0))
+                .optional()?
+                .map(to_seq),
+            None => None,
+        };
+        defaults.insert(
+            nsp.clone(),
+            Cuts {
+                age_cutoff_ms: default_age,
+                count_cut,
+            },
+        );
+    }
+    // Each stream's own limits.
+    let mut overrides: HashMap<(String, String), Cuts> = HashMap::new();
+    for policy in streams {
+        let count_cut = match policy.max_count {
+            Some(max_count) => conn
+                .prepare_cached(
+                    "SELECT seq FROM entry_targets WHERE nsp = ?1 AND room = ?2
+                     ORDER BY seq DESC LIMIT 1 OFFSET ?3",
+                )?
+                .query_row(params![policy.nsp, policy.room, to_i64(max_count)], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .optional()?
+                .map(to_seq),
+            None => None,
+        };
+        overrides.insert(
+            (policy.nsp.clone(), policy.room.clone()),
+            Cuts {
+                age_cutoff_ms: age_cutoff(policy.max_age),
+                count_cut,
+            },
+        );
+    }
+    let keeps = |seq: i64, nsp: &str, rooms: &[String], ts_ms: i64| {
+        streams_of(rooms).any(|room| {
+            overrides
+                .get(&(nsp.to_owned(), room.to_owned()))
+                .or_else(|| defaults.get(nsp))
+                .is_some_and(|cuts| cuts.keeps(to_seq(seq), ts_ms))
+        })
+    };
+    let mut removed = 0u64;
+    let mut highest = 0i64;
+    let mut sweep = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> Result<(), DbError> {
+        // `sql` selects (seq, nsp, rooms, ts_ms) of candidates with
+        // seq > ?1, in position order, LIMIT ?2; `args` bind ?3...
+        let mut after = 0i64;
+        loop {
+            let chunk = {
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut bound: Vec<&dyn rusqlite::ToSql> = vec![&after];
+                let limit = to_i64_len(TRIM_CHUNK);
+                bound.push(&limit);
+                bound.extend_from_slice(args);
+                let rows = stmt
+                    .query_map(bound.as_slice(), |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, i64>(3)?,
+                        ))
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
-                for (seq, rooms) in &chunk {
-                    delete_entry(conn, *seq, nsp, rooms)?;
+                rows
+            };
+            for (seq, nsp, rooms, ts_ms) in &chunk {
+                after = *seq;
+                let rooms: Vec<String> = serde_json::from_str(rooms)?;
+                if !keeps(*seq, nsp, &rooms, *ts_ms) {
+                    delete_entry(conn, *seq, nsp, &rooms)?;
                     highest = highest.max(*seq);
                     removed += 1;
                 }
-                if chunk.len() < TRIM_CHUNK {
-                    break;
-                }
+            }
+            if chunk.len() < TRIM_CHUNK {
+                return Ok(());
             }
         }
+    };
+    const COLS: &str = "e.seq, e.nsp, e.rooms, e.ts_ms";
+    if let Some(cutoff) = default_age {
+        // Timestamps never go back: the old entries are a prefix.
+        sweep(
+            &format!("SELECT {COLS} FROM entries e WHERE e.seq > ?1 AND e.ts_ms < ?3 ORDER BY e.seq LIMIT ?2"),
+            &[&cutoff],
+        )?;
     }
-
+    for (nsp, cuts) in &defaults {
+        if let Some(cut) = cuts.count_cut {
+            sweep(
+                &format!("SELECT {COLS} FROM entries e WHERE e.nsp = ?3 AND e.seq > ?1 AND e.seq <= ?4 ORDER BY e.seq LIMIT ?2"),
+                &[nsp, &to_i64(cut)],
+            )?;
+        }
+    }
+    for ((nsp, room), cuts) in &overrides {
+        let from_targets = format!(
+            "SELECT {COLS} FROM entry_targets t JOIN entries e ON e.seq = t.seq
+             WHERE t.nsp = ?3 AND t.room = ?4 AND t.seq > ?1 AND {{}} ORDER BY t.seq LIMIT ?2"
+        );
+        if let Some(cutoff) = cuts.age_cutoff_ms {
+            sweep(
+                &from_targets.replace("{}", "e.ts_ms < ?5"),
+                &[nsp, room, &cutoff],
+            )?;
+        }
+        if let Some(cut) = cuts.count_cut {
+            sweep(
+                &from_targets.replace("{}", "t.seq <= ?5"),
+                &[nsp, room, &to_i64(cut)],
+            )?;
+        }
+    }
     if highest > 0 {
         conn.prepare_cached(
             "INSERT INTO meta(key, value) VALUES ('trimmed_upto', ?1)
@@ -881,14 +987,18 @@ fn trim(conn: &Connection, retention: Retention, sessions_before_ms: i64) -> Res
 }
 
 /// Deletes an entry with its stream rows and its idempotency record.
-fn delete_entry(conn: &Connection, seq: i64, nsp: &str, rooms: &str) -> Result<(), DbError> {
-    let rooms: Vec<String> = serde_json::from_str(rooms)?;
+fn delete_entry(conn: &Connection, seq: i64, nsp: &str, rooms: &[String]) -> Result<(), DbError> {
     conn.prepare_cached("DELETE FROM entries WHERE seq = ?1")?
         .execute([seq])?;
     let mut stream =
         conn.prepare_cached("DELETE FROM entry_targets WHERE nsp = ?1 AND room = ?2 AND seq = ?3")?;
-    for room in streams_of(&rooms) {
+    let mut mark = conn.prepare_cached(
+        "INSERT INTO stream_trims(nsp, room, upto) VALUES (?1, ?2, ?3)
+         ON CONFLICT(nsp, room) DO UPDATE SET upto = max(upto, excluded.upto)",
+    )?;
+    for room in streams_of(rooms) {
         stream.execute(params![nsp, room, seq])?;
+        mark.execute(params![nsp, room, seq])?;
     }
     conn.prepare_cached("DELETE FROM idempotency WHERE seq = ?1")?
         .execute([seq])?;

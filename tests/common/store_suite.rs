@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tether::store::{now_ms, AppendOnce, NewEntry, Retention, SessionRecord, Store, Target};
+use tether::store::{
+    now_ms, AppendOnce, NewEntry, Retention, SessionRecord, Store, StreamRetention, Target,
+};
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -691,4 +693,97 @@ pub async fn concurrent_appends_from_many_tasks(store: Arc<dyn Store>) {
     // One room alone sees exactly its tasks' entries.
     let r3 = store.read("/", &rooms(&["r3"]), 0, 10_000).await.unwrap();
     assert_eq!(r3.len(), TASKS / 5 * EACH);
+}
+
+/// Per-stream retention (stores whose `supports_stream_retention` is true):
+/// each stream by its own limits, an entry shared by two streams kept while
+/// either keeps it, trim marks per stream.
+pub async fn per_stream_retention(store: Arc<dyn Store>) {
+    assert!(store.supports_stream_retention());
+    let mut seq_of = std::collections::HashMap::new();
+    let mut add = |seqs: Vec<u64>, names: Vec<String>| {
+        for (seq, name) in seqs.into_iter().zip(names) {
+            seq_of.insert(name, seq);
+        }
+    };
+    let mut batch = vec![entry("/", &["typing", "news"], &[], "shared")];
+    let mut names = vec!["shared".to_owned()];
+    batch.push(entry("/", &["news"], &[], "n0"));
+    names.push("n0".into());
+    for i in 0..10 {
+        batch.push(entry("/", &["typing"], &[], &format!("t{i}")));
+        names.push(format!("t{i}"));
+    }
+    for i in 0..5 {
+        batch.push(entry("/", &["chat"], &[], &format!("c{i}")));
+        names.push(format!("c{i}"));
+    }
+    for name in ["n1", "n2"] {
+        batch.push(entry("/", &["news"], &[], name));
+        names.push(name.into());
+    }
+    add(store.append(batch).await.unwrap(), names);
+    let newest = store.read("/", &rooms(&["news"]), 0, 100).await.unwrap();
+    clock_past(newest.last().unwrap().ts_ms);
+
+    // By default everything has expired; "typing" keeps its last 3 and
+    // "news" keeps an hour.
+    let default = Retention {
+        max_age: Some(Duration::ZERO),
+        max_count: None,
+    };
+    let streams = vec![
+        StreamRetention::new("/", "typing").max_count(3),
+        StreamRetention::new("/", "news").max_age(Duration::from_secs(3600)),
+    ];
+    let removed = store
+        .trim_streams(default, streams.clone(), i64::MIN)
+        .await
+        .unwrap();
+    assert_eq!(removed, 5 + 7, "every chat entry and t0..t6");
+    let typing = store.read("/", &rooms(&["typing"]), 0, 100).await.unwrap();
+    assert_eq!(
+        events(&typing),
+        ["shared", "t7", "t8", "t9"],
+        "'shared' is kept by 'news'"
+    );
+    let news = store.read("/", &rooms(&["news"]), 0, 100).await.unwrap();
+    assert_eq!(events(&news), ["shared", "n0", "n1", "n2"]);
+    assert!(store
+        .read("/", &rooms(&["chat"]), 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Marks per stream: a reader of "news" lost nothing; one of "typing"
+    // or "chat" standing before the trimmed entries did.
+    assert_eq!(store.trimmed("/", &rooms(&["news", ""])).await.unwrap(), 0);
+    assert_eq!(
+        store.trimmed("/", &rooms(&["typing"])).await.unwrap(),
+        seq_of["t6"]
+    );
+    assert_eq!(
+        store.trimmed("/", &rooms(&["news", "chat"])).await.unwrap(),
+        seq_of["c4"]
+    );
+    assert_eq!(store.trimmed("/other", &rooms(&["chat"])).await.unwrap(), 0);
+
+    // Trimming again steps over the kept entries and removes nothing.
+    assert_eq!(
+        store
+            .trim_streams(default, streams, i64::MIN)
+            .await
+            .unwrap(),
+        0
+    );
+    // Without the overrides, the default takes the rest.
+    assert_eq!(
+        store.trim_streams(default, vec![], i64::MIN).await.unwrap(),
+        7
+    );
+    assert!(store
+        .read("/", &rooms(&["typing", "news"]), 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
 }

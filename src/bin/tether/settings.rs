@@ -47,6 +47,12 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_RETENTION_COUNT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention_count: Option<u64>,
+    /// Rooms of `/` kept by their own retention: `ROOM=LIMIT[/LIMIT],...`,
+    /// a limit being a count (`100`) or an age (`7d`); `=LIMIT` (no room) is
+    /// the stream of messages sent to everyone. Example: `typing=100,news=365d/5000`.
+    #[arg(long, env = "TETHER_STREAM_RETENTION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_retention: Option<String>,
     /// Largest message accepted from a client, in bytes.
     #[arg(long, env = "TETHER_MAX_PAYLOAD")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -85,6 +91,7 @@ pub struct Settings {
     pub recovery_window: String,
     pub retention_age: String,
     pub retention_count: u64,
+    pub stream_retention: String,
     pub max_payload: usize,
     pub max_connections: usize,
     pub max_buffer: usize,
@@ -104,6 +111,7 @@ impl Default for Settings {
             recovery_window: "10m".into(),
             retention_age: "30d".into(),
             retention_count: 0,
+            stream_retention: String::new(),
             max_payload: config.max_payload,
             max_connections: config.max_connections,
             max_buffer: config.max_buffer,
@@ -163,6 +171,35 @@ pub fn parse_duration(name: &'static str, text: &str) -> Result<Option<Duration>
     Ok(Some(Duration::from_secs(secs)))
 }
 
+/// Per-stream retention of namespace `/` (see `ServeArgs::stream_retention`).
+pub fn parse_stream_retention(
+    text: &str,
+) -> Result<Vec<tether::store::StreamRetention>, SettingsError> {
+    const NAME: &str = "stream_retention";
+    let mut streams = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let Some((room, limits)) = item.split_once('=') else {
+            return Err(invalid(NAME, format!("{item:?}: expected ROOM=LIMIT")));
+        };
+        let mut stream = tether::store::StreamRetention::new("/", room.trim());
+        for limit in limits.split('/').map(str::trim) {
+            if let Ok(count) = limit.parse::<u64>() {
+                stream = stream.max_count(count);
+            } else if let Some(age) = parse_duration(NAME, limit)? {
+                stream = stream.max_age(age);
+            }
+        }
+        if streams
+            .iter()
+            .any(|s: &tether::store::StreamRetention| s.room == stream.room)
+        {
+            return Err(invalid(NAME, format!("room {:?} given twice", stream.room)));
+        }
+        streams.push(stream);
+    }
+    Ok(streams)
+}
+
 impl Settings {
     /// Merges defaults < TOML file < environment/flags.
     pub fn load(args: &ServeArgs) -> Result<Self, SettingsError> {
@@ -217,6 +254,14 @@ impl Settings {
                 "only plain redis://host:port URLs are supported (no TLS, no unix socket)",
             ));
         }
+        if !parse_stream_retention(&self.stream_retention)?.is_empty()
+            && self.store.starts_with("redis://")
+        {
+            return Err(invalid(
+                "stream_retention",
+                "the Redis store trims every stream alike: per-stream retention needs SQLite or memory",
+            ));
+        }
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
             return Err(invalid("redis_prefix", "must be a non-empty word"));
         }
@@ -248,6 +293,7 @@ impl Settings {
                 max_age: parse_duration("retention_age", &self.retention_age)?,
                 max_count: (self.retention_count > 0).then_some(self.retention_count),
             },
+            stream_retention: parse_stream_retention(&self.stream_retention)?,
             ..tether::Config::default()
         })
     }
@@ -274,5 +320,22 @@ mod tests {
         assert_eq!(parse_duration("x", "forever").unwrap(), None);
         assert!(parse_duration("x", "soon").is_err());
         assert!(parse_duration("x", "5y").is_err());
+    }
+
+    #[test]
+    fn stream_retention() {
+        let streams = parse_stream_retention("typing=100, news=365d/5000,=1h").unwrap();
+        assert_eq!(streams.len(), 3);
+        assert_eq!(streams[0].room, "typing");
+        assert_eq!(streams[0].max_count, Some(100));
+        assert_eq!(streams[0].max_age, None);
+        assert_eq!(streams[1].max_age, Some(Duration::from_secs(365 * 86_400)));
+        assert_eq!(streams[1].max_count, Some(5000));
+        assert_eq!(streams[2].room, "");
+        assert_eq!(streams[2].max_age, Some(Duration::from_secs(3600)));
+        assert!(parse_stream_retention("").unwrap().is_empty());
+        assert!(parse_stream_retention("typing").is_err());
+        assert!(parse_stream_retention("a=1,a=2").is_err());
+        assert!(parse_stream_retention("a=soon").is_err());
     }
 }
