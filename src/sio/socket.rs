@@ -67,6 +67,8 @@ pub(crate) struct SocketInner {
     data_json: Mutex<Option<String>>,
     /// Serialises session saves so that the last change is the last saved.
     save_lock: tokio::sync::Mutex<()>,
+    /// Session saves asked for and done, so that an ack waits for them.
+    saves: Arc<Saves>,
     /// Store position when the session began.
     start_seq: Seq,
     /// The user this socket belongs to (inboxes), set by a middleware.
@@ -145,6 +147,7 @@ impl Socket {
                 cursor: init.cursor.map(Cursor::new),
                 data_json: Mutex::new(init.data),
                 save_lock: tokio::sync::Mutex::new(()),
+                saves: Arc::new(Saves::default()),
                 start_seq: init.start_seq,
                 user: Mutex::new(None),
                 inbox: tokio::sync::Mutex::new(super::inbox::InboxCursor::default()),
@@ -466,6 +469,7 @@ impl Socket {
             conn: self.inner.conn.clone(),
             nsp: self.nsp().to_owned(),
             id,
+            saves: self.inner.pid.is_some().then(|| self.inner.saves.clone()),
         });
         metrics::counter!("tether_events_in_total").increment(1);
         let event = Event {
@@ -545,16 +549,22 @@ impl Socket {
             return;
         }
         let socket = self.clone();
+        let ticket = self.inner.saves.asked.fetch_add(1, Ordering::AcqRel) + 1;
         tokio::spawn(async move {
             let _order = socket.inner.save_lock.lock().await;
-            if !socket.connected() {
-                return;
-            }
-            if let Some(record) = socket.session_record(true) {
-                if let Err(e) = store.save_session(record).await {
-                    tracing::warn!(error = %e, "saving a session failed");
+            if socket.connected() {
+                if let Some(record) = socket.session_record(true) {
+                    if let Err(e) = store.save_session(record).await {
+                        tracing::warn!(error = %e, "saving a session failed");
+                    }
                 }
             }
+            // This save took the state as of now: every ticket up to ours.
+            socket
+                .inner
+                .saves
+                .done
+                .send_modify(|done| *done = (*done).max(ticket));
         });
     }
 
@@ -676,20 +686,66 @@ impl Drop for PendingAck {
     }
 }
 
+/// Session saves of one socket: tickets handed out, and the highest ticket
+/// whose save finished.
+#[derive(Debug)]
+struct Saves {
+    asked: AtomicU64,
+    done: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Saves {
+    fn default() -> Self {
+        Self {
+            asked: AtomicU64::new(0),
+            done: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
+
+/// Longest an acknowledgement waits for a session save before it goes anyway
+/// (a store that is down must not hold the client's acks forever).
+const ACK_SAVE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Answers one acknowledgement requested by the client.
 #[derive(Debug)]
 pub struct AckSender {
     conn: Arc<SioConn>,
     nsp: String,
     id: u64,
+    /// With recovery on: the socket's session saves.
+    saves: Option<Arc<Saves>>,
 }
 
 impl AckSender {
-    /// Sends the acknowledgement.
+    /// Sends the acknowledgement. With connection state recovery on, a
+    /// change of the session made before (a room joined or left, data set)
+    /// is stored first: an ack means the change survives a crash.
     pub fn send(self, args: impl IntoArgs) -> Result<(), EmitError> {
         let (values, attachments) = args.into_args()?.into_parts();
         let packet = Packet::ack(self.nsp, self.id, &values, attachments);
         metrics::counter!("tether_acks_total").increment(1);
-        self.conn.send_packet(&packet, false)
+        let pending = self.saves.and_then(|saves| {
+            let ticket = saves.asked.load(Ordering::Acquire);
+            let done = *saves.done.borrow();
+            (done < ticket).then_some((saves, ticket))
+        });
+        match pending {
+            None => self.conn.send_packet(&packet, false),
+            Some((saves, ticket)) => {
+                let conn = self.conn;
+                let mut done = saves.done.subscribe();
+                tokio::spawn(async move {
+                    let saved =
+                        tokio::time::timeout(ACK_SAVE_WAIT, done.wait_for(|done| *done >= ticket))
+                            .await;
+                    if saved.is_err() {
+                        tracing::warn!("session save still pending: acknowledging anyway");
+                    }
+                    let _ = conn.send_packet(&packet, false);
+                });
+                Ok(())
+            }
+        }
     }
 }
