@@ -4,8 +4,10 @@
 //! cargo run --release --example store_bench -- [N] [DIR]
 //! ```
 //!
-//! For each durability level: N single-entry appends from 64 concurrent tasks
-//! through `SqliteStore` (group commit), against a baseline on plain rusqlite
+//! For each durability level: N single-entry appends from 64, then 1024,
+//! concurrent tasks (a server with that many clients writing at once)
+//! through `SqliteStore` (group commit: the more writers wait, the more one
+//! commit carries), against a baseline on plain rusqlite
 //! with the same schema and pragmas where every message is its own
 //! transaction (one commit, one fsync with `synchronous=FULL`). The baseline is
 //! slow, so it runs at most `BASELINE_MAX` (and N) messages or `BASELINE_SECS`
@@ -25,7 +27,7 @@ use tether::store::{Durability, NewEntry, SqliteStore, Store, Target};
 /// Default number of appends per durability level.
 const DEFAULT_N: usize = 50_000;
 /// Concurrent appenders.
-const APPENDERS: usize = 64;
+const APPENDERS: [usize; 2] = [64, 1024];
 /// At most this many baseline messages (and at most N)...
 const BASELINE_MAX: usize = 20_000;
 /// ...or this long.
@@ -72,17 +74,21 @@ impl Drop for BenchFile {
     }
 }
 
-/// N appends from `APPENDERS` tasks; returns messages per second.
-async fn group_commit(store: &Arc<SqliteStore>, n: usize) -> Result<f64, BoxError> {
+/// N appends from `appenders` tasks; returns messages per second.
+async fn group_commit(
+    store: &Arc<SqliteStore>,
+    n: usize,
+    appenders: usize,
+) -> Result<f64, BoxError> {
     let start = Instant::now();
-    let mut tasks = Vec::with_capacity(APPENDERS);
-    for t in 0..APPENDERS {
+    let mut tasks = Vec::with_capacity(appenders);
+    for t in 0..appenders {
         let store = Arc::clone(store);
-        // Task t appends messages t, t + APPENDERS, t + 2 * APPENDERS, ...
-        let count = n / APPENDERS + usize::from(t < n % APPENDERS);
+        // Task t appends messages t, t + appenders, t + 2 * appenders, ...
+        let count = n / appenders + usize::from(t < n % appenders);
         tasks.push(tokio::spawn(async move {
             for k in 0..count {
-                store.append(vec![new_entry(t + k * APPENDERS)]).await?;
+                store.append(vec![new_entry(t + k * appenders)]).await?;
             }
             Ok::<_, tether::store::StoreError>(())
         }));
@@ -162,7 +168,7 @@ async fn main() -> Result<(), BoxError> {
     };
     let dir = args.next().map_or_else(std::env::temp_dir, PathBuf::from);
     println!(
-        "store_bench: N = {n}, {APPENDERS} appenders, baseline up to {BASELINE_MAX} messages or {BASELINE_SECS} s, files in {}",
+        "store_bench: N = {n}, {APPENDERS:?} appenders, baseline up to {BASELINE_MAX} messages or {BASELINE_SECS} s, files in {}",
         dir.display()
     );
 
@@ -172,29 +178,31 @@ async fn main() -> Result<(), BoxError> {
         ("fsync", Durability::Fsync),
         ("relaxed", Durability::Relaxed),
     ] {
-        let file = BenchFile::new(&dir, name);
-        let store = Arc::new(SqliteStore::open(&file.0, durability)?);
-        let grouped = group_commit(&store, n).await?;
-        if durability == Durability::Fsync {
-            replayed = Some(replay(&store).await?);
-        }
-        drop(store);
-
         let base_file = BenchFile::new(&dir, &format!("{name}-baseline"));
         let (base_n, base) = baseline(&base_file.0, durability, n.min(BASELINE_MAX))?;
-        rows.push((name, grouped, base_n, base));
+        for appenders in APPENDERS {
+            let file = BenchFile::new(&dir, &format!("{name}-{appenders}"));
+            let store = Arc::new(SqliteStore::open(&file.0, durability)?);
+            let grouped = group_commit(&store, n, appenders).await?;
+            if durability == Durability::Fsync && replayed.is_none() {
+                replayed = Some(replay(&store).await?);
+            }
+            drop(store);
+            rows.push((name, appenders, grouped, base_n, base));
+        }
     }
 
     println!();
     println!(
-        "{:<10} | {:>24} | {:>24} | {:>7}",
-        "durability", "group commit (msg/s)", "txn per message (msg/s)", "ratio"
+        "{:<10} | {:>9} | {:>24} | {:>24} | {:>7}",
+        "durability", "appenders", "group commit (msg/s)", "txn per message (msg/s)", "ratio"
     );
-    println!("{}", "-".repeat(73));
-    for (name, grouped, base_n, base) in rows {
+    println!("{}", "-".repeat(85));
+    for (name, appenders, grouped, base_n, base) in rows {
         println!(
-            "{:<10} | {:>13.0} (N={:<6}) | {:>13.0} (n={:<6}) | {:>6.1}x",
+            "{:<10} | {:>9} | {:>13.0} (N={:<6}) | {:>13.0} (n={:<6}) | {:>6.1}x",
             name,
+            appenders,
             grouped,
             n,
             base,
