@@ -33,7 +33,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tether::store::{MemoryStore, RedisStore, Store};
+use tether::store::{Durability, MemoryStore, RedisStore, SqliteStore, Store};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
@@ -93,7 +93,11 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        self.kill();
+        // Outside any runtime: wait for the node's tasks to end, so that no
+        // session save lands after the test's keys are deleted.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(2));
+        }
     }
 }
 
@@ -403,9 +407,10 @@ fn fanout_rate(nodes: &[Node], clients: usize, msgs: usize) -> f64 {
     })
 }
 
-/// Every raw client on one node, then on two nodes sharing Redis, receives
-/// every stored broadcast (a client missing one fails after its bounded wait);
-/// prints deliveries per second. A bigger run, for the figures:
+/// Every raw client on one node (MemoryStore, SQLite with fsync at every
+/// commit, Redis), then on two nodes sharing Redis, receives every stored
+/// broadcast (a client missing one fails after its bounded wait); prints
+/// deliveries per second. A bigger run, for the figures:
 /// `TETHER_FANOUT="100 2000" cargo test --release --test redis_nodes fanout -- --nocapture`.
 #[test]
 fn fanout_reaches_every_client_on_one_and_two_nodes() {
@@ -423,6 +428,24 @@ fn fanout_reaches_every_client_on_one_and_two_nodes() {
         let node = Node::start_on(|| Arc::new(MemoryStore::new()));
         fanout_rate(&[node], clients, msgs)
     };
+    let sqlite = {
+        let path = std::env::temp_dir().join(format!(
+            "tether-fanout-{}-{:016x}.db",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let db = path.clone();
+        let node = Node::start_on(move || {
+            Arc::new(SqliteStore::open(&db, Durability::default()).expect("a SQLite store"))
+        });
+        let rate = fanout_rate(&[node], clients, msgs);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+        rate
+    };
     let mut rates = Vec::new();
     for count in [1, 2] {
         let Some(scope) = support::Scope::new(test) else {
@@ -436,7 +459,8 @@ fn fanout_reaches_every_client_on_one_and_two_nodes() {
     let _ = writeln!(
         std::io::stderr(),
         "fan-out, {clients} clients x {msgs} stored broadcasts: one node on MemoryStore \
-         {memory:.0}/s; one node on Redis {:.0}/s; two nodes sharing Redis {:.0}/s",
+         {memory:.0}/s; one node on SQLite {sqlite:.0}/s; one node on Redis {:.0}/s; \
+         two nodes sharing Redis {:.0}/s",
         rates[0],
         rates[1]
     );

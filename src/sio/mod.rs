@@ -195,6 +195,37 @@ impl SocketIo {
         Self::build(config, Some(store), |_| {})
     }
 
+    /// A node of a cluster: [`SocketIo::with_store`] on the shared `store`,
+    /// plus cluster-wide `fetch_sockets`, `sockets_join`/`sockets_leave`,
+    /// `disconnect_sockets`, broadcasts with acks and non-stored emits across
+    /// every node sharing it (see [`crate::cluster`]). Must be called within a
+    /// tokio runtime.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use tether::{cluster::ClusterOptions, store::RedisStore, Config, SocketIo};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = Arc::new(RedisStore::connect("redis://127.0.0.1:6379/", "tether")?);
+    /// let io = SocketIo::with_cluster(Config::default(), store, ClusterOptions::default())?;
+    /// let everywhere = io.to("lobby").fetch_sockets().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_cluster(
+        config: Config,
+        store: Arc<crate::store::RedisStore>,
+        options: crate::cluster::ClusterOptions,
+    ) -> Result<Self, crate::cluster::ClusterError> {
+        let io = Self::with_store(config, store.clone());
+        namespace::attach_cluster(&io.inner, &store, options)?;
+        Ok(io)
+    }
+
+    /// This node's place in its cluster ([`SocketIo::with_cluster`]).
+    pub fn cluster(&self) -> Option<crate::cluster::Cluster> {
+        self.inner.delivery.as_ref()?.cluster.get().cloned()
+    }
+
     /// A server with `config`, letting `tune` adjust the Engine.IO options
     /// (an `allow_request` hook, say).
     pub fn with_engine_options(
@@ -229,6 +260,7 @@ impl SocketIo {
                 publisher: Publisher::start(store.clone(), feed.is_none()),
                 store,
                 recovery,
+                cluster: std::sync::OnceLock::new(),
             })
         });
         let inner = Arc::new_cyclic(|weak: &Weak<IoInner>| {
@@ -354,6 +386,11 @@ impl SocketIo {
     pub async fn shutdown(&self) {
         if let Some(delivery) = &self.inner.delivery {
             delivery.publisher.flush().await;
+        }
+        if let Some(cluster) = self.cluster() {
+            if let Err(e) = cluster.leave().await {
+                tracing::warn!(error = %e, "leaving the cluster failed");
+            }
         }
         let limit = self
             .inner

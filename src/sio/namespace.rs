@@ -10,7 +10,8 @@ use tether_proto::socketio::{Packet, Parser};
 
 use tokio::sync::oneshot;
 
-use super::{ConnectHandler, Middleware};
+use super::{ConnectHandler, IoInner, Middleware};
+use crate::cluster::{Cluster, ClusterError, ClusterOptions, LocalNode, RemoteSocket, Selection};
 use crate::delivery::{encode_entry, Publish, Publisher, Recovery};
 use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::store::{AppendOnce, Entry, NewEntry, Seq, Store, StoreError, Target};
@@ -28,6 +29,9 @@ pub(crate) struct DeliveryCtx {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) publisher: Publisher,
     pub(crate) recovery: Recovery,
+    /// The other nodes sharing the store, once joined
+    /// ([`crate::SocketIo::with_cluster`]).
+    pub(crate) cluster: std::sync::OnceLock<Cluster>,
 }
 
 /// A namespace: its handlers, sockets and rooms.
@@ -284,6 +288,7 @@ pub struct BroadcastOperator {
     except: Vec<String>,
     except_socket: Option<Arc<str>>,
     volatile: bool,
+    local: bool,
     timeout: Option<Duration>,
 }
 
@@ -294,6 +299,7 @@ impl std::fmt::Debug for BroadcastOperator {
             .field("rooms", &self.rooms)
             .field("except", &self.except)
             .field("volatile", &self.volatile)
+            .field("local", &self.local)
             .finish_non_exhaustive()
     }
 }
@@ -306,7 +312,27 @@ impl BroadcastOperator {
             except: Vec::new(),
             except_socket: None,
             volatile: false,
+            local: false,
             timeout: None,
+        }
+    }
+
+    /// The other nodes this operation reaches too: `None` with `.local()` or
+    /// without a cluster (then everything stays on this node, at no cost).
+    fn cluster(&self) -> Option<&Cluster> {
+        if self.local {
+            return None;
+        }
+        self.ns.delivery.as_ref()?.cluster.get()
+    }
+
+    /// This selection, as sent to other nodes.
+    fn selection(&self) -> Selection {
+        let target = self.target();
+        Selection {
+            nsp: target.nsp,
+            rooms: target.rooms,
+            except: target.except,
         }
     }
 
@@ -332,9 +358,12 @@ impl BroadcastOperator {
         self
     }
 
-    /// Only this node's sockets (every broadcast is local until a multi-node
-    /// adapter is configured).
-    pub fn local(self) -> Self {
+    /// Only this node's sockets: with a cluster
+    /// ([`crate::SocketIo::with_cluster`]), emits, acknowledgements, fetches,
+    /// joins, leaves and disconnections otherwise reach every node. (Stored
+    /// events reach every node through the store whatever this says.)
+    pub fn local(mut self) -> Self {
+        self.local = true;
         self
     }
 
@@ -352,9 +381,11 @@ impl BroadcastOperator {
     }
 
     /// Sends an event to every selected socket. The packet is encoded once and
-    /// its bytes shared by every receiver. Returns how many sockets it was
-    /// queued for: 0 with recovery on, where the event goes to the store first
-    /// and reaches its sockets once committed (see [`BroadcastOperator::publish`]).
+    /// its bytes shared by every receiver. Returns how many sockets of this
+    /// node it was queued for: 0 with recovery on, where the event goes to the
+    /// store first and reaches its sockets once committed (see
+    /// [`BroadcastOperator::publish`]). With a cluster, an event that is not
+    /// stored (volatile) is also sent to the other nodes, without waiting.
     pub fn emit(self, event: &str, args: impl IntoArgs) -> Result<usize, EmitError> {
         let args = args.into_args()?;
         if !self.volatile && self.ns.durable() {
@@ -362,11 +393,19 @@ impl BroadcastOperator {
             self.ns.publish(self.target(), event, args, None)?;
             return Ok(0);
         }
+        if let Some(cluster) = self.cluster() {
+            cluster.forward_emit(&self.selection(), event, &args, self.volatile);
+        }
+        Ok(self.send_direct(event, args))
+    }
+
+    /// Sends an event, not stored, to the selected sockets of this node.
+    fn send_direct(&self, event: &str, args: Args) -> usize {
         let (values, attachments) = args.into_parts();
         let packet = Packet::event(self.ns.name(), event, &values, attachments, None);
         let frames = packet.encode(self.ns.parser);
         let mut sent = 0;
-        for socket in self.ns.targets(&self) {
+        for socket in self.ns.targets(self) {
             if socket
                 .inner
                 .conn
@@ -376,7 +415,7 @@ impl BroadcastOperator {
                 sent += 1;
             }
         }
-        Ok(sent)
+        sent
     }
 
     /// The store target of this selection.
@@ -441,6 +480,26 @@ impl BroadcastOperator {
 
     /// Sends an event to every selected socket and gathers their
     /// acknowledgements (one result per socket, in no particular order).
+    ///
+    /// With a cluster, the sockets of every node are reached: each node says
+    /// how many sockets it sent the event to, then sends their acks, so
+    /// exactly one result comes back per receiver. The acks a node still owed
+    /// when its heartbeat lapsed are `Err(Disconnected)`; the request never
+    /// waits past the ack timeout (plus the cluster's request timeout). A
+    /// cluster that cannot reach Redis fails the call with
+    /// [`EmitError::Store`].
+    ///
+    /// ```no_run
+    /// # async fn demo(io: tether::SocketIo) -> Result<(), tether::EmitError> {
+    /// let acks = io
+    ///     .to("players")
+    ///     .timeout(std::time::Duration::from_secs(5))
+    ///     .emit_with_ack("ready?", ())
+    ///     .await?;
+    /// let ready = acks.iter().filter(|a| a.is_ok()).count();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn emit_with_ack(
         self,
         event: &str,
@@ -453,33 +512,194 @@ impl BroadcastOperator {
             let event = event.to_owned();
             async move { socket.emit_with_ack_timeout(&event, args, timeout).await }
         });
-        Ok(futures_util::future::join_all(waits).await)
+        let local = futures_util::future::join_all(waits);
+        let Some(cluster) = self.cluster() else {
+            return Ok(local.await);
+        };
+        let sel = self.selection();
+        let remote = cluster.emit_with_ack(&sel, event, &args, timeout);
+        let (mut results, remote) = futures_util::future::join(local, remote).await;
+        let remote =
+            remote.map_err(|e| EmitError::Store(StoreError::Unavailable(e.to_string())))?;
+        results.extend(remote);
+        Ok(results)
     }
 
-    /// The selected sockets.
+    /// The selected sockets of this node.
     pub fn sockets(&self) -> Vec<Socket> {
         self.ns.targets(self)
     }
 
-    /// Makes every selected socket join `room`.
+    /// Makes every selected socket of this node join `room` (see
+    /// [`BroadcastOperator::sockets_join`] for every node).
     pub fn join(&self, room: impl Into<String>) {
         let room = room.into();
         for socket in self.sockets() {
-            self.ns.join(&socket, [room.clone()]);
+            socket.join(room.clone());
         }
     }
 
-    /// Makes every selected socket leave `room`.
+    /// Makes every selected socket of this node leave `room` (see
+    /// [`BroadcastOperator::sockets_leave`] for every node).
     pub fn leave(&self, room: &str) {
         for socket in self.sockets() {
-            self.ns.leave(socket.id(), [room.to_owned()]);
+            socket.leave(room);
         }
     }
 
-    /// Disconnects every selected socket from the namespace.
+    /// Disconnects every selected socket of this node from the namespace (see
+    /// [`BroadcastOperator::disconnect_sockets`] for every node).
     pub fn disconnect(&self) {
         for socket in self.sockets() {
             socket.close(DisconnectReason::ServerNamespaceDisconnect, true);
         }
     }
+
+    /// The selected sockets of every node (of this node only with `.local()`
+    /// or without a cluster), connected at the time of the call.
+    ///
+    /// ```no_run
+    /// # async fn demo(io: tether::SocketIo) -> Result<(), tether::cluster::ClusterError> {
+    /// let sockets = io.to("lobby").fetch_sockets().await?;
+    /// for socket in &sockets {
+    ///     println!("{} {:?} on {}", socket.id(), socket.rooms(), socket.node_id());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn fetch_sockets(&self) -> Result<Vec<RemoteSocket>, ClusterError> {
+        let cluster = self.cluster();
+        let node = cluster.map(Cluster::node_id);
+        let mut sockets: Vec<RemoteSocket> = self
+            .sockets()
+            .into_iter()
+            .filter(Socket::connected)
+            .map(|socket| RemoteSocket::local(socket, node))
+            .collect();
+        if let Some(cluster) = cluster {
+            sockets.extend(cluster.fetch(&self.selection()).await?);
+        }
+        Ok(sockets)
+    }
+
+    /// Makes the selected sockets of every node join `room`; resolves once
+    /// every live node did, with how many sockets joined.
+    pub async fn sockets_join(&self, room: impl Into<String>) -> Result<usize, ClusterError> {
+        let room = room.into();
+        let here = self.sockets();
+        let mut count = here.len();
+        for socket in here {
+            socket.join(room.clone());
+        }
+        if let Some(cluster) = self.cluster() {
+            count += cluster
+                .join_or_leave(&self.selection(), vec![room], false)
+                .await?;
+        }
+        Ok(count)
+    }
+
+    /// Makes the selected sockets of every node leave `room`; resolves once
+    /// every live node did, with how many sockets it applied to.
+    pub async fn sockets_leave(&self, room: &str) -> Result<usize, ClusterError> {
+        let here = self.sockets();
+        let mut count = here.len();
+        for socket in here {
+            socket.leave(room);
+        }
+        if let Some(cluster) = self.cluster() {
+            count += cluster
+                .join_or_leave(&self.selection(), vec![room.to_owned()], true)
+                .await?;
+        }
+        Ok(count)
+    }
+
+    /// Disconnects the selected sockets of every node (`close`: closes their
+    /// whole connections instead, and the clients reconnect by themselves);
+    /// resolves once every live node did, with how many.
+    pub async fn disconnect_sockets(&self, close: bool) -> Result<usize, ClusterError> {
+        let here: Vec<Socket> = self
+            .sockets()
+            .into_iter()
+            .filter(Socket::connected)
+            .collect();
+        let count = here.len();
+        for socket in here {
+            if close {
+                socket.close_transport();
+            } else {
+                socket.disconnect();
+            }
+        }
+        let remote = match self.cluster() {
+            Some(cluster) => cluster.disconnect(&self.selection(), close).await?,
+            None => 0,
+        };
+        Ok(count + remote)
+    }
+}
+
+/// This node's sockets, as the cluster layer acts on them.
+struct LocalOps(std::sync::Weak<IoInner>);
+
+impl LocalOps {
+    fn namespace(&self, nsp: &str) -> Option<Arc<Namespace>> {
+        let io = self.0.upgrade()?;
+        let ns = io.namespaces.read().get(nsp).cloned();
+        ns
+    }
+}
+
+impl LocalNode for LocalOps {
+    fn sockets(&self, sel: &Selection) -> Vec<Socket> {
+        let Some(ns) = self.namespace(&sel.nsp) else {
+            return Vec::new();
+        };
+        ns.select(&sel.rooms, &sel.except, None)
+            .into_iter()
+            .filter(Socket::connected)
+            .collect()
+    }
+
+    fn emit(&self, sel: &Selection, event: &str, args: Args, volatile: bool) -> usize {
+        let Some(ns) = self.namespace(&sel.nsp) else {
+            return 0;
+        };
+        let mut op = BroadcastOperator::new(ns).local();
+        op.rooms.clone_from(&sel.rooms);
+        op.except.clone_from(&sel.except);
+        op.volatile = volatile;
+        op.send_direct(event, args)
+    }
+
+    fn store_emit(
+        &self,
+        sel: &Selection,
+        event: &str,
+        args: Args,
+    ) -> Option<Result<(), EmitError>> {
+        let ns = self.namespace(&sel.nsp).filter(|ns| ns.durable())?;
+        let target = Target {
+            nsp: sel.nsp.clone(),
+            rooms: sel.rooms.clone(),
+            except: sel.except.clone(),
+        };
+        Some(ns.publish(target, event, args, None).map(drop))
+    }
+}
+
+/// Makes the server `io` a node of the cluster sharing `store`.
+pub(crate) fn attach_cluster(
+    io: &Arc<IoInner>,
+    store: &crate::store::RedisStore,
+    options: ClusterOptions,
+) -> Result<(), ClusterError> {
+    let Some(delivery) = &io.delivery else {
+        return Err(ClusterError::NotReady);
+    };
+    let local = Arc::new(LocalOps(Arc::downgrade(io)));
+    let cluster = Cluster::start(store.client().clone(), store.prefix(), options, local)?;
+    let _ = delivery.cluster.set(cluster);
+    Ok(())
 }

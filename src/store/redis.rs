@@ -399,6 +399,12 @@ impl RedisStore {
         &self.prefix
     }
 
+    /// The Redis client (the cluster layer opens connections of its own with
+    /// it: a command connection and a pub/sub subscriber).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// The shared connection (opened at the first use, in the runtime of the
     /// caller; it reconnects by itself).
     fn conn(&self) -> Result<ConnectionManager, StoreError> {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use tether::cluster::ClusterOptions;
 use tether::engine::Body;
 use tether::store::{Durability, MemoryStore, RedisStore, SqliteStore, Store};
 use tether::SocketIo;
@@ -36,7 +37,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the chat app (page at `/`, Socket.IO at `/socket.io/`) until SIGTERM or SIGINT.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a page of stored messages (newest last).
     History {
         /// The SQLite store file.
@@ -99,7 +100,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::History {
                 store,
                 nsp,
@@ -207,24 +208,30 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
     let settings = Settings::load(&args)?;
     init_logs(&settings.log_format);
     let config = settings.config()?;
-    let store: Arc<dyn Store> = if settings.store == "memory" {
-        Arc::new(MemoryStore::new())
-    } else if settings.store.starts_with("redis://") {
-        Arc::new(RedisStore::connect(
-            &settings.store,
-            &settings.redis_prefix,
-        )?)
-    } else {
-        let durability = match settings.durability.as_str() {
-            "relaxed" => Durability::Relaxed,
-            _ => Durability::Fsync,
-        };
-        Arc::new(SqliteStore::open(&settings.store, durability)?)
-    };
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| format!("metrics: {e}"))?;
-    let io = SocketIo::with_store(config, store.clone());
+    // On Redis the node joins the cluster of every node sharing the prefix:
+    // fetch_sockets, broadcast acks and the like reach all of them.
+    let (io, store): (SocketIo, Arc<dyn Store>) = if settings.store.starts_with("redis://") {
+        let redis = Arc::new(RedisStore::connect(
+            &settings.store,
+            &settings.redis_prefix,
+        )?);
+        let io = SocketIo::with_cluster(config, redis.clone(), ClusterOptions::default())?;
+        (io, redis)
+    } else {
+        let store: Arc<dyn Store> = if settings.store == "memory" {
+            Arc::new(MemoryStore::new())
+        } else {
+            let durability = match settings.durability.as_str() {
+                "relaxed" => Durability::Relaxed,
+                _ => Durability::Fsync,
+            };
+            Arc::new(SqliteStore::open(&settings.store, durability)?)
+        };
+        (SocketIo::with_store(config, store.clone()), store)
+    };
     chat::install(&io);
 
     let addr: SocketAddr = format!("{}:{}", settings.host, settings.port)
