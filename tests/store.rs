@@ -334,3 +334,27 @@ async fn sqlite_drop_finishes_queued_writes_and_releases_the_file() {
         .await
         .unwrap();
 }
+
+/// A file made before sessions kept their user opens, its sessions load
+/// (without a user), and new ones keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_without_the_session_user_column_is_upgraded() {
+    let db = TempDb::new();
+    drop(SqliteStore::open(db.path(), Durability::Fsync).unwrap());
+    {
+        let conn = rusqlite::Connection::open(db.path()).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE sessions DROP COLUMN user;
+             INSERT INTO sessions(pid, sid, nsp, rooms, data, start_seq, connected, updated_ms)
+             VALUES ('old', 'sid-old', '/', '[\"sid-old\"]', NULL, 0, 0, 1000);",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(db.path(), Durability::Fsync).unwrap();
+    let old = store.load_session("old").await.unwrap().expect("kept");
+    assert_eq!((old.sid.as_str(), old.user.as_deref()), ("sid-old", None));
+    let mut new = session("new", true, 2_000);
+    new.user = Some("ann".into());
+    store.save_session(new.clone()).await.unwrap();
+    assert_eq!(store.load_session("new").await.unwrap(), Some(new));
+}

@@ -149,5 +149,6 @@ async fn restore(
         start_seq: record.start_seq,
         data: record.data,
         rooms: record.rooms,
+        user: record.user,
     }))
 }

@@ -86,6 +86,8 @@ pub(crate) struct SocketInit {
     pub(crate) start_seq: Seq,
     pub(crate) data: Option<String>,
     pub(crate) rooms: Vec<String>,
+    /// The user of a restored session.
+    pub(crate) user: Option<String>,
 }
 
 /// A client connected to a namespace. Cheap to clone.
@@ -149,7 +151,7 @@ impl Socket {
                 save_lock: tokio::sync::Mutex::new(()),
                 saves: Arc::new(Saves::default()),
                 start_seq: init.start_seq,
-                user: Mutex::new(None),
+                user: Mutex::new(init.user),
                 inbox: tokio::sync::Mutex::new(super::inbox::InboxCursor::default()),
             }),
         }
@@ -211,6 +213,8 @@ impl Socket {
 
     /// Says which user this socket belongs to (call it in an auth middleware):
     /// once connected, it receives the user's inbox, pending entries first.
+    /// With recovery on, the user is kept with the session: a recovered socket
+    /// is the user's again even when middlewares are skipped.
     pub fn set_user(&self, user: impl Into<String>) {
         *self.inner.user.lock() = Some(user.into());
     }
@@ -533,6 +537,7 @@ impl Socket {
             nsp: self.nsp().to_owned(),
             rooms: self.rooms(),
             data: self.inner.data_json.lock().clone(),
+            user: self.user(),
             start_seq: self.inner.start_seq,
             connected,
             updated_ms: crate::store::now_ms(),

@@ -107,6 +107,9 @@ pub struct SessionRecord {
     pub rooms: Vec<String>,
     /// App data as JSON (`socket.set_data`), if any.
     pub data: Option<String>,
+    /// The user the socket belongs to (`socket.set_user`, inboxes), if any:
+    /// a recovered socket is that user's again, middlewares skipped or not.
+    pub user: Option<String>,
     /// The store position when the session began: a client that received no
     /// event yet recovers from here.
     pub start_seq: Seq,

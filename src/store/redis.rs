@@ -1092,6 +1092,9 @@ struct StoredSession {
     nsp: String,
     rooms: Vec<String>,
     data: Option<String>,
+    /// Absent from sessions stored before users were kept.
+    #[serde(default)]
+    user: Option<String>,
     start_seq: Seq,
     connected: bool,
     updated_ms: i64,
@@ -1104,6 +1107,7 @@ impl From<&SessionRecord> for StoredSession {
             nsp: r.nsp.clone(),
             rooms: r.rooms.clone(),
             data: r.data.clone(),
+            user: r.user.clone(),
             start_seq: r.start_seq,
             connected: r.connected,
             updated_ms: r.updated_ms,
@@ -1119,6 +1123,7 @@ impl StoredSession {
             nsp: self.nsp,
             rooms: self.rooms,
             data: self.data,
+            user: self.user,
             start_seq: self.start_seq,
             connected: self.connected,
             updated_ms: self.updated_ms,

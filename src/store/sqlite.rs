@@ -88,7 +88,8 @@ CREATE TABLE IF NOT EXISTS sessions(
     data TEXT,
     start_seq INTEGER NOT NULL,
     connected INTEGER NOT NULL,
-    updated_ms INTEGER NOT NULL
+    updated_ms INTEGER NOT NULL,
+    user TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_disconnected ON sessions(updated_ms) WHERE connected = 0;
 CREATE TABLE IF NOT EXISTS inbox(
@@ -414,8 +415,8 @@ impl Store for SqliteStore {
             let rooms = serde_json::to_string(&record.rooms)?;
             ctx.conn
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO sessions(pid, sid, nsp, rooms, data, start_seq, connected, updated_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT OR REPLACE INTO sessions(pid, sid, nsp, rooms, data, start_seq, connected, updated_ms, user)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
                 .execute(params![
                     record.pid,
@@ -425,7 +426,8 @@ impl Store for SqliteStore {
                     record.data,
                     to_i64(record.start_seq),
                     record.connected,
-                    record.updated_ms
+                    record.updated_ms,
+                    record.user
                 ])?;
             Ok(())
         })
@@ -436,7 +438,7 @@ impl Store for SqliteStore {
         self.read_with(move |conn| {
             let row = conn
                 .prepare_cached(
-                    "SELECT sid, nsp, rooms, data, start_seq, connected, updated_ms
+                    "SELECT sid, nsp, rooms, data, start_seq, connected, updated_ms, user
                      FROM sessions WHERE pid = ?1",
                 )?
                 .query_row([&pid], |row| {
@@ -448,10 +450,11 @@ impl Store for SqliteStore {
                         row.get::<_, i64>(4)?,
                         row.get::<_, bool>(5)?,
                         row.get::<_, i64>(6)?,
+                        row.get::<_, Option<String>>(7)?,
                     ))
                 })
                 .optional()?;
-            let Some((sid, nsp, rooms, data, start_seq, connected, updated_ms)) = row else {
+            let Some((sid, nsp, rooms, data, start_seq, connected, updated_ms, user)) = row else {
                 return Ok(None);
             };
             Ok(Some(SessionRecord {
@@ -460,6 +463,7 @@ impl Store for SqliteStore {
                 nsp,
                 rooms: serde_json::from_str(&rooms)?,
                 data,
+                user,
                 start_seq: to_seq(start_seq),
                 connected,
                 updated_ms,
@@ -618,6 +622,15 @@ fn open_writer(path: &Path, durability: Durability) -> Result<(Connection, Strin
 
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute_batch(SCHEMA)?;
+    // Files made before sessions kept their user: add the column.
+    let has_user: bool = tx.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('sessions') WHERE name = 'user'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_user {
+        tx.execute_batch("ALTER TABLE sessions ADD COLUMN user TEXT")?;
+    }
     tx.execute(
         "INSERT OR IGNORE INTO meta(key, value) VALUES ('epoch', ?1)",
         [crate::id::random_id()],

@@ -42,6 +42,7 @@ pub fn session(pid: &str, connected: bool, updated_ms: i64) -> SessionRecord {
         nsp: "/".to_owned(),
         rooms: rooms(&[&format!("sid-{pid}"), "lobby"]),
         data: Some(r#"{"user":"ann"}"#.to_owned()),
+        user: Some("ann".to_owned()),
         start_seq: 7,
         connected,
         updated_ms,
@@ -346,6 +347,7 @@ pub async fn sessions_save_load_replace_delete(store: Arc<dyn Store>) {
     let replaced = SessionRecord {
         rooms: rooms(&["sid-p1"]),
         data: None,
+        user: None,
         connected: false,
         updated_ms: 2_000,
         ..record
