@@ -2,7 +2,9 @@
 //! (github socketio/engine.io-protocol and socketio/socket.io-protocol,
 //! folder `test-suite/`).
 //!
-//! Usage: `cargo run --example conformance -- [PORT]` (default 3000), on 127.0.0.1:
+//! Usage: `cargo run --example conformance -- [--cors ORIGIN] [PORT]` (default
+//! 3000), on 127.0.0.1 (`--cors` lets a page from ORIGIN run the suites in a
+//! browser):
 //! - `/engine.io/`: a bare Engine.IO endpoint echoing every message;
 //! - `/socket.io/`: Socket.IO, namespaces `/` and `/custom` (both emit `auth`
 //!   with the handshake auth on connection); on `/`, `message` is echoed as
@@ -43,8 +45,12 @@ impl ConnHandler for EchoConn {
     fn on_close(&self, _: CloseReason) {}
 }
 
-fn config(path: &str) -> Config {
+fn config(path: &str, cors: &[String]) -> Config {
     Config {
+        cors: tether::Cors {
+            origins: cors.to_vec(),
+            credentials: false,
+        },
         path: path.into(),
         ping_interval: Duration::from_millis(300),
         ping_timeout: Duration::from_millis(200),
@@ -68,16 +74,22 @@ async fn on_connect(socket: Socket) {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let port: u16 = std::env::args()
-        .next_back()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(3000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let port: u16 = args.last().and_then(|p| p.parse().ok()).unwrap_or(3000);
+    let cors: Vec<String> = args
+        .windows(2)
+        .filter(|w| w[0] == "--cors")
+        .map(|w| w[1].clone())
+        .collect();
 
-    let io = SocketIo::new(config("/socket.io/"));
+    let io = SocketIo::new(config("/socket.io/", &cors));
     io.ns("/", on_connect);
     io.ns("/custom", on_connect);
 
-    let engine = Engine::new(config("/engine.io/").engine_options(), Arc::new(Echo));
+    let engine = Engine::new(
+        config("/engine.io/", &cors).engine_options(),
+        Arc::new(Echo),
+    );
     let sio = io.service();
 
     let listener = tether::server::bind(([127, 0, 0, 1], port).into()).await?;

@@ -510,6 +510,55 @@ async fn handshake_with_missing_or_unknown_transport_is_code_0() {
     assert_eq!(server.sessions(), 0);
 }
 
+/// A browser page of an allowed origin that uses another method than GET or
+/// POST gets the protocol's 400 like the reference, not a CORS failure: the
+/// preflight lets the method through, and the error carries the CORS headers.
+#[tokio::test]
+async fn cross_origin_put_gets_the_protocol_error_not_a_cors_failure() {
+    let origin = "http://app.example";
+    let server = start(Config {
+        cors: tether::Cors {
+            origins: vec![origin.to_owned()],
+            credentials: false,
+        },
+        ..Config::default()
+    })
+    .await;
+    let preflight = http(
+        server.addr,
+        "OPTIONS",
+        HANDSHAKE,
+        &[("origin", origin), ("access-control-request-method", "PUT")],
+        b"",
+    )
+    .await;
+    assert_eq!(preflight.status, 204, "{preflight:?}");
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some(origin)
+    );
+    let methods = preflight
+        .header("access-control-allow-methods")
+        .unwrap_or_default();
+    assert!(methods.split(", ").any(|m| m == "PUT"), "{preflight:?}");
+    let put = http(server.addr, "PUT", HANDSHAKE, &[("origin", origin)], b"").await;
+    put.assert_error(400, 2, "Bad handshake method");
+    assert_eq!(put.header("access-control-allow-origin"), Some(origin));
+    // Another origin is refused at the preflight.
+    let other = http(
+        server.addr,
+        "OPTIONS",
+        HANDSHAKE,
+        &[
+            ("origin", "http://evil.example"),
+            ("access-control-request-method", "GET"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(other.status, 403, "{other:?}");
+}
+
 #[tokio::test]
 async fn handshake_over_post_is_bad_handshake_method() {
     let server = start(Config::default()).await;
