@@ -46,6 +46,8 @@ pub struct ConnectError {
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<serde_json::Value>,
+    #[serde(skip)]
+    temporary: bool,
 }
 
 impl ConnectError {
@@ -54,7 +56,29 @@ impl ConnectError {
         Self {
             message: message.into(),
             data: None,
+            temporary: false,
         }
+    }
+
+    /// A failure that should pass (a store or an auth backend that is
+    /// down). The official clients take a CONNECT_ERROR as final and never
+    /// retry it, so the server closes the connection instead: the client
+    /// reconnects with its backoff and gets in once the cause is gone.
+    ///
+    /// ```
+    /// let err = tether::ConnectError::temporary("auth backend unreachable");
+    /// assert!(err.is_temporary());
+    /// ```
+    pub fn temporary(message: impl Into<String>) -> Self {
+        Self {
+            temporary: true,
+            ..Self::new(message)
+        }
+    }
+
+    /// True for a [`ConnectError::temporary`] failure.
+    pub fn is_temporary(&self) -> bool {
+        self.temporary
     }
 
     /// Adds data the client receives in `err.data`.

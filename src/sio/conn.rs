@@ -181,6 +181,12 @@ impl SioConn {
         let result = self.try_connect(&nsp, packet.data).await;
         self.sockets.lock().connecting.retain(|n| n != &nsp);
         if let Err(err) = result {
+            if err.is_temporary() {
+                // Closed, not refused: the client reconnects by itself.
+                tracing::warn!(nsp = %nsp, error = %err, "connect failed for now: closing so the client retries");
+                self.close_engine(CloseReason::ForcedClose, true);
+                return;
+            }
             let mut reply = Packet::new(PacketType::ConnectError, nsp);
             reply.data = serde_json::value::to_raw_value(&err).ok();
             let _ = self.send_packet(&reply, false);

@@ -38,7 +38,7 @@ impl Refusal {
 
 fn unavailable(e: impl std::fmt::Display) -> ConnectError {
     tracing::warn!(error = %e, "store unavailable at connect");
-    ConnectError::new("store unavailable")
+    ConnectError::temporary("store unavailable")
 }
 
 /// How a socket starts on namespace `ns`, given the CONNECT auth: restored

@@ -1,0 +1,163 @@
+//! How the server behaves when its store is slow or down, with a store the
+//! test controls (tests/common/faulty_store.rs):
+//! - an acknowledgement waits for the session change made before it (a room
+//!   joined) to be stored: a crash right after the ack cannot recover the
+//!   session without the room;
+//! - a CONNECT while the store is down closes the connection (the client
+//!   retries with its backoff) instead of a CONNECT_ERROR, which the official
+//!   clients take as final; once the store is back, clients get in.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tether::store::Store;
+use tether::{Config, Event, Socket, SocketIo};
+use tokio_websockets::{ClientBuilder, Message};
+
+#[path = "common/faulty_store.rs"]
+mod faulty_store;
+use faulty_store::FaultyStore;
+
+/// Longest wait for anything expected.
+const STEP: Duration = Duration::from_secs(5);
+
+async fn next_text<S>(ws: &mut S) -> String
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_websockets::Error>> + Unpin,
+{
+    loop {
+        let msg = tokio::time::timeout(STEP, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("the connection is open")
+            .expect("a message");
+        if let Some(text) = msg.as_text() {
+            return text.to_owned();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_ack_waits_for_the_session_save() {
+    let store = Arc::new(FaultyStore::new());
+    store.open_saves(false);
+    let io = SocketIo::with_store(Config::default(), store.clone());
+    io.ns("/", |socket: Socket| async move {
+        socket.on("join", |socket: Socket, mut ev: Event| async move {
+            if let Ok(room) = ev.args().get::<String>(0) {
+                socket.join(room);
+            }
+            let _ = ev.ack(("joined",));
+        });
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(io.clone().serve(listener));
+
+    let uri = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = ClientBuilder::new()
+        .uri(&uri)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    assert!(next_text(&mut ws).await.starts_with('0'));
+    ws.send(Message::text("40")).await.unwrap();
+    let hello = next_text(&mut ws).await;
+    let hello: serde_json::Value = serde_json::from_str(hello.strip_prefix("40").unwrap()).unwrap();
+    let pid = hello["pid"]
+        .as_str()
+        .expect("a private session id")
+        .to_owned();
+
+    ws.send(Message::text(r#"421["join","lobby"]"#))
+        .await
+        .unwrap();
+    // The save is held: no ack may arrive (a bounded look, 300 ms).
+    let early = tokio::time::timeout(Duration::from_millis(300), ws.next()).await;
+    assert!(
+        early.is_err(),
+        "acked before the session was stored: {early:?}"
+    );
+    assert!(store.inner.load_session(&pid).await.unwrap().is_none());
+
+    store.open_saves(true);
+    assert_eq!(next_text(&mut ws).await, r#"431["joined"]"#);
+    // When the ack arrived, the stored session already had the room.
+    let record = store
+        .inner
+        .load_session(&pid)
+        .await
+        .unwrap()
+        .expect("the session is stored");
+    assert!(record.rooms.contains(&"lobby".to_owned()), "{record:?}");
+}
+
+/// Opens a WebSocket session and sends CONNECT to "/"; returns the stream and
+/// the first Socket.IO-level answer (or "closed").
+async fn try_connect(
+    addr: std::net::SocketAddr,
+) -> (
+    tokio_websockets::WebSocketStream<tokio_websockets::MaybeTlsStream<tokio::net::TcpStream>>,
+    String,
+) {
+    let uri = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = ClientBuilder::new()
+        .uri(&uri)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    assert!(next_text(&mut ws).await.starts_with('0'));
+    ws.send(Message::text("40")).await.unwrap();
+    let answer = loop {
+        match tokio::time::timeout(STEP, ws.next())
+            .await
+            .expect("an answer in time")
+        {
+            Some(Ok(msg)) if msg.is_text() => break msg.as_text().unwrap_or_default().to_owned(),
+            Some(Ok(msg)) if msg.is_close() => break "closed".to_owned(),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => break "closed".to_owned(),
+        }
+    };
+    (ws, answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_while_the_store_is_down_closes_then_works_once_it_is_back() {
+    let store = Arc::new(FaultyStore::new());
+    let io = SocketIo::with_store(Config::default(), store.clone());
+    io.ns("/", |socket: Socket| async move {
+        socket.on("echo", |_: Socket, mut ev: Event| async move {
+            let args = ev.take_args();
+            let _ = ev.ack(args);
+        });
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(io.clone().serve(listener));
+
+    // A client connected before the store goes down keeps its connection.
+    let (mut before, hello) = try_connect(addr).await;
+    assert!(hello.starts_with("40{"), "{hello}");
+    store.set_down(true);
+
+    // Down: the answer is the Engine.IO close packet (or the close itself),
+    // never a CONNECT_ERROR ("44..."), which would stop the client for good.
+    for _ in 0..3 {
+        let (_ws, answer) = try_connect(addr).await;
+        assert!(answer == "1" || answer == "closed", "{answer}");
+    }
+    before
+        .send(Message::text(r#"421["echo","still here"]"#))
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut before).await, r#"431["still here"]"#);
+
+    // Back: the next try gets in.
+    store.set_down(false);
+    let (_ws, answer) = try_connect(addr).await;
+    assert!(answer.starts_with("40{"), "{answer}");
+}
