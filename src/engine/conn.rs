@@ -169,6 +169,13 @@ impl EngineConn {
     /// Waits until at most `threshold` bytes are queued. Returns false if the
     /// session closed meanwhile.
     pub async fn writable(&self, threshold: usize) -> bool {
+        self.wait_written(|session| session.queued_bytes() <= threshold)
+            .await
+    }
+
+    /// Waits, through the writer's wake-ups, until `ready` holds for the
+    /// session (true) or the session closed (false).
+    async fn wait_written(&self, ready: impl Fn(&Session) -> bool) -> bool {
         loop {
             let notified = self.written.notified();
             tokio::pin!(notified);
@@ -178,7 +185,7 @@ impl EngineConn {
                 if session.closed().is_some() {
                     return false;
                 }
-                if session.queued_bytes() <= threshold {
+                if ready(&session) {
                     return true;
                 }
             }
@@ -217,23 +224,11 @@ impl EngineConn {
     /// has one write in flight at a time) effectively does: some clients read
     /// the reply and only then listen for the next message.
     pub async fn flushed(&self) -> bool {
-        loop {
-            let notified = self.written.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let session = self.session.lock();
-                if session.closed().is_some() {
-                    return false;
-                }
-                if session.transport() != TransportKind::WebSocket
-                    || (session.queued_bytes() == 0 && !self.writing.load(Ordering::Acquire))
-                {
-                    return true;
-                }
-            }
-            notified.await;
-        }
+        self.wait_written(|session| {
+            session.transport() != TransportKind::WebSocket
+                || (session.queued_bytes() == 0 && !self.writing.load(Ordering::Acquire))
+        })
+        .await
     }
 
     pub(crate) fn end_poll(&self) {
