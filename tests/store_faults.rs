@@ -142,6 +142,11 @@ async fn connect_while_the_store_is_down_closes_then_works_once_it_is_back() {
     // A client connected before the store goes down keeps its connection.
     let (mut before, hello) = try_connect(addr).await;
     assert!(hello.starts_with("40{"), "{hello}");
+    // A stored event reaches it once its catch-up from the store is over (a
+    // catch-up that finds the store down closes the transport, by design).
+    io.emit("hello", ("x",)).unwrap();
+    let event = next_text(&mut before).await;
+    assert!(event.starts_with(r#"42["hello","x","t."#), "{event}");
     store.set_down(true);
 
     // Down: the answer is the Engine.IO close packet (or the close itself),

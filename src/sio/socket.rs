@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, Uri};
 use parking_lot::{Mutex, RwLock};
 use serde_json::value::RawValue;
+use tether_proto::engine::Frame;
 use tether_proto::socketio::{split_event, Packet};
 use tokio::sync::oneshot;
 
@@ -632,32 +633,47 @@ impl Socket {
         };
         let conn = &self.inner.conn;
         let low_water = conn.config().max_buffer / 2;
+        // A page the send buffer could not take whole, kept to go on with
+        // once it drained (read again only if the socket's rooms changed).
+        let mut kept: Option<(Vec<String>, Vec<Outgoing>, bool)> = None;
         loop {
             if !self.connected() || !conn.engine().writable(low_water).await {
                 cursor.release_task();
                 return;
             }
             let rooms = self.rooms();
-            let page = match store.read(self.nsp(), &rooms, cursor.last(), PAGE).await {
-                Ok(page) => page,
-                Err(e) => {
-                    tracing::warn!(error = %e, sid = self.id(), "catch-up read failed: closing so the client recovers later");
-                    cursor.release_task();
-                    self.close_transport();
-                    return;
-                }
+            let (outgoing, end) = match kept.take() {
+                Some((read_for, outgoing, end)) if read_for == rooms => (outgoing, end),
+                _ => match store.read(self.nsp(), &rooms, cursor.last(), PAGE).await {
+                    Ok(page) => {
+                        let end = page.len() < PAGE;
+                        let epoch = store.epoch().to_owned();
+                        let parser = conn.config().parser;
+                        let outgoing: Vec<Outgoing> = page
+                            .iter()
+                            .map(|e| encode_entry(e, &epoch, parser))
+                            .collect();
+                        (outgoing, end)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, sid = self.id(), "catch-up read failed: closing so the client recovers later");
+                        cursor.release_task();
+                        self.close_transport();
+                        return;
+                    }
+                },
             };
-            let end = page.len() < PAGE;
-            let epoch = store.epoch().to_owned();
-            let parser = conn.config().parser;
-            let outgoing: Vec<Outgoing> = page
-                .iter()
-                .map(|e| encode_entry(e, &epoch, parser))
-                .collect();
-            metrics::counter!("tether_replayed_events_total").increment(outgoing.len() as u64);
-            match cursor.apply_page(&outgoing, end, |frames| conn.try_send(frames)) {
+            let sent = |frames: &[Frame]| {
+                let outcome = conn.try_send(frames);
+                if matches!(outcome, crate::delivery::SendOutcome::Sent) {
+                    metrics::counter!("tether_replayed_events_total").increment(1);
+                }
+                outcome
+            };
+            match cursor.apply_page(&outgoing, end, sent) {
                 PageResult::Live => return,
-                PageResult::More | PageResult::Full => {}
+                PageResult::More => {}
+                PageResult::Full => kept = Some((rooms, outgoing, end)),
                 PageResult::Closed => {
                     cursor.release_task();
                     return;
