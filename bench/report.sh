@@ -16,7 +16,7 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
-cargo build --release --bin tether -p tether-bench --example bench_server --example store_bench
+cargo build --release --workspace --bin tether --bin tether-bench --example bench_server --example store_bench
 
 echo "== speed" >&2
 node bench/speed.mjs --no-build --markdown "$tmp/speed.md" | tee "$tmp/speed.txt" >&2
