@@ -38,7 +38,7 @@ cargo run --quiet --release -p tether-client --example throughput > "$tmp/client
 
 echo "== fan-out on Redis" >&2
 TETHER_FANOUT="100 5000" cargo test --quiet --release --test redis_nodes fanout -- --nocapture \
-  2>/dev/null | grep '^fan-out' > "$tmp/fanout.txt"
+  2>&1 | grep '^fan-out' > "$tmp/fanout.txt"
 
 mkdir -p "$(dirname "$out")"
 {
