@@ -325,8 +325,8 @@ impl Engine {
         let sid: Arc<str> = crate::id::random_id().into();
         let session = Session::new(self.opts.session.clone(), transport, Instant::now());
         let info = RequestInfo {
-            headers: req.headers().clone(),
-            uri: req.uri().clone(),
+            headers: detached_headers(req.headers()),
+            uri: detached_uri(req.uri()),
             remote_addr,
         };
         let conn = Arc::new(EngineConn::new(sid.clone(), session, info));
@@ -513,4 +513,49 @@ fn text_response(body: Bytes) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=UTF-8"),
     );
     res
+}
+
+/// A copy of `headers` in allocations of its own. Header values parsed by
+/// hyper are slices of the connection's 8 KiB read buffer: keeping them for
+/// the life of a session would keep that whole buffer alive for each one.
+fn detached_headers(headers: &http::HeaderMap) -> http::HeaderMap {
+    let mut copy = http::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let mut fresh = HeaderValue::from_maybe_shared(Bytes::copy_from_slice(value.as_bytes()))
+            .unwrap_or_else(|_| value.clone());
+        fresh.set_sensitive(value.is_sensitive());
+        copy.append(name.clone(), fresh);
+    }
+    copy
+}
+
+/// A copy of `uri` in an allocation of its own (see [`detached_headers`]).
+fn detached_uri(uri: &http::Uri) -> http::Uri {
+    http::Uri::from_maybe_shared(Bytes::copy_from_slice(uri.to_string().as_bytes()))
+        .unwrap_or_else(|_| uri.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detached_copies_keep_every_header_and_the_uri() {
+        let mut headers = http::HeaderMap::new();
+        headers.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        headers.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        let mut secret = HeaderValue::from_static("Bearer x");
+        secret.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, secret);
+        headers.insert("x-custom", HeaderValue::from_static("yes"));
+        let copy = detached_headers(&headers);
+        assert_eq!(copy, headers);
+        assert!(copy[header::AUTHORIZATION].is_sensitive());
+        assert_eq!(copy.get_all(header::COOKIE).iter().count(), 2);
+
+        let uri: http::Uri = "/socket.io/?EIO=4&transport=websocket&token=%20x"
+            .parse()
+            .unwrap();
+        assert_eq!(detached_uri(&uri), uri);
+    }
 }
