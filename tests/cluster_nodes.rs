@@ -34,7 +34,6 @@ mod delivery;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -63,101 +62,39 @@ fn options() -> ClusterOptions {
     }
 }
 
-/// One Tether node: a runtime of its own, serving on a port of its own.
-struct Node {
-    runtime: Option<tokio::runtime::Runtime>,
-    url: String,
-    io: SocketIo,
+use support::Node;
+
+/// A cluster node on the Redis at `url` under `prefix` (outside any runtime).
+fn cluster_node(url: &str, prefix: &str) -> Node {
+    let (url, prefix) = (url.to_owned(), prefix.to_owned());
+    Node::start_with(move || {
+        let store = RedisStore::connect(&url, &prefix).expect("the node connects to Redis");
+        let opts = delivery::Options::default();
+        let io = SocketIo::with_cluster(delivery::config(&opts), Arc::new(store), options())
+            .expect("the node joins the cluster");
+        delivery::install(&io, opts);
+        io
+    })
 }
 
-impl Node {
-    /// Starts a cluster node on the Redis at `url` under `prefix` (outside
-    /// any runtime).
-    fn start(url: &str, prefix: &str) -> Node {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("tether-node")
-            .enable_all()
-            .build()
-            .expect("a runtime for the node");
-        let (url, io) = runtime.block_on(async {
-            let store = RedisStore::connect(url, prefix).expect("the node connects to Redis");
-            let opts = delivery::Options::default();
-            let io = SocketIo::with_cluster(delivery::config(&opts), Arc::new(store), options())
-                .expect("the node joins the cluster");
-            delivery::install(&io, opts);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("a port for the node");
-            let port = listener.local_addr().expect("the node's port").port();
-            tokio::spawn(io.clone().serve(listener));
-            (format!("http://127.0.0.1:{port}"), io)
-        });
-        Node {
-            runtime: Some(runtime),
-            url,
-            io,
-        }
-    }
-
-    /// A node without a cluster (on a MemoryStore): everything stays local.
-    fn start_alone() -> Node {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("tether-node")
-            .enable_all()
-            .build()
-            .expect("a runtime for the node");
-        let (url, io) = runtime.block_on(async {
-            let opts = delivery::Options::default();
-            let store = Arc::new(tether::store::MemoryStore::new());
-            let io = SocketIo::with_store(delivery::config(&opts), store);
-            delivery::install(&io, opts);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("a port for the node");
-            let port = listener.local_addr().expect("the node's port").port();
-            tokio::spawn(io.clone().serve(listener));
-            (format!("http://127.0.0.1:{port}"), io)
-        });
-        Node {
-            runtime: Some(runtime),
-            url,
-            io,
-        }
-    }
-
-    fn node_id(&self) -> String {
-        self.io
-            .cluster()
-            .expect("a cluster node")
-            .node_id()
-            .to_owned()
-    }
-
-    /// Runs `fut` on the node's runtime; its output.
-    async fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
-        let runtime = self.runtime.as_ref().expect("the node runs");
-        runtime.spawn(fut).await.expect("the task completes")
-    }
-
-    /// Stops the node abruptly (kill -9, in process): every task dropped, no
-    /// goodbye to Redis or to its clients.
-    fn kill(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
+/// A node without a cluster (on a MemoryStore): everything stays local.
+fn lone_node() -> Node {
+    Node::start_with(|| {
+        let opts = delivery::Options::default();
+        let store = Arc::new(tether::store::MemoryStore::new());
+        let io = SocketIo::with_store(delivery::config(&opts), store);
+        delivery::install(&io, opts);
+        io
+    })
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        // Outside any runtime: wait for the node's tasks to end, so that no
-        // heartbeat lands after the test's keys are deleted.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(Duration::from_secs(2));
-        }
-    }
+/// The cluster id of `node`.
+fn node_id(node: &Node) -> String {
+    node.io
+        .cluster()
+        .expect("a cluster node")
+        .node_id()
+        .to_owned()
 }
 
 /// The clients: the script's reports, all kept.
@@ -381,7 +318,7 @@ fn client_installed(test: &str) -> bool {
 /// Three cluster nodes on `url` under `prefix`, all seeing each other, and a
 /// runtime to drive the test.
 fn three_nodes(url: &str, prefix: &str) -> (Vec<Node>, tokio::runtime::Runtime) {
-    let nodes: Vec<Node> = (0..3).map(|_| Node::start(url, prefix)).collect();
+    let nodes: Vec<Node> = (0..3).map(|_| cluster_node(url, prefix)).collect();
     let driver = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -429,7 +366,7 @@ fn fetch_sockets_on_one_node_returns_the_sockets_of_every_node() {
             .await
             .expect("fetch_sockets");
         assert_eq!(all.len(), 6, "two sockets on each of three nodes");
-        let node_ids: Vec<String> = nodes.iter().map(Node::node_id).collect();
+        let node_ids: Vec<String> = nodes.iter().map(node_id).collect();
         let mut by_name: BTreeMap<String, RemoteSocket> = BTreeMap::new();
         for socket in all {
             let name = fleet.name_of(socket.id());
@@ -748,7 +685,7 @@ fn node_c_goes_while_it_owes_acks(test: &str, gone: Gone) {
         if let Gone::Closed = gone {
             // It said goodbye: A no longer counts it.
             let cluster = nodes[0].io.cluster().expect("a cluster node");
-            let c = nodes[2].node_id();
+            let c = node_id(&nodes[2]);
             cluster.wait_nodes(2, WAIT).await.expect("A and B live");
             assert!(
                 !cluster.nodes().contains(&c),
@@ -784,7 +721,7 @@ fn without_a_cluster_the_same_operations_stay_on_the_node() {
     if !client_installed(test) {
         return;
     }
-    let node = Node::start_alone();
+    let node = lone_node();
     assert!(node.io.cluster().is_none());
     let driver = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -41,64 +41,24 @@ fn node_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node")
 }
 
-/// One Tether node: a runtime of its own, serving on a port of its own.
-struct Node {
-    runtime: Option<tokio::runtime::Runtime>,
-    url: String,
-    io: tether::SocketIo,
+use support::Node;
+
+/// A node on the store at `redis_url` under `prefix` (outside any runtime).
+fn redis_node(redis_url: &str, prefix: &str) -> Node {
+    let (url, prefix) = (redis_url.to_owned(), prefix.to_owned());
+    node_on(move || {
+        Arc::new(RedisStore::connect(&url, &prefix).expect("the node connects to Redis"))
+    })
 }
 
-impl Node {
-    /// Starts a node on the store at `redis_url` under `prefix` (called
-    /// outside any runtime).
-    fn start(redis_url: &str, prefix: &str) -> Node {
-        Node::start_on(|| {
-            Arc::new(RedisStore::connect(redis_url, prefix).expect("the node connects to Redis"))
-        })
-    }
-
-    /// Starts a node on the store `store` makes (within the node's runtime).
-    fn start_on(store: impl FnOnce() -> Arc<dyn Store>) -> Node {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("tether-node")
-            .enable_all()
-            .build()
-            .expect("a runtime for the node");
-        let (url, io) = runtime.block_on(async {
-            let opts = delivery::Options::default();
-            let io = tether::SocketIo::with_store(delivery::config(&opts), store());
-            delivery::install(&io, opts);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("a port for the node");
-            let port = listener.local_addr().expect("the node's port").port();
-            tokio::spawn(io.clone().serve(listener));
-            (format!("http://127.0.0.1:{port}"), io)
-        });
-        Node {
-            runtime: Some(runtime),
-            url,
-            io,
-        }
-    }
-
-    /// Stops the node abruptly (kill -9, in process).
-    fn kill(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        // Outside any runtime: wait for the node's tasks to end, so that no
-        // session save lands after the test's keys are deleted.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(Duration::from_secs(2));
-        }
-    }
+/// A node on the store `store` makes (within the node's runtime).
+fn node_on(store: impl FnOnce() -> Arc<dyn Store>) -> Node {
+    Node::start_with(|| {
+        let opts = delivery::Options::default();
+        let io = tether::SocketIo::with_store(delivery::config(&opts), store());
+        delivery::install(&io, opts);
+        io
+    })
 }
 
 /// Where the nodes keep their store.
@@ -159,7 +119,7 @@ fn scenario(
 ) -> serde_json::Value {
     let (redis_url, prefix) = backing.url_and_prefix();
     let mut backing = backing;
-    let mut nodes: Vec<Node> = (0..3).map(|_| Node::start(&redis_url, &prefix)).collect();
+    let mut nodes: Vec<Node> = (0..3).map(|_| redis_node(&redis_url, &prefix)).collect();
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
     let driver = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -425,7 +385,7 @@ fn fanout_reaches_every_client_on_one_and_two_nodes() {
     };
     let test = "fanout_reaches_every_client_on_one_and_two_nodes";
     let memory = {
-        let node = Node::start_on(|| Arc::new(MemoryStore::new()));
+        let node = node_on(|| Arc::new(MemoryStore::new()));
         fanout_rate(&[node], clients, msgs)
     };
     let sqlite = {
@@ -435,7 +395,7 @@ fn fanout_reaches_every_client_on_one_and_two_nodes() {
             rand::random::<u64>()
         ));
         let db = path.clone();
-        let node = Node::start_on(move || {
+        let node = node_on(move || {
             Arc::new(SqliteStore::open(&db, Durability::default()).expect("a SQLite store"))
         });
         let rate = fanout_rate(&[node], clients, msgs);
@@ -452,7 +412,7 @@ fn fanout_reaches_every_client_on_one_and_two_nodes() {
             return;
         };
         let nodes: Vec<Node> = (0..count)
-            .map(|_| Node::start(&scope.url, &scope.prefix))
+            .map(|_| redis_node(&scope.url, &scope.prefix))
             .collect();
         rates.push(fanout_rate(&nodes, clients, msgs));
     }

@@ -3,6 +3,9 @@
 //! prefix of its own that it deletes at the end, and private servers (their
 //! own port and data directory) for tests that stop and restart Redis.
 //!
+//! Also the in-process Tether node the multi-node tests run (tests/redis_nodes.rs,
+//! tests/cluster_nodes.rs): a runtime and a port of its own.
+//!
 //! When Redis cannot be reached (nor started: `redis-server` not installed), a
 //! test says on stderr that it was skipped and why, and passes; with CI=true
 //! it fails instead.
@@ -319,4 +322,65 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// One Tether node: a runtime of its own, serving on a port of its own.
+pub struct Node {
+    pub runtime: Option<tokio::runtime::Runtime>,
+    pub url: String,
+    pub io: tether::SocketIo,
+}
+
+impl Node {
+    /// Starts a node serving what `build` makes (called within the node's
+    /// runtime; `start_with` itself is called outside any runtime).
+    pub fn start_with(build: impl FnOnce() -> tether::SocketIo) -> Node {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("tether-node")
+            .enable_all()
+            .build()
+            .expect("a runtime for the node");
+        let (url, io) = runtime.block_on(async {
+            let io = build();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a port for the node");
+            let port = listener.local_addr().expect("the node's port").port();
+            tokio::spawn(io.clone().serve(listener));
+            (format!("http://127.0.0.1:{port}"), io)
+        });
+        Node {
+            runtime: Some(runtime),
+            url,
+            io,
+        }
+    }
+
+    /// Runs `fut` on the node's runtime; its output.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        let runtime = self.runtime.as_ref().expect("the node runs");
+        runtime.spawn(fut).await.expect("the task completes")
+    }
+
+    /// Stops the node abruptly (kill -9, in process): every task dropped, no
+    /// goodbye to Redis or to its clients.
+    pub fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Outside any runtime: wait for the node's tasks to end, so that no
+        // heartbeat or session save lands after the test's keys are deleted.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
 }
