@@ -186,22 +186,32 @@ fn scenario(
     verdict
 }
 
+/// Runs `script` against three nodes on the shared Redis, under a prefix of
+/// the test's own; `None` when the test is skipped (no client, no Redis).
+fn shared_scenario(
+    test: &str,
+    script: &str,
+    args: &[&str],
+    budget: Duration,
+) -> Option<serde_json::Value> {
+    if !client_installed(test) {
+        return None;
+    }
+    let scope = support::Scope::new(test)?;
+    Some(scenario(test, script, Backing::Shared(scope), args, budget))
+}
+
 #[test]
 fn broadcast_from_one_node_reaches_every_node_once_in_order() {
     let test = "broadcast_from_one_node_reaches_every_node_once_in_order";
-    if !client_installed(test) {
-        return;
-    }
-    let Some(scope) = support::Scope::new(test) else {
-        return;
-    };
-    let verdict = scenario(
+    let Some(verdict) = shared_scenario(
         test,
         "broadcast.mjs",
-        Backing::Shared(scope),
         &["--count", "500"],
         Duration::from_secs(150),
-    );
+    ) else {
+        return;
+    };
     assert_eq!(verdict["published"], 500);
     assert_eq!(verdict["delivered"], 3 * 501, "500 + a probe, on 3 nodes");
 }
@@ -209,38 +219,22 @@ fn broadcast_from_one_node_reaches_every_node_once_in_order() {
 #[test]
 fn client_of_a_dead_node_recovers_on_another_with_exactly_what_it_missed() {
     let test = "client_of_a_dead_node_recovers_on_another_with_exactly_what_it_missed";
-    if !client_installed(test) {
-        return;
-    }
-    let Some(scope) = support::Scope::new(test) else {
-        return;
-    };
-    let verdict = scenario(
+    let Some(verdict) = shared_scenario(
         test,
         "failover.mjs",
-        Backing::Shared(scope),
         &["--count", "50"],
         Duration::from_secs(150),
-    );
+    ) else {
+        return;
+    };
     assert_eq!(verdict["missed"], 50);
 }
 
 #[test]
 fn same_client_offset_on_two_nodes_is_stored_once() {
     let test = "same_client_offset_on_two_nodes_is_stored_once";
-    if !client_installed(test) {
-        return;
-    }
-    let Some(scope) = support::Scope::new(test) else {
-        return;
-    };
-    scenario(
-        test,
-        "exactly-once.mjs",
-        Backing::Shared(scope),
-        &[],
-        Duration::from_secs(90),
-    );
+    // `scenario` fails the test unless the script's verdict is ok.
+    shared_scenario(test, "exactly-once.mjs", &[], Duration::from_secs(90));
 }
 
 #[test]
