@@ -64,6 +64,10 @@ seed sio_json ack '3/admin,456[true]'
 seed sio_json error '4{"message":"Not authorized"}'
 seed sio_json binary_event '52-/up,9["file",{"_placeholder":true,"num":0},[{"_placeholder":true,"num":1}]]\x1eb\x01\x02\x1eb'
 seed sio_json binary_ack '61-12[{"_placeholder":true,"num":0}]\x1eb\xff'
+# Illegal placeholders (refused): out of range, negative, a string, nested.
+seed sio_json bad_num '51-["f",{"_placeholder":true,"num":3}]\x1eb\x01'
+seed sio_json bad_neg '51-["f",{"_placeholder":true,"num":-1}]\x1eb\x01'
+seed sio_json bad_str '51-["f",{"a":[{"_placeholder":true,"num":"0"}]}]\x1eb\x01'
 
 # Msgpack maps {type, nsp, data, id}, encoded by hand.
 seed sio_msgpack event '\x84\xa4type\x02\xa3nsp\xa1/\xa4data\x92\xa2hi\x01\xa2id\x03'

@@ -1131,6 +1131,24 @@ async fn sio_attachment_count_over_max_attachments_closes_only_that_client() {
 }
 
 #[tokio::test]
+async fn sio_illegal_placeholders_close_only_that_client() {
+    // As the reference parser: "illegal attachments", never a raw object
+    // handed to the app.
+    for num in ["1", "-1", "\"0\"", "0.5", "null"] {
+        assert_bad_input_closes_only_that_client(
+            Config::default(),
+            vec![
+                Message::text(format!(
+                    "451-[\"echo\",{{\"_placeholder\":true,\"num\":{num}}}]"
+                )),
+                Message::binary(vec![1u8, 2, 3]),
+            ],
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
 async fn sio_huge_attachment_count_closes_only_that_client() {
     assert_bad_input_closes_only_that_client(
         Config::default(),

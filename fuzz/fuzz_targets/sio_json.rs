@@ -7,9 +7,21 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use tether_proto::engine::Frame;
-use tether_proto::socketio::{Decoder, Parser};
+use tether_proto::socketio::{Decoder, PacketType, Parser};
 
 const MAX_ATTACHMENTS: usize = 10;
+
+fn placeholders_ok(value: &serde_json::Value, attachments: usize) -> bool {
+    match value {
+        serde_json::Value::Array(items) => items.iter().all(|v| placeholders_ok(v, attachments)),
+        serde_json::Value::Object(map) if map.get("_placeholder") == Some(&true.into()) => map
+            .get("num")
+            .and_then(serde_json::Value::as_u64)
+            .is_some_and(|n| n < attachments as u64),
+        serde_json::Value::Object(map) => map.values().all(|v| placeholders_ok(v, attachments)),
+        _ => true,
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let mut decoder = Decoder::new(Parser::Json, MAX_ATTACHMENTS);
@@ -22,6 +34,18 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         assert!(packet.attachments.len() <= MAX_ATTACHMENTS);
+        // The placeholder rule: in an accepted binary packet, every
+        // `{"_placeholder": true, ..}` indexes one of its attachments.
+        if matches!(packet.kind, PacketType::BinaryEvent | PacketType::BinaryAck) {
+            if let Some(data) = &packet.data {
+                let value: serde_json::Value = serde_json::from_str(data.get()).expect("valid JSON");
+                assert!(
+                    placeholders_ok(&value, packet.attachments.len()),
+                    "illegal placeholder accepted: {}",
+                    data.get()
+                );
+            }
+        }
         // What was accepted encodes back to the same packet (BINARY_EVENT
         // without attachments is normalised to EVENT).
         let mut expected = packet.clone();

@@ -65,6 +65,11 @@ pub(crate) fn decode(text: &str, max_attachments: usize) -> Result<(Packet, usiz
         )
     };
     validate(kind, id, data.as_deref())?;
+    if matches!(kind, PacketType::BinaryEvent | PacketType::BinaryAck) {
+        if let Some(data) = &data {
+            super::packet::check_placeholders(data, attachments)?;
+        }
+    }
     let packet = Packet {
         kind,
         nsp: nsp.to_owned(),
@@ -283,6 +288,33 @@ mod tests {
             decode_one(&deep),
             Err(DecodeError::InvalidPayload(_))
         ));
+    }
+
+    #[test]
+    fn illegal_placeholders_are_refused() {
+        for bad in [
+            // out of range, negative, a string, a float, missing
+            "51-[\"m\",{\"_placeholder\":true,\"num\":1}]",
+            "51-[\"m\",{\"_placeholder\":true,\"num\":-1}]",
+            "51-[\"m\",{\"_placeholder\":true,\"num\":\"0\"}]",
+            "51-[\"m\",{\"_placeholder\":true,\"num\":0.5}]",
+            "51-[\"m\",{\"_placeholder\":true}]",
+            // nested, and in an ack
+            "51-[\"m\",{\"a\":[{\"_placeholder\":true,\"num\":7}]}]",
+            "61-3[{\"_placeholder\":true,\"num\":1}]",
+            "50-[\"m\",{\"_placeholder\":true,\"num\":0}]",
+        ] {
+            assert_eq!(
+                decode_one(bad).map(|_| ()),
+                Err(DecodeError::IllegalAttachments),
+                "{bad}"
+            );
+        }
+        // `_placeholder` that is not `true` is app data, as in the reference.
+        let mut d = Decoder::new(Parser::Json, 10);
+        let head = "51-[\"m\",{\"_placeholder\":false,\"num\":9},{\"x\":{\"_placeholder\":true,\"num\":0}}]";
+        assert!(d.decode(Frame::Text(head.into())).unwrap().is_none());
+        assert!(d.decode(Frame::Binary(vec![1].into())).unwrap().is_some());
     }
 
     #[test]

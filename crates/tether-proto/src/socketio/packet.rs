@@ -180,6 +180,10 @@ pub enum DecodeError {
     /// The attachment count was missing or malformed.
     #[error("invalid attachment count")]
     InvalidAttachments,
+    /// A placeholder of a binary packet does not index one of its
+    /// attachments (`num` out of range, negative, not an integer, missing).
+    #[error("illegal attachments")]
+    IllegalAttachments,
     /// More attachments than allowed.
     #[error("too many attachments ({0})")]
     TooManyAttachments(usize),
@@ -306,6 +310,32 @@ pub fn split_event(data: &RawValue) -> Result<(String, Vec<Box<RawValue>>), Deco
 pub fn placeholder(num: usize) -> Box<RawValue> {
     RawValue::from_string(format!("{{\"_placeholder\":true,\"num\":{num}}}"))
         .unwrap_or_else(|_| empty_array())
+}
+
+/// Checks that every placeholder (an object whose `_placeholder` is `true`)
+/// in the payload of a binary packet indexes one of its `attachments`, as the
+/// reference parser does ("illegal attachments" otherwise).
+pub(crate) fn check_placeholders(data: &RawValue, attachments: usize) -> Result<(), DecodeError> {
+    fn walk(value: &serde_json::Value, attachments: usize) -> Result<(), DecodeError> {
+        match value {
+            serde_json::Value::Array(items) => items.iter().try_for_each(|v| walk(v, attachments)),
+            serde_json::Value::Object(map) => {
+                if map.get("_placeholder") == Some(&serde_json::Value::Bool(true)) {
+                    let num = map.get("num").and_then(serde_json::Value::as_u64);
+                    match num.and_then(|n| usize::try_from(n).ok()) {
+                        Some(n) if n < attachments => Ok(()),
+                        _ => Err(DecodeError::IllegalAttachments),
+                    }
+                } else {
+                    map.values().try_for_each(|v| walk(v, attachments))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(data.get()).map_err(|e| DecodeError::InvalidPayload(e.to_string()))?;
+    walk(&value, attachments)
 }
 
 /// If `value` is a placeholder, the index of the attachment it stands for.
