@@ -139,6 +139,38 @@ impl EngineConn {
         self.with_session(|s| s.close(reason, notify_peer)).1
     }
 
+    /// Asks the client to answer a ping within `within` (see
+    /// [`Session::check_alive`]): true once it did, false if the session
+    /// closed instead (it closes with a ping timeout when no pong comes).
+    /// The caller dispatches nothing: the timer task closes the session.
+    pub(crate) async fn check_alive(&self, within: std::time::Duration) -> bool {
+        let now = Instant::now();
+        let (before, _) = self.with_session(|s| {
+            let before = s.pongs();
+            s.check_alive(now, now + within);
+            before
+        });
+        // A little past the deadline, in case the timer task is late.
+        let give_up = tokio::time::Instant::from_std(now + within * 2);
+        loop {
+            let notified = self.outgoing.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let session = self.session.lock();
+                if session.pongs() > before {
+                    return true;
+                }
+                if session.closed().is_some() {
+                    return false;
+                }
+            }
+            if tokio::time::timeout_at(give_up, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     /// Runs `f` on the session, then collects the events it produced and wakes
     /// the transports.
     pub(crate) fn with_session<R>(&self, f: impl FnOnce(&mut Session) -> R) -> (R, Vec<Event>) {

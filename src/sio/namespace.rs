@@ -93,6 +93,11 @@ impl Namespace {
         self.pids.write().insert(pid.to_owned(), socket.clone())
     }
 
+    /// The live socket of session `pid`, if it is on this node.
+    pub(crate) fn live_socket(&self, pid: &str) -> Option<Socket> {
+        self.pids.read().get(pid).cloned()
+    }
+
     pub(crate) fn owns_pid(&self, pid: &str, socket: &Socket) -> bool {
         self.pids
             .read()

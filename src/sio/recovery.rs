@@ -23,6 +23,9 @@ enum Refusal {
     UnknownOffset,
     /// The offset comes from another life of the store (it was reset).
     StoreReset,
+    /// The session's socket is connected and answers: a second client
+    /// presenting its private id does not take it.
+    InUse,
 }
 
 impl Refusal {
@@ -32,6 +35,7 @@ impl Refusal {
             Refusal::Expired => "expired",
             Refusal::UnknownOffset => "unknown offset",
             Refusal::StoreReset => "store reset",
+            Refusal::InUse => "session in use",
         }
     }
 }
@@ -51,8 +55,8 @@ pub(crate) async fn start(
 ) -> Result<(SocketInit, Option<Value>), ConnectError> {
     let store = &delivery.store;
     let (last, first) = store.bounds().await.map_err(unavailable)?;
-    let pid = auth.get("pid").and_then(Value::as_str);
-    let offset = auth.get("offset").and_then(Value::as_str);
+    let pid = string_field(auth, "pid")?;
+    let offset = string_field(auth, "offset")?;
     let mut report = None;
     if let Some(pid) = pid {
         match restore(delivery, ns, pid, offset, last).await? {
@@ -89,6 +93,19 @@ pub(crate) async fn start(
         ..SocketInit::default()
     };
     Ok((init, report))
+}
+
+/// A field of the CONNECT auth that must be a string when present (the
+/// official client's `pid` and `offset`): anything else is a bad request, not
+/// "absent".
+fn string_field<'a>(auth: &'a Value, name: &str) -> Result<Option<&'a str>, ConnectError> {
+    match auth.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ConnectError::new(format!(
+            "bad request: `{name}` must be a string"
+        ))),
+    }
 }
 
 fn value_as_seq(v: &Value) -> Option<Seq> {
@@ -140,6 +157,15 @@ async fn restore(
         .map_err(unavailable)?;
     if from < trimmed {
         return Ok(Err((Refusal::Expired, Some(trimmed))));
+    }
+    // Still connected here: the session is taken over only if its socket's
+    // transport is dead (no pong within a short bound; the check closes it).
+    // A live owner keeps it: whoever else holds the private id gets a new
+    // session, and the owner, untouched, is not pushed offline.
+    if let Some(owner) = ns.live_socket(pid) {
+        if owner.answers_ping().await {
+            return Ok(Err((Refusal::InUse, None)));
+        }
     }
     Ok(Ok(SocketInit {
         id: Some(record.sid),

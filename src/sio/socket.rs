@@ -382,6 +382,19 @@ impl Socket {
             .close_engine(tether_proto::engine::CloseReason::ForcedClose, true);
     }
 
+    /// True when the client answers a ping within a short bound (the ping
+    /// timeout, at most 5 s); otherwise its connection closes with a ping
+    /// timeout. Tells a live session from one whose transport died unseen.
+    pub(crate) async fn answers_ping(&self) -> bool {
+        let within = self
+            .inner
+            .conn
+            .config()
+            .ping_timeout
+            .min(std::time::Duration::from_secs(5));
+        self.inner.conn.engine().check_alive(within).await
+    }
+
     /// Acknowledgement arriving from the client.
     pub(crate) fn resolve_ack(&self, packet: Packet) {
         let Some(id) = packet.id else { return };

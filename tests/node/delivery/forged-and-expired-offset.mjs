@@ -88,5 +88,16 @@ async function refused(label, room, { a, inbox, hello, id }) {
   await refused("expired", "f3", c);
 }
 
+// An offset that is not a string: a bad request (CONNECT_ERROR), not "no offset".
+{
+  const c = await droppedClient("offset-not-a-string", "f4");
+  c.a._lastOffset = 42;
+  const error = once(c.a, "connect_error", 10000);
+  c.a.connect();
+  const [e] = await must(run, error, "offset-not-a-string: refused");
+  run.equal(e.message, "bad request: `offset` must be a string", "offset-not-a-string: the CONNECT_ERROR message");
+  run.equal(c.a.connected, false, "offset-not-a-string: not connected");
+}
+
 Object.assign(run.counts, { window: opts.window, reports });
 run.finish();

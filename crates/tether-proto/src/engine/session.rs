@@ -151,6 +151,8 @@ pub struct Session {
     closed: Option<CloseReason>,
     /// The close packet was queued for the client (a close with `notify_peer`).
     close_queued: bool,
+    /// Pongs received so far (see [`Session::check_alive`]).
+    pongs: u64,
     events: VecDeque<Event>,
 }
 
@@ -173,6 +175,7 @@ impl Session {
             release_poll: false,
             closed: None,
             close_queued: false,
+            pongs: 0,
             events: VecDeque::new(),
         }
     }
@@ -228,6 +231,7 @@ impl Session {
                 self.close(CloseReason::ForcedClose, true);
             }
             Packet::Pong(_) => {
+                self.pongs += 1;
                 self.pong_deadline = None;
                 self.next_ping = Some(now + self.config.ping_interval);
             }
@@ -329,6 +333,27 @@ impl Session {
             self.upgrade = UpgradeState::None;
             self.events.push_back(Event::UpgradeTimedOut);
         }
+    }
+
+    /// Asks the client to prove it is still there: a ping now (unless one is
+    /// waiting for its pong already), whose pong must arrive by `deadline`
+    /// instead of the usual ping timeout, or the session closes with
+    /// [`CloseReason::PingTimeout`]. The pong shows in [`Session::pongs`].
+    pub fn check_alive(&mut self, now: Instant, deadline: Instant) {
+        if self.closed.is_some() || self.closing.is_some() {
+            return;
+        }
+        if self.pong_deadline.is_none() {
+            self.push(Packet::Ping(Bytes::new()).encode());
+            self.next_ping = None;
+        }
+        let deadline = deadline.max(now);
+        self.pong_deadline = Some(self.pong_deadline.map_or(deadline, |d| d.min(deadline)));
+    }
+
+    /// How many pongs the client sent so far.
+    pub fn pongs(&self) -> u64 {
+        self.pongs
     }
 
     /// The next instant at which [`Session::handle_timeout`] has work to do.
@@ -456,6 +481,52 @@ impl Session {
     pub fn take_frames(&mut self, out: &mut Vec<Frame>) {
         out.extend(self.queue.drain(..));
         self.queued_bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod liveness_tests {
+    use super::*;
+
+    fn frames(s: &mut Session) -> Vec<Frame> {
+        let mut out = Vec::new();
+        s.take_frames(&mut out);
+        out
+    }
+
+    #[test]
+    fn check_alive_pings_now_and_closes_without_a_pong() {
+        let t0 = Instant::now();
+        let mut s = Session::new(EngineConfig::default(), TransportKind::WebSocket, t0);
+        s.check_alive(t0, t0 + Duration::from_secs(1));
+        assert_eq!(frames(&mut s), vec![Frame::text_static("2")]);
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+        s.handle_timeout(t0 + Duration::from_secs(1));
+        assert_eq!(s.closed(), Some(CloseReason::PingTimeout));
+    }
+
+    #[test]
+    fn check_alive_counts_the_pong_and_keeps_the_session() {
+        let t0 = Instant::now();
+        let mut s = Session::new(EngineConfig::default(), TransportKind::WebSocket, t0);
+        s.check_alive(t0, t0 + Duration::from_secs(1));
+        s.handle_frame(Frame::text_static("3"), t0).unwrap();
+        assert_eq!(s.pongs(), 1);
+        s.handle_timeout(t0 + Duration::from_secs(5));
+        assert_eq!(s.closed(), None);
+    }
+
+    #[test]
+    fn check_alive_while_a_ping_waits_only_shortens_its_deadline() {
+        let t0 = Instant::now();
+        let cfg = EngineConfig::default();
+        let mut s = Session::new(cfg.clone(), TransportKind::WebSocket, t0);
+        let t1 = t0 + cfg.ping_interval;
+        s.handle_timeout(t1);
+        assert_eq!(frames(&mut s).len(), 1);
+        s.check_alive(t1, t1 + Duration::from_millis(10));
+        assert!(frames(&mut s).is_empty());
+        assert_eq!(s.poll_timeout(), Some(t1 + Duration::from_millis(10)));
     }
 }
 
