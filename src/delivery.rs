@@ -178,7 +178,7 @@ impl Cursor {
                 }
                 SendOutcome::Closed => false,
                 SendOutcome::Full => {
-                    metrics::counter!("tether_send_queue_pauses_total").increment(1);
+                    metrics::counter!(crate::metrics::SEND_QUEUE_PAUSES).increment(1);
                     s.mode = Mode::CatchingUp {
                         buffer: VecDeque::new(),
                         overflowed: false,
@@ -377,14 +377,15 @@ async fn publish_batch(store: &Arc<dyn Store>, batch: &mut Vec<Publish>, fan_out
         for (&i, result) in keyed.iter().zip(keyed_results) {
             results[i] = result;
         }
-        metrics::histogram!("tether_store_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::metrics::STORE_COMMIT_SECONDS)
+            .record(started.elapsed().as_secs_f64());
         let duplicates = results
             .iter()
             .filter(|r| matches!(r, Ok(AppendOnce::Duplicate(_))))
             .count();
-        metrics::counter!("tether_duplicates_total").increment(duplicates as u64);
+        metrics::counter!(crate::metrics::DUPLICATES).increment(duplicates as u64);
         let failed = results.iter().filter(|r| r.is_err()).count();
-        metrics::counter!("tether_store_errors_total").increment(failed as u64);
+        metrics::counter!(crate::metrics::STORE_ERRORS).increment(failed as u64);
         let mut appended: Vec<(Seq, usize)> = results
             .iter()
             .enumerate()

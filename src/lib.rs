@@ -30,6 +30,7 @@ mod delivery;
 pub mod engine;
 mod error;
 mod id;
+pub mod metrics;
 pub mod server;
 mod sio;
 pub mod store;

@@ -962,6 +962,65 @@ fn metrics_count_events_duplicates_and_acks() {
     );
 }
 
+/// A fresh server, before any client: every series is there at 0, with its
+/// `# HELP` and `# TYPE` lines, so dashboards and alerts work from the start.
+#[test]
+fn metrics_exist_at_zero_with_help_on_a_fresh_server() {
+    let dir = TempDir::new("metrics-fresh");
+    let server = Server::start(dir.path(), &["--port", "0", "--store", "memory"], &[]);
+    let (status, text) = http_get(server.addr, "/metrics").expect("scrape /metrics");
+    assert_eq!(status, 200, "{text}");
+    let samples = parse_prometheus(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    for name in [
+        "tether_connections",
+        "tether_events_in_total",
+        "tether_events_out_total",
+        "tether_acks_total",
+        "tether_duplicates_total",
+        "tether_store_errors_total",
+        "tether_replayed_events_total",
+        "tether_send_queue_pauses_total",
+    ] {
+        assert_eq!(metric(&samples, name), Some(0.0), "{name}:\n{text}");
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no HELP for {name}:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "no TYPE for {name}:\n{text}"
+        );
+    }
+    for result in [
+        "recovered",
+        "unknown session",
+        "expired",
+        "unknown offset",
+        "store reset",
+        "session in use",
+    ] {
+        let found = samples.iter().find(|s| {
+            s.name == "tether_recoveries_total"
+                && s.labels.get("result").map(String::as_str) == Some(result)
+        });
+        assert_eq!(
+            found.map(|s| s.value),
+            Some(0.0),
+            "recoveries {result}:\n{text}"
+        );
+    }
+    assert!(text.contains("# HELP tether_recoveries_total "), "{text}");
+    assert!(
+        text.contains("# HELP tether_store_commit_seconds "),
+        "no HELP for the commit histogram:\n{text}"
+    );
+    assert_eq!(
+        metric(&samples, "tether_store_commit_seconds_count"),
+        Some(0.0),
+        "{text}"
+    );
+}
+
 // ----------------------------------------------------------------- tutorial --
 
 fn tutorial(transport: &str) {

@@ -334,7 +334,7 @@ impl Engine {
         let handler = self.handler.on_open(&conn);
         let entry = Entry { conn, handler };
         self.sessions.write().insert(sid, entry.clone());
-        metrics::gauge!("tether_connections").increment(1.0);
+        metrics::gauge!(crate::metrics::CONNECTIONS).increment(1.0);
         tokio::spawn(self.clone().drive_timers(entry.clone()));
         match upgrade {
             Some((res, upgrade)) => {
@@ -468,7 +468,7 @@ impl Engine {
                     } else {
                         self.sessions.write().remove(entry.conn.sid());
                     }
-                    metrics::gauge!("tether_connections").decrement(1.0);
+                    metrics::gauge!(crate::metrics::CONNECTIONS).decrement(1.0);
                     entry.handler.on_close(reason);
                 }
                 // The probing WebSocket task watches the upgrade state itself.

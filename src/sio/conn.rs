@@ -78,7 +78,7 @@ impl SioConn {
     /// Encodes and queues a packet for this client.
     pub(crate) fn send_packet(&self, packet: &Packet, volatile: bool) -> Result<(), EmitError> {
         if packet.kind.is_event() {
-            metrics::counter!("tether_events_out_total").increment(1);
+            metrics::counter!(crate::metrics::EVENTS_OUT).increment(1);
         }
         self.send_frames(&packet.encode(self.io.config.parser), volatile)
     }
@@ -105,7 +105,7 @@ impl SioConn {
     /// (the socket catches up from the store).
     pub(crate) fn try_send(&self, frames: &[Frame]) -> crate::delivery::SendOutcome {
         use crate::delivery::SendOutcome;
-        metrics::counter!("tether_events_out_total").increment(1);
+        metrics::counter!(crate::metrics::EVENTS_OUT).increment(1);
         match self.engine.send(frames) {
             Ok(()) => SendOutcome::Sent,
             Err(SendError::Full) => SendOutcome::Full,

@@ -244,6 +244,7 @@ impl SocketIo {
         store: Option<Arc<dyn Store>>,
         tune: impl FnOnce(&mut crate::engine::EngineOptions),
     ) -> Self {
+        crate::metrics::describe();
         // A shared store (Redis) brings every node's entries back through its
         // feed, in one order for all nodes; a local one is fanned out directly.
         let mut feed = None;

@@ -61,11 +61,11 @@ pub(crate) async fn start(
     if let Some(pid) = pid {
         match restore(delivery, ns, pid, offset, last).await? {
             Ok(init) => {
-                metrics::counter!("tether_recoveries_total", "result" => "recovered").increment(1);
+                metrics::counter!(crate::metrics::RECOVERIES, "result" => "recovered").increment(1);
                 return Ok((init, None));
             }
             Err((refusal, trimmed)) => {
-                metrics::counter!("tether_recoveries_total", "result" => refusal.as_str())
+                metrics::counter!(crate::metrics::RECOVERIES, "result" => refusal.as_str())
                     .increment(1);
                 report = Some(json!({
                     "recovered": false,
@@ -177,4 +177,22 @@ async fn restore(
         rooms: record.rooms,
         user: record.user,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Refusal;
+
+    #[test]
+    fn every_refusal_is_a_registered_recovery_result() {
+        for refusal in [
+            Refusal::UnknownSession,
+            Refusal::Expired,
+            Refusal::UnknownOffset,
+            Refusal::StoreReset,
+            Refusal::InUse,
+        ] {
+            assert!(crate::metrics::RECOVERY_RESULTS.contains(&refusal.as_str()));
+        }
+    }
 }

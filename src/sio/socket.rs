@@ -489,7 +489,7 @@ impl Socket {
             id,
             saves: self.inner.pid.is_some().then(|| self.inner.saves.clone()),
         });
-        metrics::counter!("tether_events_in_total").increment(1);
+        metrics::counter!(crate::metrics::EVENTS_IN).increment(1);
         let event = Event {
             name,
             args: Args::from_raw(values, packet.attachments),
@@ -679,7 +679,7 @@ impl Socket {
             let sent = |frames: &[Frame]| {
                 let outcome = conn.try_send(frames);
                 if matches!(outcome, crate::delivery::SendOutcome::Sent) {
-                    metrics::counter!("tether_replayed_events_total").increment(1);
+                    metrics::counter!(crate::metrics::REPLAYED_EVENTS).increment(1);
                 }
                 outcome
             };
@@ -758,7 +758,7 @@ impl AckSender {
     pub fn send(self, args: impl IntoArgs) -> Result<(), EmitError> {
         let (values, attachments) = args.into_args()?.into_parts();
         let packet = Packet::ack(self.nsp, self.id, &values, attachments);
-        metrics::counter!("tether_acks_total").increment(1);
+        metrics::counter!(crate::metrics::ACKS).increment(1);
         let pending = self.saves.and_then(|saves| {
             let ticket = saves.asked.load(Ordering::Acquire);
             let done = *saves.done.borrow();
