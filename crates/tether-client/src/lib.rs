@@ -78,12 +78,11 @@ pub use durable::StateError;
 pub use engine::{Handshake, Transport};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError, EngineError, Error};
 pub use manager::{Lifecycle, LifecycleStream, Manager};
-pub use offset::{parse_tether_offset, OffsetRule};
-pub use socket::{
-    AckSender, Auth, BoxFuture, Event, EventStream, RecoveryReport, Reliable, Socket, SocketOptions,
-};
+pub use offset::OffsetRule;
+pub use socket::{AckSender, Auth, BoxFuture, Event, EventStream, Reliable, Socket, SocketOptions};
 pub use stream::{Position, Stream};
 pub use tether_proto::socketio::Parser;
+pub use tether_proto::tether::{Offset, RecoveryReport, Refusal};
 
 /// The rustls version the client uses, for [`ClientBuilder::tls_config`].
 pub use rustls;

@@ -12,6 +12,8 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use tether_proto::tether::Offset;
+
 use crate::args::Args;
 
 /// How offsets are recognised in received events.
@@ -26,30 +28,6 @@ pub enum OffsetRule {
     Tether,
     /// The official client's rule only.
     LastString,
-}
-
-/// Parses a Tether offset: `t.<epoch>.<seq>`, the epoch being at least 16
-/// base64url characters.
-///
-/// ```
-/// use tether_client::parse_tether_offset;
-/// assert_eq!(parse_tether_offset("t.AAAAAAAAAAAAAAAAAAAAAA.42"), Some(("AAAAAAAAAAAAAAAAAAAAAA", 42)));
-/// assert_eq!(parse_tether_offset("t.short.42"), None);
-/// assert_eq!(parse_tether_offset("hello"), None);
-/// ```
-pub fn parse_tether_offset(s: &str) -> Option<(&str, u64)> {
-    let rest = s.strip_prefix("t.")?;
-    let (epoch, seq) = rest.rsplit_once('.')?;
-    let epoch_ok = epoch.len() >= 16
-        && epoch
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    let seq_ok = !seq.is_empty() && seq.len() <= 20 && seq.bytes().all(|b| b.is_ascii_digit());
-    if epoch_ok && seq_ok {
-        Some((epoch, seq.parse().ok()?))
-    } else {
-        None
-    }
 }
 
 /// Non-Tether offsets remembered to drop duplicates.
@@ -84,7 +62,7 @@ impl Offsets {
             return true;
         };
         if self.rule != OffsetRule::LastString {
-            if let Some((epoch, seq)) = parse_tether_offset(&last) {
+            if let Some(Offset { epoch, seq }) = Offset::parse(&last) {
                 if self.epoch.as_deref().is_some_and(|e| e != epoch) {
                     // The epoch of a session never changes: an app string.
                     return true;

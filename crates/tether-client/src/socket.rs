@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use tether_proto::engine::Frame;
 use tether_proto::socketio::{split_event, Packet, PacketType, Parser};
+use tether_proto::tether::RecoveryReport;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::args::{Args, IntoArgs};
@@ -119,25 +120,6 @@ impl Default for SocketOptions {
             streams: Vec::new(),
         }
     }
-}
-
-/// Tether's report on a refused recovery (the `recovery` field of its
-/// CONNECT reply): what was asked, what is available and why it was refused.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct RecoveryReport {
-    /// Always false (a recovered session has no report).
-    pub recovered: bool,
-    /// `unknown session`, `expired`, `unknown offset` or `store reset`.
-    pub reason: String,
-    /// The offset the client presented.
-    #[serde(default)]
-    pub requested: Option<String>,
-    /// The oldest offset still available.
-    #[serde(default)]
-    pub available_from: Option<String>,
-    /// The newest offset.
-    #[serde(default)]
-    pub latest: Option<String>,
 }
 
 /// Where a socket stands.

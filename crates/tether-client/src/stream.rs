@@ -9,7 +9,7 @@
 
 use crate::args::Args;
 use crate::durable::StoredPosition;
-use crate::offset::parse_tether_offset;
+use tether_proto::tether::Offset;
 
 /// Where an event carries its stream position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,7 +77,7 @@ impl Stream {
         match self.position {
             Position::TetherOffset => {
                 let last = args.last_str()?;
-                let (epoch, seq) = parse_tether_offset(&last)?;
+                let Offset { epoch, seq } = Offset::parse(&last)?;
                 Some(StoredPosition {
                     seq,
                     epoch: Some(epoch.to_owned()),

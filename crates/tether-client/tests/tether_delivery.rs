@@ -257,7 +257,9 @@ async fn recovery_scenario(transports: Vec<Transport>, automatic: bool) {
     }
     let first = msgs.take(5).await;
     let offset = a.last_offset().expect("a Tether offset");
-    let parsed = tether_client::parse_tether_offset(&offset).expect("Tether-shaped");
+    let parsed = tether_client::Offset::parse(&offset)
+        .map(|o| (o.epoch, o.seq))
+        .expect("Tether-shaped");
     assert_eq!(first[4].get::<String>(1).unwrap(), offset);
     // An application string in last position is never taken for an offset.
     a.emit("note", ()).unwrap();
@@ -315,7 +317,7 @@ async fn recovery_scenario(transports: Vec<Transport>, automatic: bool) {
     assert_eq!(live["i"], 99);
     msgs.assert_empty();
     let now = a.last_offset().unwrap();
-    let (epoch, seq) = tether_client::parse_tether_offset(&now).unwrap();
+    let tether_client::Offset { epoch, seq } = tether_client::Offset::parse(&now).unwrap();
     assert_eq!(epoch, parsed.0);
     assert!(seq > parsed.1);
 
@@ -329,7 +331,7 @@ async fn recovery_scenario(transports: Vec<Transport>, automatic: bool) {
     within("C connects", c.connect()).await.unwrap();
     assert!(!c.recovered());
     let report = c.recovery_report().expect("a recovery report");
-    assert_eq!(report.reason, "store reset");
+    assert_eq!(report.reason, tether_client::Refusal::StoreReset);
     assert_eq!(
         report.requested.as_deref(),
         Some("t.AAAAAAAAAAAAAAAAAAAAAA.5")

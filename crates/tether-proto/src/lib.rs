@@ -7,8 +7,11 @@
 //!   per-session state machine (heartbeats, upgrade, outgoing queue).
 //! - [`socketio`]: Socket.IO packets, with the default JSON parser (binary
 //!   attachments included) and the msgpack parser.
+//! - [`tether`]: Tether's own additions, shared by its server and client
+//!   (recovery offsets, the report on a refused recovery).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod engine;
 pub mod socketio;
+pub mod tether;
