@@ -7,20 +7,28 @@
 //! - the Socket.IO API: [`SocketIo`], [`Socket`], [`BroadcastOperator`].
 //!
 //! ```no_run
-//! use tether::{Config, Event, Socket, SocketIo};
+//! use tether::extract::Data;
+//! use tether::{AckSender, Config, Socket, SocketIo};
 //!
 //! #[tokio::main]
 //! async fn main() -> std::io::Result<()> {
 //!     let io = SocketIo::new(Config::default());
 //!     io.ns("/", |socket: Socket| async move {
-//!         socket.on("echo", |_socket: Socket, mut ev: Event| async move {
-//!             let args = ev.take_args();
-//!             let _ = ev.ack(args);
-//!         });
+//!         socket.on(
+//!             "chat message",
+//!             |socket: Socket, Data(text): Data<String>, ack: Option<AckSender>| async move {
+//!                 let _ = socket.broadcast().emit("chat message", (text,));
+//!                 if let Some(ack) = ack {
+//!                     let _ = ack.send(("ok",));
+//!                 }
+//!             },
+//!         );
 //!     });
 //!     io.serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?).await
 //! }
 //! ```
+//!
+//! Handlers take extractors as arguments ([`extract`]), as in axum.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -39,6 +47,7 @@ pub use config::{Config, Cors, Transports};
 pub use delivery::{delivered_args, format_offset, parse_offset, Recovery};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use server::SocketIoService;
+pub use sio::extract;
 pub use sio::{
     AckSender, Args, ArgsExt, BroadcastOperator, Event, Handshake, History, HistoryEntry,
     HistoryError, Inbox, IntoArgs, NamespaceRef, Socket, SocketIo, MAX_HISTORY_PAGE,

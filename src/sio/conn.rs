@@ -67,6 +67,10 @@ impl SioConn {
         conn
     }
 
+    pub(crate) fn io(&self) -> &Arc<IoInner> {
+        &self.io
+    }
+
     pub(crate) fn engine(&self) -> &Arc<EngineConn> {
         &self.engine
     }

@@ -2,6 +2,7 @@
 
 mod args;
 mod conn;
+pub mod extract;
 mod history;
 mod inbox;
 mod namespace;
@@ -52,6 +53,8 @@ pub(crate) struct IoInner {
     pub(crate) users: Arc<inbox::Users>,
     namespaces: RwLock<HashMap<String, Arc<Namespace>>>,
     dynamic: RwLock<Vec<DynNamespace>>,
+    /// Shared state for handlers ([`extract::State`]).
+    states: RwLock<http::Extensions>,
 }
 
 impl IoInner {
@@ -275,12 +278,32 @@ impl SocketIo {
                 users: Arc::default(),
                 namespaces: RwLock::new(HashMap::new()),
                 dynamic: RwLock::new(Vec::new()),
+                states: RwLock::new(http::Extensions::new()),
             }
         });
         if let Some(store) = feed {
             tokio::spawn(run_feed(Arc::downgrade(&inner), store));
         }
         Self { inner }
+    }
+
+    /// Adds state that handlers take with [`extract::State`] (one value per
+    /// type; a second of the same type replaces the first).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let io = tether::SocketIo::new(tether::Config::default()).with_state(42u32);
+    /// assert_eq!(io.state::<u32>(), Some(42));
+    /// # }
+    /// ```
+    pub fn with_state<T: Clone + Send + Sync + 'static>(self, state: T) -> Self {
+        self.inner.states.write().insert(state);
+        self
+    }
+
+    /// The state of type `T` given with [`SocketIo::with_state`].
+    pub fn state<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.inner.states.read().get::<T>().cloned()
     }
 
     /// The server's settings.

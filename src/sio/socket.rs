@@ -242,13 +242,36 @@ impl Socket {
         self.inner.pid.as_deref()
     }
 
-    /// Registers the handler of an event (replacing an earlier one).
-    pub fn on<F, Fut>(&self, event: impl Into<String>, handler: F)
+    /// The server this socket belongs to.
+    pub fn io(&self) -> super::SocketIo {
+        super::SocketIo {
+            inner: self.inner.conn.io().clone(),
+        }
+    }
+
+    /// Registers the handler of an event (replacing an earlier one). The
+    /// handler's arguments are extractors ([`crate::extract`]): the socket,
+    /// typed data, the ack, state, or the raw [`Event`].
+    ///
+    /// ```no_run
+    /// use tether::extract::Data;
+    /// use tether::{AckSender, Event, Socket};
+    /// # fn demo(socket: Socket) {
+    /// // Raw: the socket and the whole event.
+    /// socket.on("ping", |_socket: Socket, mut ev: Event| async move {
+    ///     let _ = ev.ack(("pong",));
+    /// });
+    /// // Typed: not called unless the arguments are (String, u32).
+    /// socket.on("move", |Data((piece, square)): Data<(String, u32)>, ack: AckSender| async move {
+    ///     let _ = ack.send((piece, square));
+    /// });
+    /// # }
+    /// ```
+    pub fn on<H, T>(&self, event: impl Into<String>, handler: H)
     where
-        F: Fn(Socket, Event) -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
+        H: super::extract::EventHandler<T>,
     {
-        let handler: EventHandler = Arc::new(move |s, e| Box::pin(handler(s, e)) as BoxFuture);
+        let handler = super::extract::boxed(handler);
         self.inner.handlers.write().insert(event.into(), handler);
     }
 

@@ -1,0 +1,129 @@
+//! Handler extractors, end to end: a Rust client emits, the server's
+//! handlers take typed data, the ack, state, the server handle or the raw
+//! event; a handler whose extractor refuses an event is not called.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tether::extract::{Data, State, TryData};
+use tether::{AckSender, Config, Event, Socket, SocketIo};
+use tether_client::Client;
+
+#[derive(Clone)]
+struct Greeting(&'static str);
+
+/// Handler calls that an extractor should have prevented.
+#[derive(Clone, Default)]
+struct Calls(Arc<AtomicUsize>);
+
+async fn server() -> (u16, Calls) {
+    let calls = Calls::default();
+    let io = SocketIo::new(Config::default())
+        .with_state(Greeting("hello"))
+        .with_state(calls.clone());
+    io.ns("/", |socket: Socket| async move {
+        socket.on(
+            "greet",
+            |Data(name): Data<String>, State(g): State<Greeting>, ack: AckSender| async move {
+                let _ = ack.send((format!("{}, {name}", g.0),));
+            },
+        );
+        socket.on(
+            "add",
+            |Data((a, b)): Data<(i64, i64)>, State(calls): State<Calls>, ack: AckSender| async move {
+                calls.0.fetch_add(1, Ordering::SeqCst);
+                let _ = ack.send((a + b,));
+            },
+        );
+        socket.on("try", |TryData(n): TryData<u32>, ack: AckSender| async move {
+            let _ = match n {
+                Ok(n) => ack.send(("ok", n)),
+                Err(e) => ack.send(("error", e.to_string())),
+            };
+        });
+        socket.on(
+            "whoami",
+            |socket: Socket, io: SocketIo, ack: Option<AckSender>| async move {
+                let count = io.sockets().len();
+                if let Some(ack) = ack {
+                    let _ = ack.send((socket.id().to_owned(), count));
+                }
+            },
+        );
+        socket.on("raw", |_s: Socket, mut ev: Event| async move {
+            let name = ev.name().to_owned();
+            let n = ev.args().len();
+            let _ = ev.ack((name, n));
+        });
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(io.serve(listener));
+    (port, calls)
+}
+
+async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+#[tokio::test]
+async fn handlers_take_typed_data_state_acks_and_the_raw_event() {
+    let (port, calls) = server().await;
+    let client = Client::builder(format!("http://127.0.0.1:{port}/"))
+        .build()
+        .await
+        .unwrap();
+    within("connect", client.connect()).await.unwrap();
+
+    let reply = within("greet", client.emit_with_ack("greet", ("Ana",)))
+        .await
+        .unwrap();
+    assert_eq!(reply.get::<String>(0).unwrap(), "hello, Ana");
+
+    let reply = within("add", client.emit_with_ack("add", (2, 40)))
+        .await
+        .unwrap();
+    assert_eq!(reply.get::<i64>(0).unwrap(), 42);
+
+    let reply = within("try ok", client.emit_with_ack("try", (7,)))
+        .await
+        .unwrap();
+    assert_eq!(reply.parse::<(String, u32)>().unwrap(), ("ok".into(), 7));
+    let reply = within("try error", client.emit_with_ack("try", ("seven",)))
+        .await
+        .unwrap();
+    assert_eq!(reply.get::<String>(0).unwrap(), "error");
+
+    let reply = within("whoami", client.emit_with_ack("whoami", ()))
+        .await
+        .unwrap();
+    assert_eq!(reply.get::<String>(0).unwrap(), client.id().unwrap());
+    assert_eq!(reply.get::<usize>(1).unwrap(), 1);
+
+    let reply = within("raw", client.emit_with_ack("raw", (1, "two", [3])))
+        .await
+        .unwrap();
+    assert_eq!(reply.parse::<(String, usize)>().unwrap(), ("raw".into(), 3));
+
+    // Refused by an extractor: the handler is not called, so no ack comes.
+    // Wrong shape for Data<(i64, i64)>:
+    let bad = client
+        .emit_with_ack_timeout("add", ("two", "forty"), Duration::from_millis(300))
+        .await;
+    assert!(bad.is_err(), "{bad:?}");
+    // No ack asked, but the handler takes an AckSender:
+    client.emit("add", (1, 1)).unwrap();
+    // A later call still works, and counts only the calls that happened.
+    let reply = within("add again", client.emit_with_ack("add", (1, 2)))
+        .await
+        .unwrap();
+    assert_eq!(reply.get::<i64>(0).unwrap(), 3);
+    assert_eq!(
+        calls.0.load(Ordering::SeqCst),
+        2,
+        "only the two valid adds ran"
+    );
+}
