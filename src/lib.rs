@@ -49,7 +49,7 @@ pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use server::SocketIoService;
 pub use sio::extract;
 pub use sio::{
-    AckSender, Args, ArgsExt, BroadcastOperator, Event, Handshake, History, HistoryEntry,
+    AckSender, Args, ArgsExt, BroadcastOperator, Builder, Event, Handshake, History, HistoryEntry,
     HistoryError, Inbox, IntoArgs, NamespaceRef, Socket, SocketIo, MAX_HISTORY_PAGE,
 };
 pub use tether_proto as proto;

@@ -1,6 +1,7 @@
 //! The Socket.IO v5 server: namespaces, sockets, rooms, acknowledgements.
 
 mod args;
+mod builder;
 mod conn;
 pub mod extract;
 mod history;
@@ -17,6 +18,7 @@ use std::sync::{Arc, Weak};
 use parking_lot::RwLock;
 
 pub use args::{Args, ArgsExt, Event, IntoArgs};
+pub use builder::Builder;
 pub use history::{History, HistoryEntry, HistoryError, MAX_HISTORY_PAGE};
 pub use inbox::Inbox;
 pub use namespace::BroadcastOperator;
@@ -181,6 +183,12 @@ impl NamespaceRef {
 }
 
 impl SocketIo {
+    /// Composes a server: settings, store, cluster, handshake filter, state
+    /// (see [`Builder`]).
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
     /// A server with `config`.
     ///
     /// With `config.recovery` set, sessions and events are kept in memory
@@ -219,9 +227,10 @@ impl SocketIo {
         store: Arc<crate::store::RedisStore>,
         options: crate::cluster::ClusterOptions,
     ) -> Result<Self, crate::cluster::ClusterError> {
-        let io = Self::with_store(config, store.clone());
-        namespace::attach_cluster(&io.inner, &store, options)?;
-        Ok(io)
+        Self::builder()
+            .config(config)
+            .cluster(store, options)
+            .build()
     }
 
     /// This node's place in its cluster ([`SocketIo::with_cluster`]).

@@ -1,6 +1,7 @@
-//! Handler extractors, end to end: a Rust client emits, the server's
-//! handlers take typed data, the ack, state, the server handle or the raw
-//! event; a handler whose extractor refuses an event is not called.
+//! The library's API, end to end with the Rust client: `SocketIo::builder()`
+//! composing a store, a handshake filter and state; handler extractors (typed
+//! data, the ack, state, the server handle, the raw event), a handler whose
+//! extractor refuses an event not being called.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -126,4 +127,57 @@ async fn handlers_take_typed_data_state_acks_and_the_raw_event() {
         2,
         "only the two valid adds ran"
     );
+}
+
+#[tokio::test]
+async fn builder_composes_a_store_a_handshake_filter_and_state() {
+    let io = SocketIo::builder()
+        .store(Arc::new(tether::store::MemoryStore::new()))
+        .allow_request(|parts, addr| {
+            assert!(addr.is_some(), "the peer address reaches the filter");
+            match parts.headers.get("x-token").map(|v| v.as_bytes()) {
+                Some(b"letmein") => Ok(()),
+                _ => Err("bad token".into()),
+            }
+        })
+        .with_state(Greeting("welcome"))
+        .build()
+        .unwrap();
+    assert!(io.store().is_some(), "a store turns delivery on");
+    io.ns("/", |socket: Socket| async move {
+        socket.on(
+            "greet",
+            |State(g): State<Greeting>, ack: AckSender| async move {
+                let _ = ack.send((g.0,));
+            },
+        );
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/",
+        listener.local_addr().unwrap().port()
+    );
+    tokio::spawn(io.serve(listener));
+
+    let refused = Client::builder(&url)
+        .reconnection(tether_client::Reconnection::disabled())
+        .build()
+        .await;
+    let err = refused.expect_err("no token: refused").to_string();
+    assert!(err.contains("403") && err.contains("bad token"), "{err}");
+
+    let client = Client::builder(&url)
+        .header("x-token", "letmein")
+        .build()
+        .await
+        .unwrap();
+    within("connect", client.connect()).await.unwrap();
+    assert!(
+        client.pid().is_some(),
+        "recovery is on: the CONNECT reply has a pid"
+    );
+    let reply = within("greet", client.emit_with_ack("greet", ()))
+        .await
+        .unwrap();
+    assert_eq!(reply.get::<String>(0).unwrap(), "welcome");
 }

@@ -1,0 +1,144 @@
+//! [`SocketIo::builder`]: one place to compose a server's settings, store,
+//! cluster, handshake filter and shared state.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::SocketIo;
+use crate::cluster::{ClusterError, ClusterOptions};
+use crate::delivery::Recovery;
+use crate::store::{RedisStore, Store};
+use crate::Config;
+
+/// Builds a [`SocketIo`]: settings, a store for guaranteed delivery, a
+/// cluster, a handshake filter and shared state, in any combination.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use tether::store::MemoryStore;
+/// use tether::{Config, SocketIo};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let io = SocketIo::builder()
+///     .config(Config::default())
+///     .store(Arc::new(MemoryStore::new()))
+///     .allow_request(|parts, _addr| match parts.headers.get("x-token") {
+///         Some(_) => Ok(()),
+///         None => Err("no token".into()),
+///     })
+///     .with_state(String::from("shared"))
+///     .build()?;
+/// # let _ = io;
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct Builder {
+    config: Config,
+    store: Option<Arc<dyn Store>>,
+    cluster: Option<(Arc<RedisStore>, ClusterOptions)>,
+    allow_request: Option<crate::engine::AllowRequest>,
+    states: http::Extensions,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .field("store", &self.store.is_some())
+            .field("cluster", &self.cluster.is_some())
+            .field("allow_request", &self.allow_request.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    pub(super) fn new() -> Self {
+        Self {
+            config: Config::default(),
+            store: None,
+            cluster: None,
+            allow_request: None,
+            states: http::Extensions::new(),
+        }
+    }
+
+    /// The server's settings (default: [`Config::default`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Guaranteed delivery and connection state recovery on `store` (with
+    /// the default [`Recovery`] settings unless [`Builder::recovery`] says
+    /// otherwise).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Connection state recovery settings. Without a store, sessions and
+    /// events are kept in memory (lost with the process).
+    pub fn recovery(mut self, recovery: Recovery) -> Self {
+        self.config.recovery = Some(recovery);
+        self
+    }
+
+    /// A node of the cluster of every server sharing `store` (see
+    /// [`SocketIo::cluster`]); the store is also the delivery store.
+    pub fn cluster(mut self, store: Arc<RedisStore>, options: ClusterOptions) -> Self {
+        self.store = Some(store.clone());
+        self.cluster = Some((store, options));
+        self
+    }
+
+    /// A handshake filter: a refusal answers 403 with its reason (Engine.IO
+    /// error code 4), as the reference server's `allowRequest`.
+    pub fn allow_request<F>(mut self, filter: F) -> Self
+    where
+        F: Fn(&http::request::Parts, Option<SocketAddr>) -> Result<(), String>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.allow_request = Some(Arc::new(filter));
+        self
+    }
+
+    /// State that handlers take with [`crate::extract::State`].
+    pub fn with_state<T: Clone + Send + Sync + 'static>(mut self, state: T) -> Self {
+        self.states.insert(state);
+        self
+    }
+
+    /// The server. Must be called within a tokio runtime; fails only when
+    /// joining the cluster does.
+    pub fn build(self) -> Result<SocketIo, ClusterError> {
+        let Builder {
+            mut config,
+            store,
+            cluster,
+            allow_request,
+            states,
+        } = self;
+        let store = match store {
+            Some(store) => {
+                config.recovery.get_or_insert_with(Recovery::default);
+                Some(store)
+            }
+            None => config
+                .recovery
+                .is_some()
+                .then(|| Arc::new(crate::store::MemoryStore::new()) as Arc<dyn Store>),
+        };
+        let io = SocketIo::build(config, store, |opts| {
+            if allow_request.is_some() {
+                opts.allow_request = allow_request;
+            }
+        });
+        io.inner.states.write().extend(states);
+        if let Some((store, options)) = cluster {
+            super::namespace::attach_cluster(&io.inner, &store, options)?;
+        }
+        Ok(io)
+    }
+}
