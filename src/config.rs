@@ -185,6 +185,7 @@ impl Config {
             allow_request: None,
             max_connections: self.max_connections,
             cors: self.cors.clone(),
+            client_bundle: None,
         }
     }
 }

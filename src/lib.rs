@@ -38,6 +38,7 @@ mod delivery;
 pub mod engine;
 mod error;
 mod id;
+pub mod layer;
 pub mod metrics;
 pub mod server;
 mod sio;
@@ -46,6 +47,7 @@ pub mod store;
 pub use config::{Config, Cors, Transports};
 pub use delivery::{delivered_args, format_offset, parse_offset, Recovery};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
+pub use layer::{SocketIoLayer, SocketIoMiddleware};
 pub use server::SocketIoService;
 pub use sio::extract;
 pub use sio::{

@@ -67,6 +67,9 @@ pub struct EngineOptions {
     pub max_connections: usize,
     /// Cross-origin policy (none: same origin only).
     pub cors: Cors,
+    /// The official client's browser bundle, served at `<path>socket.io.js`
+    /// (and `socket.io.min.js`) as the Node server does; `None`: not served.
+    pub client_bundle: Option<Bytes>,
 }
 
 impl std::fmt::Debug for EngineOptions {
@@ -227,6 +230,9 @@ impl Engine {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        if let Some(res) = self.client_bundle(&req) {
+            return res;
+        }
         let origin = req.headers().get(header::ORIGIN).cloned();
         let cors = &self.opts.cors;
         if req.method() == Method::OPTIONS {
@@ -238,6 +244,29 @@ impl Engine {
         };
         cors.apply(origin.as_ref(), res.headers_mut());
         res
+    }
+
+    /// The client bundle, when the request asks for it and it is served.
+    fn client_bundle<B>(&self, req: &Request<B>) -> Option<Response<Body>> {
+        let bundle = self.opts.client_bundle.as_ref()?;
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return None;
+        }
+        let name = req.uri().path().strip_prefix(self.opts.path.as_str())?;
+        if name != "socket.io.js" && name != "socket.io.min.js" {
+            return None;
+        }
+        let mut res = Response::new(Full::new(bundle.clone()));
+        let headers = res.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/javascript; charset=utf-8"),
+        );
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=3600"),
+        );
+        Some(res)
     }
 
     async fn route<B>(self: &Arc<Self>, mut req: Request<B>) -> Result<Response<Body>, EngineError>

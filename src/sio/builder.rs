@@ -37,6 +37,7 @@ pub struct Builder {
     store: Option<Arc<dyn Store>>,
     cluster: Option<(Arc<RedisStore>, ClusterOptions)>,
     allow_request: Option<crate::engine::AllowRequest>,
+    client_bundle: Option<bytes::Bytes>,
     states: http::Extensions,
 }
 
@@ -58,6 +59,7 @@ impl Builder {
             store: None,
             cluster: None,
             allow_request: None,
+            client_bundle: None,
             states: http::Extensions::new(),
         }
     }
@@ -104,6 +106,14 @@ impl Builder {
         self
     }
 
+    /// Serves the official client's browser bundle (`socket.io.min.js` of
+    /// the npm `socket.io-client`) at `<path>socket.io.js`, as the Node
+    /// server does, so a page loads it from its own origin.
+    pub fn client_bundle(mut self, js: impl Into<bytes::Bytes>) -> Self {
+        self.client_bundle = Some(js.into());
+        self
+    }
+
     /// State that handlers take with [`crate::extract::State`].
     pub fn with_state<T: Clone + Send + Sync + 'static>(mut self, state: T) -> Self {
         self.states.insert(state);
@@ -118,6 +128,7 @@ impl Builder {
             store,
             cluster,
             allow_request,
+            client_bundle,
             states,
         } = self;
         let store = match store {
@@ -134,6 +145,7 @@ impl Builder {
             if allow_request.is_some() {
                 opts.allow_request = allow_request;
             }
+            opts.client_bundle = client_bundle;
         });
         io.inner.states.write().extend(states);
         if let Some((store, options)) = cluster {

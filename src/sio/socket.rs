@@ -775,6 +775,33 @@ pub struct AckSender {
 }
 
 impl AckSender {
+    /// Sends the acknowledgement once `answer` resolves, from a task of its
+    /// own: the handler returns at once, so the socket's next event is
+    /// handled meanwhile (a store commits several of them together).
+    ///
+    /// ```no_run
+    /// # use tether::{extract::Data, AckSender, Socket};
+    /// # fn demo(socket: Socket) {
+    /// socket.on("chat message", |socket: Socket, Data(text): Data<String>, ack: AckSender| async move {
+    ///     let Some(all) = socket.io().of("/") else { return };
+    ///     let stored = all.publish("chat message", (text,));
+    ///     ack.send_after(async move { (stored.await.is_ok(),) });
+    /// });
+    /// # }
+    /// ```
+    pub fn send_after<F>(self, answer: F)
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: IntoArgs + Send,
+    {
+        tokio::spawn(async move {
+            let args = answer.await;
+            if let Err(e) = self.send(args) {
+                tracing::debug!(error = %e, "acknowledgement not sent");
+            }
+        });
+    }
+
     /// Sends the acknowledgement. With connection state recovery on, a
     /// change of the session made before (a room joined or left, data set)
     /// is stored first: an ack means the change survives a crash.
