@@ -110,7 +110,7 @@ fn baseline(path: &Path, durability: Durability, max: usize) -> Result<(usize, f
     assert_eq!(mode, "wal");
     let synchronous = match durability {
         Durability::Fsync => "FULL",
-        Durability::Relaxed => "NORMAL",
+        _ => "NORMAL",
     };
     conn.pragma_update(None, "synchronous", synchronous)?;
 

@@ -86,6 +86,7 @@ impl Default for ClusterOptions {
 
 /// Why a cluster operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClusterError {
     /// Redis failed or did not answer.
     #[error("cluster: redis: {0}")]

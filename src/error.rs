@@ -4,6 +4,7 @@ use serde::Serialize;
 
 /// Why an emit failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EmitError {
     /// An argument could not be serialised to JSON.
     #[error("cannot serialise the arguments: {0}")]
@@ -18,10 +19,15 @@ pub enum EmitError {
     /// The store could not keep the event: it was not sent.
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// Publishing needs a store (connection state recovery on), and this
+    /// server has none.
+    #[error("no store: publishing needs connection state recovery on (SocketIo::with_store)")]
+    NoStore,
 }
 
 /// Why an acknowledgement did not arrive.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AckError {
     /// The client did not answer in time.
     #[error("acknowledgement timed out")]
@@ -95,6 +101,7 @@ impl ConnectError {
 
 /// Why a socket left its namespace. The strings are the reference server's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DisconnectReason {
     /// The transport closed (client left, network cut).
     TransportClose,

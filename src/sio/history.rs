@@ -12,6 +12,7 @@ pub const MAX_HISTORY_PAGE: usize = 1_000;
 
 /// Why a history page could not be read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HistoryError {
     /// The server has no store (connection state recovery is off).
     #[error("no store: history needs connection state recovery on")]

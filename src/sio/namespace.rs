@@ -124,7 +124,7 @@ impl Namespace {
         args: Args,
         key: Option<String>,
     ) -> Result<oneshot::Receiver<Result<AppendOnce, StoreError>>, EmitError> {
-        let delivery = self.delivery.as_ref().ok_or(EmitError::Disconnected)?;
+        let delivery = self.delivery.as_ref().ok_or(EmitError::NoStore)?;
         let (values, attachments) = args.into_parts();
         let entry = NewEntry {
             target,

@@ -25,6 +25,7 @@ pub type Seq = u64;
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The backend failed (I/O, disk full, connection lost). Nothing of the
     /// failed operation was kept.

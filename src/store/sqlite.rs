@@ -20,6 +20,7 @@ use super::{
 
 /// How durable a write is when it returns `Ok`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Durability {
     /// `synchronous=FULL`: every commit is fsynced; a write that returned `Ok`
     /// survives a power loss or an OS crash.

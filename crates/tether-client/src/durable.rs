@@ -22,6 +22,7 @@ use crate::socket::lock;
 
 /// Why the client's state file could not be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StateError {
     /// SQLite refused an operation (the file cannot be opened, is not a
     /// client state file, the disk is full...).

@@ -20,6 +20,7 @@ pub struct ConnectError {
 
 /// Why a client could not connect.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The URL could not be used.
     #[error("invalid url: {0}")]
@@ -53,6 +54,7 @@ pub enum Error {
 
 /// Why the Engine.IO connection could not be opened or was lost.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
     /// An HTTP request failed or was answered with an error status.
     #[error("http: {0}")]
@@ -73,6 +75,7 @@ pub enum EngineError {
 
 /// Why an emit failed before reaching the wire.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EmitError {
     /// An argument could not be serialised to JSON.
     #[error("cannot serialise an argument: {0}")]
@@ -94,6 +97,7 @@ pub enum EmitError {
 
 /// Why an acknowledgement did not arrive.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AckError {
     /// The emit itself failed.
     #[error(transparent)]
@@ -109,6 +113,7 @@ pub enum AckError {
 
 /// Why a socket disconnected, with the official client's reason strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DisconnectReason {
     /// The server disconnected the socket (`socket.disconnect()`): no
     /// automatic reconnection.

@@ -23,6 +23,7 @@ use crate::socket::{lock, BoxFuture, MessageIds, Socket, SocketInner, SocketOpti
 /// What happens to the connection and its sockets, in order (see
 /// [`Manager::lifecycle`]).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Lifecycle {
     /// The Engine.IO connection opened.
     Open {

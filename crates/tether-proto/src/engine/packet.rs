@@ -45,6 +45,7 @@ impl Frame {
 
 /// Why a frame or payload could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PacketError {
     /// The frame was empty.
     #[error("empty packet")]

@@ -30,6 +30,7 @@ pub struct Args {
 
 /// Why an argument could not be read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ArgError {
     /// There is no argument at that position.
     #[error("no argument at position {0}")]

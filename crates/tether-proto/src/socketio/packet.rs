@@ -167,6 +167,7 @@ pub enum Parser {
 
 /// Why a Socket.IO packet was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The packet was empty.
     #[error("empty packet")]
