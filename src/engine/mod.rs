@@ -3,6 +3,7 @@
 //!
 //! The layer above (Socket.IO, or any app) plugs in through [`EngineHandler`].
 
+mod budget;
 mod conn;
 mod ws;
 
@@ -19,6 +20,7 @@ use tether_proto::engine::{
     decode_payload, CloseReason, EngineConfig, Event, Frame, Session, TransportKind,
 };
 
+pub use budget::SendBudget;
 pub use conn::{EngineConn, RequestInfo};
 
 use crate::config::{Cors, Transports};
@@ -67,6 +69,8 @@ pub struct EngineOptions {
     pub max_connections: usize,
     /// Cross-origin policy (none: same origin only).
     pub cors: Cors,
+    /// The memory budget shared by every session's outgoing queue.
+    pub budget: Arc<SendBudget>,
 }
 
 impl std::fmt::Debug for EngineOptions {
@@ -77,6 +81,7 @@ impl std::fmt::Debug for EngineOptions {
             .field("transports", &self.transports)
             .field("max_connections", &self.max_connections)
             .field("cors", &self.cors)
+            .field("budget", &self.budget.limit())
             .finish_non_exhaustive()
     }
 }
@@ -329,7 +334,12 @@ impl Engine {
             uri: detached_uri(req.uri()),
             remote_addr,
         };
-        let conn = Arc::new(EngineConn::new(sid.clone(), session, info));
+        let conn = Arc::new(EngineConn::new(
+            sid.clone(),
+            session,
+            info,
+            self.opts.budget.clone(),
+        ));
         let open = self.open_packet(&sid, transport);
         let handler = self.handler.on_open(&conn);
         let entry = Entry { conn, handler };

@@ -457,6 +457,24 @@ impl Session {
         out.extend(self.queue.drain(..));
         self.queued_bytes = 0;
     }
+
+    /// Moves frames queued for a WebSocket transport into `out`, in order:
+    /// the first one, then more while they total at most `max_bytes`, so that
+    /// what is not taken yet still counts as queued. Returns the bytes moved.
+    pub fn take_frames_up_to(&mut self, out: &mut Vec<Frame>, max_bytes: usize) -> usize {
+        let mut taken = 0;
+        while let Some(next) = self.queue.front() {
+            if taken > 0 && taken + next.len() > max_bytes {
+                break;
+            }
+            taken += next.len();
+            if let Some(frame) = self.queue.pop_front() {
+                out.push(frame);
+            }
+        }
+        self.queued_bytes -= taken;
+        taken
+    }
 }
 
 #[cfg(test)]
@@ -537,6 +555,22 @@ mod tests {
             Err(SendError::Full)
         );
         assert_eq!(s.queued_bytes(), 10);
+    }
+
+    #[test]
+    fn frames_are_taken_in_chunks() {
+        let mut s = Session::new(config(), TransportKind::WebSocket, Instant::now());
+        for _ in 0..3 {
+            s.send([Frame::text_static("4ab")]).unwrap();
+        }
+        let mut out = Vec::new();
+        assert_eq!(s.take_frames_up_to(&mut out, 6), 6);
+        assert_eq!(out.len(), 2);
+        assert_eq!(s.queued_bytes(), 3);
+        // The first frame is taken even when larger than the chunk.
+        assert_eq!(s.take_frames_up_to(&mut out, 1), 3);
+        assert_eq!(s.queued_bytes(), 0);
+        assert_eq!(s.take_frames_up_to(&mut out, 1), 0);
     }
 
     #[test]
