@@ -115,8 +115,9 @@ pub struct Config {
     /// written, live events held by sockets catching up, store pages being
     /// read for them. Stored events never take it past this: a socket that
     /// would go over is paused and caught up from the store later (each
-    /// connection may still have 64 KiB queued, so that clients that stopped
-    /// reading cannot starve the others). Frames that cannot wait (acks,
+    /// connection may still have 64 KiB queued and 64 KiB of live events
+    /// held while catching up, so that clients that stopped reading cannot
+    /// starve the others). Frames that cannot wait (acks,
     /// pings, events of a server without a store) are counted, not refused.
     /// `usize::MAX`: no limit. Default 256 MiB.
     pub max_buffer_total: usize,

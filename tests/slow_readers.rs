@@ -29,8 +29,9 @@ const CONTENT: usize = 4000;
 const READERS: usize = 20;
 /// The send budget given to the server.
 const BUDGET: usize = 1024 * 1024;
-/// What each connection may hold over the budget (`SendBudget::SHARE`).
-const SHARE: usize = 64 * 1024;
+/// What each connection may hold over the budget: `SendBudget::SHARE`
+/// queued, as much in its catch-up buffer.
+const SHARE: usize = 2 * 64 * 1024;
 /// Allowed over budget + readers x share: frames counted in the race
 /// between two sends, the writer's connection.
 const SLACK: usize = 256 * 1024;

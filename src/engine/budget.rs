@@ -7,7 +7,8 @@
 //! over is paused and caught up from the store once there is room again.
 //! So that a few clients that stopped reading cannot hold the whole budget
 //! and starve everyone else, each connection may always have
-//! [`SendBudget::SHARE`] bytes queued, over the limit or not. Frames that
+//! [`SendBudget::SHARE`] bytes queued, over the limit or not (and as much
+//! held by its catch-up buffer, made of frames shared by every receiver). Frames that
 //! cannot wait (acknowledgements, CONNECT replies, pings, events of a server
 //! without a store) are counted but not refused: each connection bounds them
 //! by its own `max_buffer`.
