@@ -97,6 +97,11 @@ impl EngineConn {
         }
     }
 
+    /// True while frames wait in the session's queue.
+    pub(crate) fn has_queued(&self) -> bool {
+        self.session.lock().has_queued()
+    }
+
     /// Bytes queued for the client: in the session, and taken by the
     /// WebSocket writer but not written yet.
     pub fn queued_bytes(&self) -> usize {

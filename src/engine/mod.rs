@@ -394,7 +394,8 @@ impl Engine {
             tokio::pin!(notified);
             notified.as_mut().enable();
             if let Some(body) = conn.take_poll() {
-                if conn.is_closed() {
+                // A closed session's last frames may take more than one GET.
+                if conn.is_closed() && !conn.has_queued() {
                     self.sessions.write().remove(conn.sid());
                 }
                 return Ok(text_response(body));

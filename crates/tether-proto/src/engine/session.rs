@@ -12,6 +12,10 @@ use bytes::Bytes;
 
 use super::packet::{encode_payload, Frame, Packet, PacketError};
 
+/// Most bytes of frames one long-polling response carries (a client that
+/// does not read holds at most that much in its response, outside the queue).
+pub const MAX_POLL_BYTES: usize = 256 * 1024;
+
 /// Settings of an Engine.IO session.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -435,14 +439,24 @@ impl Session {
     }
 
     /// The body for a pending long-polling GET, if it can be answered now:
-    /// every queued frame, or a noop when the poll must be released (upgrade,
-    /// close). `None` means: wait for more.
+    /// the queued frames (the first one, then more while they total at most
+    /// [`MAX_POLL_BYTES`]; the rest goes with the next GET), or a noop when
+    /// the poll must be released (upgrade, close). `None` means: wait for more.
     pub fn take_poll(&mut self) -> Option<Bytes> {
         if self.transport == TransportKind::Polling && !self.queue.is_empty() {
             self.release_poll = false;
-            let body = encode_payload(self.queue.iter());
-            self.queue.clear();
-            self.queued_bytes = 0;
+            let mut count = 0;
+            let mut bytes = 0;
+            for frame in &self.queue {
+                if count > 0 && bytes + frame.len() > MAX_POLL_BYTES {
+                    break;
+                }
+                count += 1;
+                bytes += frame.len();
+            }
+            let body = encode_payload(self.queue.iter().take(count));
+            self.queue.drain(..count);
+            self.queued_bytes -= bytes;
             return Some(body);
         }
         if self.release_poll || self.closed.is_some() || self.upgrade != UpgradeState::None {
@@ -555,6 +569,27 @@ mod tests {
             Err(SendError::Full)
         );
         assert_eq!(s.queued_bytes(), 10);
+    }
+
+    #[test]
+    fn a_poll_carries_at_most_max_poll_bytes() {
+        let mut s = Session::new(
+            EngineConfig {
+                max_buffer: 4 * MAX_POLL_BYTES,
+                ..config()
+            },
+            TransportKind::Polling,
+            Instant::now(),
+        );
+        let frame = Frame::Text(vec![b'4'; MAX_POLL_BYTES / 2].into());
+        for _ in 0..3 {
+            s.send([frame.clone()]).unwrap();
+        }
+        let first = s.take_poll().unwrap();
+        assert_eq!(first.len(), MAX_POLL_BYTES + 1);
+        assert_eq!(s.queued_bytes(), MAX_POLL_BYTES / 2);
+        assert_eq!(s.take_poll().unwrap().len(), MAX_POLL_BYTES / 2);
+        assert_eq!(s.take_poll(), None);
     }
 
     #[test]
