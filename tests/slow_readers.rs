@@ -47,8 +47,7 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let path =
-            std::env::temp_dir().join(format!("tether-slow-{}-{n}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("tether-slow-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&path).unwrap();
         Self(path)
     }
@@ -305,7 +304,10 @@ async fn slow_readers_stay_within_the_budget_and_get_everything_once() {
     let want: Vec<u64> = (1..=total).collect();
     for seqs in &all {
         assert_eq!(seqs.len(), want.len());
-        assert!(seqs == &want, "a reader got a gap, a duplicate or a reorder");
+        assert!(
+            seqs == &want,
+            "a reader got a gap, a duplicate or a reorder"
+        );
     }
     let _ = writer.close().await;
 

@@ -259,7 +259,7 @@ impl EngineConn {
         self.wait_written(|session| {
             session.queued_bytes() + self.in_hand.load(Ordering::Acquire) <= threshold
         })
-            .await
+        .await
     }
 
     /// Waits, through the writer's wake-ups, until `ready` holds for the

@@ -661,11 +661,9 @@ impl Socket {
                 budget.wait_for_room(ROOM_TICK).await;
                 continue;
             }
-            let count = if entry_size == 0 {
-                FIRST_PAGE
-            } else {
-                (room / entry_size).clamp(1, PAGE).min(last_count * 4)
-            };
+            let count = room
+                .checked_div(entry_size)
+                .map_or(FIRST_PAGE, |fit| fit.clamp(1, PAGE).min(last_count * 4));
             last_count = count;
             let rooms = self.rooms();
             let mut reserved = budget.reserve(room);
