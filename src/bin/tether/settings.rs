@@ -335,6 +335,27 @@ mod tests {
     }
 
     #[test]
+    fn max_buffer_total() {
+        let defaults = Settings::default();
+        assert_eq!(defaults.max_buffer_total, 256 * 1024 * 1024);
+        assert_eq!(
+            defaults.config().unwrap().max_buffer_total,
+            256 * 1024 * 1024
+        );
+        let small = Settings {
+            max_buffer_total: 1000,
+            ..Settings::default()
+        };
+        let err = small.validate().unwrap_err().to_string();
+        assert!(err.contains("max_buffer_total"), "{err}");
+        let set = Settings {
+            max_buffer_total: 8 << 20,
+            ..Settings::default()
+        };
+        assert_eq!(set.config().unwrap().max_buffer_total, 8 << 20);
+    }
+
+    #[test]
     fn stream_retention() {
         let streams = parse_stream_retention("typing=100, news=365d/5000,=1h").unwrap();
         assert_eq!(streams.len(), 3);
