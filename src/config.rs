@@ -111,6 +111,16 @@ pub struct Config {
     pub upgrade_timeout: Duration,
     /// Most bytes queued for one client.
     pub max_buffer: usize,
+    /// Most bytes queued for all clients together: frames waiting to be
+    /// written, live events held by sockets catching up, store pages being
+    /// read for them. Stored events never take it past this: a socket that
+    /// would go over is paused and caught up from the store later (each
+    /// connection may still have 64 KiB queued and 64 KiB of live events
+    /// held while catching up, so that clients that stopped reading cannot
+    /// starve the others). Frames that cannot wait (acks,
+    /// pings, events of a server without a store) are counted, not refused.
+    /// `usize::MAX`: no limit. Default 256 MiB.
+    pub max_buffer_total: usize,
     /// Most simultaneous connections.
     pub max_connections: usize,
     /// Most binary attachments in one packet.
@@ -151,6 +161,7 @@ impl Default for Config {
             max_payload: 1_000_000,
             upgrade_timeout: Duration::from_millis(10_000),
             max_buffer: 4 * 1024 * 1024,
+            max_buffer_total: 256 * 1024 * 1024,
             max_connections: 100_000,
             max_attachments: 64,
             max_queued_events: 1_024,
@@ -186,6 +197,7 @@ impl Config {
             max_connections: self.max_connections,
             cors: self.cors.clone(),
             client_bundle: None,
+            budget: std::sync::Arc::new(crate::engine::SendBudget::new(self.max_buffer_total)),
         }
     }
 }

@@ -21,6 +21,7 @@ use tether_proto::engine::Frame;
 use tether_proto::socketio::{Packet, Parser};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::engine::SendBudget;
 use crate::store::{AppendOnce, Entry, NewEntry, Seq, Store, StoreError};
 
 /// Connection state recovery settings.
@@ -43,9 +44,11 @@ impl Default for Recovery {
 }
 
 /// Entries a catching-up socket buffers from the live fan-out before it falls
-/// back to re-reading the store.
+/// back to re-reading the store (fewer when the send budget is full).
 const CATCH_UP_BUFFER: usize = 1024;
-/// Entries read from the store per page while catching up.
+/// Most entries read from the store per page while catching up; a page is
+/// also sized by bytes, to what the socket's queue and the send budget can
+/// take (see `Socket::catch_up`).
 pub(crate) const PAGE: usize = 512;
 
 /// The recovery offset Tether appends to stored events: `t.<epoch>.<seq>`.
@@ -66,6 +69,13 @@ pub fn parse_offset(offset: &str) -> Option<(&str, Seq)> {
 pub(crate) struct Outgoing {
     pub(crate) seq: Seq,
     pub(crate) frames: Arc<[Frame]>,
+}
+
+impl Outgoing {
+    /// Bytes of its frames.
+    pub(crate) fn size(&self) -> usize {
+        self.frames.iter().map(Frame::len).sum()
+    }
 }
 
 /// Stands for the entry's own position in stored arguments (see
@@ -126,6 +136,8 @@ enum Mode {
 #[derive(Debug)]
 pub(crate) struct Cursor {
     inner: Mutex<CursorState>,
+    /// Where the live entries a catching-up socket holds are counted.
+    budget: Arc<SendBudget>,
 }
 
 #[derive(Debug)]
@@ -133,6 +145,14 @@ struct CursorState {
     last: Seq,
     mode: Mode,
     task: bool,
+    /// Bytes of the entries in the catch-up buffer (counted in the budget).
+    buffered: usize,
+}
+
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        self.budget.release(self.inner.get_mut().buffered);
+    }
 }
 
 /// What a send attempt did.
@@ -145,7 +165,7 @@ pub(crate) enum SendOutcome {
 impl Cursor {
     /// A cursor at `last`, catching up (the first pass reads what was stored
     /// after `last`).
-    pub(crate) fn new(last: Seq) -> Self {
+    pub(crate) fn new(last: Seq, budget: Arc<SendBudget>) -> Self {
         Self {
             inner: Mutex::new(CursorState {
                 last,
@@ -154,7 +174,9 @@ impl Cursor {
                     overflowed: false,
                 },
                 task: false,
+                buffered: 0,
             }),
+            budget,
         }
     }
 
@@ -166,7 +188,8 @@ impl Cursor {
     /// An entry from the live fan-out. Returns true when a catch-up task must
     /// be started (the socket could not take it).
     pub(crate) fn offer(&self, out: &Outgoing, send: impl Fn(&[Frame]) -> SendOutcome) -> bool {
-        let mut s = self.inner.lock();
+        let mut guard = self.inner.lock();
+        let s = &mut *guard;
         if out.seq <= s.last {
             return false;
         }
@@ -187,10 +210,15 @@ impl Cursor {
                 }
             },
             Mode::CatchingUp { buffer, overflowed } => {
-                if buffer.len() < CATCH_UP_BUFFER {
+                let size = out.size();
+                // Over the budget (and this buffer's own share), the buffer
+                // goes: the store has it all.
+                if buffer.len() < CATCH_UP_BUFFER && self.budget.try_charge(size, s.buffered) {
                     buffer.push_back(out.clone());
+                    s.buffered += size;
                 } else {
                     buffer.clear();
+                    self.budget.release(std::mem::take(&mut s.buffered));
                     *overflowed = true;
                 }
                 false
@@ -212,7 +240,8 @@ impl Cursor {
         end_of_store: bool,
         send: impl Fn(&[Frame]) -> SendOutcome,
     ) -> PageResult {
-        let mut s = self.inner.lock();
+        let mut guard = self.inner.lock();
+        let s = &mut *guard;
         for out in page {
             if out.seq <= s.last {
                 continue;
@@ -230,12 +259,12 @@ impl Cursor {
             s.task = false;
             return PageResult::Live;
         };
-        if *overflowed {
-            *overflowed = false;
-            buffer.clear();
+        let buffered: Vec<Outgoing> = buffer.drain(..).collect();
+        // Taken out of the buffer: counted again as they are queued.
+        self.budget.release(std::mem::take(&mut s.buffered));
+        if std::mem::take(overflowed) {
             return PageResult::More;
         }
-        let buffered: Vec<Outgoing> = buffer.drain(..).collect();
         for out in buffered {
             if out.seq <= s.last {
                 continue;
@@ -458,6 +487,10 @@ mod tests {
         assert_eq!(parse_offset("hello"), None);
     }
 
+    fn test_budget() -> Arc<SendBudget> {
+        Arc::new(SendBudget::new(usize::MAX))
+    }
+
     fn out(seq: Seq) -> Outgoing {
         Outgoing {
             seq,
@@ -475,7 +508,7 @@ mod tests {
             }
             SendOutcome::Sent
         };
-        let c = Cursor::new(10);
+        let c = Cursor::new(10, test_budget());
         // Live entries 12..=14 arrive while the store read (11..=13) runs.
         for s in 12..=14 {
             assert!(!c.offer(&out(s), send));
@@ -490,7 +523,7 @@ mod tests {
     #[test]
     fn overflow_rereads_the_store() {
         let send = |_: &[Frame]| SendOutcome::Sent;
-        let c = Cursor::new(0);
+        let c = Cursor::new(0, test_budget());
         for s in 1..=(CATCH_UP_BUFFER as u64 + 5) {
             c.offer(&out(s), send);
         }
@@ -499,8 +532,37 @@ mod tests {
     }
 
     #[test]
+    fn catch_up_buffer_stays_within_the_budget() {
+        let budget = Arc::new(SendBudget::new(40));
+        // Someone else holds the budget: this buffer only has its share.
+        budget.charge(40);
+        let c = Cursor::new(0, budget.clone());
+        let big = |seq: Seq| Outgoing {
+            seq,
+            frames: vec![Frame::Text(vec![b'x'; 1000].into())].into(),
+        };
+        for s in 1..=200 {
+            c.offer(&big(s), |_| SendOutcome::Sent);
+            let held = budget.used() - 40;
+            assert!(held <= SendBudget::SHARE, "{held} bytes held");
+        }
+        budget.release(40);
+        assert!(budget.used() > 0);
+        // The buffer overflowed: the store is read again, the budget freed.
+        assert_eq!(
+            c.apply_page(&[out(1)], true, |_| SendOutcome::Sent),
+            PageResult::More
+        );
+        assert_eq!(budget.used(), 0);
+        c.offer(&out(101), |_| SendOutcome::Sent);
+        assert!(budget.used() > 0);
+        drop(c);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
     fn full_socket_switches_to_catch_up() {
-        let c = Cursor::new(0);
+        let c = Cursor::new(0, test_budget());
         assert_eq!(
             c.apply_page(&[], true, |_| SendOutcome::Sent),
             PageResult::Live

@@ -892,6 +892,7 @@ fn serve_help_lists_every_setting_and_env_variable() {
         "max_payload",
         "max_connections",
         "max_buffer",
+        "max_buffer_total",
         "cors_origins",
         "log_format",
         "config",

@@ -11,6 +11,12 @@ use parking_lot::Mutex;
 use tether_proto::engine::{CloseReason, Event, Frame, SendError, Session, TransportKind};
 use tokio::sync::Notify;
 
+use super::budget::SendBudget;
+
+/// Most bytes the WebSocket writer takes from the queue at once: the rest
+/// stays queued (and counted as such) until the client read those.
+pub(crate) const WRITE_CHUNK: usize = 64 * 1024;
+
 /// What the client's HTTP request said when the connection was opened.
 #[derive(Debug, Clone)]
 pub struct RequestInfo {
@@ -43,10 +49,21 @@ pub struct EngineConn {
     /// Woken when reading resumes.
     resumed: Notify,
     request: RequestInfo,
+    /// The server's send budget, and what this connection counts in it:
+    /// its queue (kept equal to the session's queued bytes, under the
+    /// session lock) and the frames the WebSocket writer holds.
+    budget: Arc<SendBudget>,
+    charged: AtomicUsize,
+    in_hand: AtomicUsize,
 }
 
 impl EngineConn {
-    pub(crate) fn new(sid: Arc<str>, session: Session, request: RequestInfo) -> Self {
+    pub(crate) fn new(
+        sid: Arc<str>,
+        session: Session,
+        request: RequestInfo,
+        budget: Arc<SendBudget>,
+    ) -> Self {
         Self {
             sid,
             session: Mutex::new(session),
@@ -57,7 +74,38 @@ impl EngineConn {
             read_pauses: AtomicUsize::new(0),
             resumed: Notify::new(),
             request,
+            budget,
+            charged: AtomicUsize::new(0),
+            in_hand: AtomicUsize::new(0),
         }
+    }
+
+    /// The server's send budget.
+    pub fn budget(&self) -> &Arc<SendBudget> {
+        &self.budget
+    }
+
+    /// Brings what this connection counts in the budget for its queue in
+    /// line with the session's (call with the session lock held).
+    fn settle(&self, session: &Session) {
+        let now = session.queued_bytes();
+        let before = self.charged.swap(now, Ordering::AcqRel);
+        if now > before {
+            self.budget.charge(now - before);
+        } else {
+            self.budget.release(before - now);
+        }
+    }
+
+    /// True while frames wait in the session's queue.
+    pub(crate) fn has_queued(&self) -> bool {
+        self.session.lock().has_queued()
+    }
+
+    /// Bytes queued for the client: in the session, and taken by the
+    /// WebSocket writer but not written yet.
+    pub fn queued_bytes(&self) -> usize {
+        self.session.lock().queued_bytes() + self.in_hand.load(Ordering::Acquire)
     }
 
     /// The Engine.IO session id.
@@ -82,7 +130,40 @@ impl EngineConn {
 
     /// Queues frames for the client, all or none.
     pub fn send(&self, frames: &[Frame]) -> Result<(), SendError> {
-        let result = self.session.lock().send(frames.iter().cloned());
+        let result = {
+            let mut session = self.session.lock();
+            let result = session.send(frames.iter().cloned());
+            self.settle(&session);
+            result
+        };
+        if result.is_ok() {
+            self.outgoing.notify_waiters();
+        }
+        result
+    }
+
+    /// Queues frames for the client, all or none, only if the server's send
+    /// budget has room for them (see [`SendBudget`]): otherwise
+    /// [`SendError::Full`], as when this connection's own buffer is full.
+    pub fn send_within_budget(&self, frames: &[Frame]) -> Result<(), SendError> {
+        let size: usize = frames.iter().map(Frame::len).sum();
+        let result = {
+            let mut session = self.session.lock();
+            let queued = session.queued_bytes() + self.in_hand.load(Ordering::Acquire);
+            if session.closed().is_some() {
+                Err(SendError::Closed)
+            } else if queued + size > session.config().max_buffer
+                || !self.budget.try_charge_counted(size, queued)
+            {
+                Err(SendError::Full)
+            } else {
+                // Counted already: the queue's share grows by as much.
+                self.charged.fetch_add(size, Ordering::AcqRel);
+                let result = session.send(frames.iter().cloned());
+                self.settle(&session);
+                result
+            }
+        };
         if result.is_ok() {
             self.outgoing.notify_waiters();
         }
@@ -176,6 +257,7 @@ impl EngineConn {
     pub(crate) fn with_session<R>(&self, f: impl FnOnce(&mut Session) -> R) -> (R, Vec<Event>) {
         let mut session = self.session.lock();
         let result = f(&mut session);
+        self.settle(&session);
         let closed = session.closed().is_some();
         let mut events = Vec::new();
         while let Some(event) = session.poll_event() {
@@ -193,7 +275,12 @@ impl EngineConn {
     /// The body for a pending long-polling GET, if one is ready (see
     /// [`Session::take_poll`]). Does not wake anyone.
     pub(crate) fn take_poll(&self) -> Option<bytes::Bytes> {
-        let body = self.session.lock().take_poll();
+        let body = {
+            let mut session = self.session.lock();
+            let body = session.take_poll();
+            self.settle(&session);
+            body
+        };
         self.written.notify_waiters();
         body
     }
@@ -201,8 +288,10 @@ impl EngineConn {
     /// Waits until at most `threshold` bytes are queued. Returns false if the
     /// session closed meanwhile.
     pub async fn writable(&self, threshold: usize) -> bool {
-        self.wait_written(|session| session.queued_bytes() <= threshold)
-            .await
+        self.wait_written(|session| {
+            session.queued_bytes() + self.in_hand.load(Ordering::Acquire) <= threshold
+        })
+        .await
     }
 
     /// Waits, through the writer's wake-ups, until `ready` holds for the
@@ -225,19 +314,31 @@ impl EngineConn {
         }
     }
 
-    /// Moves queued frames into `out` for the WebSocket writer, which calls
-    /// [`EngineConn::written_all`] once it wrote them. Returns whether the
-    /// session is closed.
-    pub(crate) fn take_frames(&self, out: &mut Vec<Frame>) -> bool {
+    /// Moves queued frames into `out` for the WebSocket writer (at most
+    /// about [`WRITE_CHUNK`] bytes), which calls [`EngineConn::written`] for
+    /// each and [`EngineConn::written_all`] once it wrote them. Returns
+    /// whether the session is closed and whether frames are left in the queue.
+    pub(crate) fn take_frames(&self, out: &mut Vec<Frame>) -> (bool, bool) {
         let mut session = self.session.lock();
-        session.take_frames(out);
+        let taken = session.take_frames_up_to(out, WRITE_CHUNK);
         if !out.is_empty() {
             self.writing.store(true, Ordering::Release);
         }
+        // Still counted in the budget, now as the writer's.
+        self.in_hand.fetch_add(taken, Ordering::AcqRel);
+        self.charged.fetch_sub(taken, Ordering::AcqRel);
+        self.settle(&session);
         let closed = session.closed().is_some();
+        let more = session.has_queued();
         drop(session);
         self.written.notify_waiters();
-        closed
+        (closed, more)
+    }
+
+    /// The WebSocket writer wrote a frame of `len` bytes that it took.
+    pub(crate) fn written(&self, len: usize) {
+        self.in_hand.fetch_sub(len, Ordering::AcqRel);
+        self.budget.release(len);
     }
 
     /// The WebSocket writer wrote every frame it took.
@@ -281,5 +382,13 @@ impl EngineConn {
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.session.lock().poll_timeout()
+    }
+}
+
+impl Drop for EngineConn {
+    fn drop(&mut self) {
+        // Whatever is still queued or in the writer's hands goes with it.
+        let held = *self.charged.get_mut() + *self.in_hand.get_mut();
+        self.budget.release(held);
     }
 }

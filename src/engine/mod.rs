@@ -3,6 +3,7 @@
 //!
 //! The layer above (Socket.IO, or any app) plugs in through [`EngineHandler`].
 
+mod budget;
 mod conn;
 mod ws;
 
@@ -19,6 +20,7 @@ use tether_proto::engine::{
     decode_payload, CloseReason, EngineConfig, Event, Frame, Session, TransportKind,
 };
 
+pub use budget::SendBudget;
 pub use conn::{EngineConn, RequestInfo};
 
 use crate::config::{Cors, Transports};
@@ -70,6 +72,8 @@ pub struct EngineOptions {
     /// The official client's browser bundle, served at `<path>socket.io.js`
     /// (and `socket.io.min.js`) as the Node server does; `None`: not served.
     pub client_bundle: Option<Bytes>,
+    /// The memory budget shared by every session's outgoing queue.
+    pub budget: Arc<SendBudget>,
 }
 
 impl std::fmt::Debug for EngineOptions {
@@ -80,6 +84,7 @@ impl std::fmt::Debug for EngineOptions {
             .field("transports", &self.transports)
             .field("max_connections", &self.max_connections)
             .field("cors", &self.cors)
+            .field("budget", &self.budget.limit())
             .finish_non_exhaustive()
     }
 }
@@ -358,7 +363,12 @@ impl Engine {
             uri: detached_uri(req.uri()),
             remote_addr,
         };
-        let conn = Arc::new(EngineConn::new(sid.clone(), session, info));
+        let conn = Arc::new(EngineConn::new(
+            sid.clone(),
+            session,
+            info,
+            self.opts.budget.clone(),
+        ));
         let open = self.open_packet(&sid, transport);
         let handler = self.handler.on_open(&conn);
         let entry = Entry { conn, handler };
@@ -413,7 +423,8 @@ impl Engine {
             tokio::pin!(notified);
             notified.as_mut().enable();
             if let Some(body) = conn.take_poll() {
-                if conn.is_closed() {
+                // A closed session's last frames may take more than one GET.
+                if conn.is_closed() && !conn.has_queued() {
                     self.sessions.write().remove(conn.sid());
                 }
                 return Ok(text_response(body));

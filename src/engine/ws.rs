@@ -161,19 +161,21 @@ async fn pump(engine: &Engine, entry: &Entry, ws: &mut Ws) {
         let notified = conn.outgoing.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let closed = conn.take_frames(&mut out);
+        let (closed, more) = conn.take_frames(&mut out);
         // One write per message, as the reference server does: clients that
         // read one message per event-loop turn rely on it.
         for frame in out.drain(..) {
+            let len = frame.len();
             // A client that stops reading for a whole heartbeat is gone.
             let sent = tokio::time::timeout(write_timeout, ws.send(to_message(frame))).await;
             if !matches!(sent, Ok(Ok(()))) {
                 engine.close(entry, CloseReason::TransportError);
                 return;
             }
+            conn.written(len);
         }
         conn.written_all();
-        if closed {
+        if closed && !more {
             let _ = ws.close().await;
             return;
         }
@@ -181,6 +183,9 @@ async fn pump(engine: &Engine, entry: &Entry, ws: &mut Ws) {
         // unread (in the socket buffers, then in the client's).
         let paused = conn.reading_paused();
         tokio::select! {
+            // The writer takes the queue a chunk at a time: go on with the
+            // next one (a message from the client may come first).
+            () = std::future::ready(()), if more => {}
             msg = ws.next(), if !paused => match msg {
                 Some(Ok(msg)) => {
                     if msg.is_close() {

@@ -90,7 +90,13 @@ impl SioConn {
     /// Queues encoded frames. A full buffer drops a volatile packet, and
     /// closes the connection otherwise (never grows memory without bound).
     pub(crate) fn send_frames(&self, frames: &[Frame], volatile: bool) -> Result<(), EmitError> {
-        match self.engine.send(frames) {
+        // A volatile packet may be dropped: it only goes within the budget.
+        let sent = if volatile {
+            self.engine.send_within_budget(frames)
+        } else {
+            self.engine.send(frames)
+        };
+        match sent {
             Ok(()) => Ok(()),
             Err(SendError::Closed) => Err(EmitError::Disconnected),
             Err(SendError::Full) if volatile => Ok(()),
@@ -110,7 +116,7 @@ impl SioConn {
     pub(crate) fn try_send(&self, frames: &[Frame]) -> crate::delivery::SendOutcome {
         use crate::delivery::SendOutcome;
         metrics::counter!(crate::metrics::EVENTS_OUT).increment(1);
-        match self.engine.send(frames) {
+        match self.engine.send_within_budget(frames) {
             Ok(()) => SendOutcome::Sent,
             Err(SendError::Full) => SendOutcome::Full,
             Err(SendError::Closed) => SendOutcome::Closed,

@@ -17,6 +17,7 @@ use super::conn::SioConn;
 use super::namespace::{BroadcastOperator, Namespace};
 use super::{BoxFuture, DisconnectHandler, EventHandler};
 use crate::delivery::{encode_entry, Cursor, Outgoing, PageResult, PAGE};
+use crate::engine::SendBudget;
 use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::store::{Seq, SessionRecord, Target};
 use crate::{Args, Event, IntoArgs};
@@ -125,6 +126,7 @@ impl Socket {
         init: SocketInit,
     ) -> Self {
         let request = conn.engine().request();
+        let budget = conn.engine().budget().clone();
         let handshake = Handshake {
             auth,
             headers: request.headers.clone(),
@@ -147,7 +149,7 @@ impl Socket {
                 state: Mutex::new(State::default()),
                 pid: init.pid,
                 recovered: init.recovered,
-                cursor: init.cursor.map(Cursor::new),
+                cursor: init.cursor.map(|last| Cursor::new(last, budget)),
                 data_json: Mutex::new(init.data),
                 save_lock: tokio::sync::Mutex::new(()),
                 saves: Arc::new(Saves::default()),
@@ -662,43 +664,70 @@ impl Socket {
     }
 
     /// Reads what the socket missed from the store, page by page, as fast as
-    /// the client takes it, then goes live at the seam.
+    /// the client takes it, then goes live at the seam. A page is read only
+    /// when the socket's queue drained below half of `max_buffer` and the
+    /// send budget has room for it, and is sized in bytes to that room (its
+    /// count from the size of the entries read before); the bytes are
+    /// reserved in the budget while the page is read. What the queue could
+    /// not take is dropped and read again later.
     async fn catch_up(self) {
         let (Some(cursor), Some(store)) = (&self.inner.cursor, self.inner.ns.store()) else {
             return;
         };
         let conn = &self.inner.conn;
-        let low_water = conn.config().max_buffer / 2;
-        // A page the send buffer could not take whole, kept to go on with
-        // once it drained (read again only if the socket's rooms changed).
-        let mut kept: Option<(Vec<String>, Vec<Outgoing>, bool)> = None;
+        let engine = conn.engine();
+        let budget = engine.budget().clone();
+        let max_buffer = conn.config().max_buffer;
+        let low_water = max_buffer / 2;
+        // Bytes of one encoded entry, as last seen; the first page is small.
+        let mut entry_size = 0usize;
+        let mut last_count = FIRST_PAGE;
         loop {
-            if !self.connected() || !conn.engine().writable(low_water).await {
+            if !self.connected() || !engine.writable(low_water).await {
                 cursor.release_task();
                 return;
             }
+            let queued = engine.queued_bytes();
+            let room = max_buffer
+                .saturating_sub(queued)
+                .min(budget.room(queued))
+                .min(PAGE_BYTES);
+            if room < entry_size.clamp(1, SendBudget::SHARE) {
+                // The budget is spent: paused until some of it comes back.
+                budget.wait_for_room(ROOM_TICK).await;
+                continue;
+            }
+            let count = room
+                .checked_div(entry_size)
+                .map_or(FIRST_PAGE, |fit| fit.clamp(1, PAGE).min(last_count * 4));
+            last_count = count;
             let rooms = self.rooms();
-            let (outgoing, end) = match kept.take() {
-                Some((read_for, outgoing, end)) if read_for == rooms => (outgoing, end),
-                _ => match store.read(self.nsp(), &rooms, cursor.last(), PAGE).await {
-                    Ok(page) => {
-                        let end = page.len() < PAGE;
-                        let epoch = store.epoch().to_owned();
-                        let parser = conn.config().parser;
-                        let outgoing: Vec<Outgoing> = page
-                            .iter()
-                            .map(|e| encode_entry(e, &epoch, parser))
-                            .collect();
-                        (outgoing, end)
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, sid = self.id(), "catch-up read failed: closing so the client recovers later");
-                        cursor.release_task();
-                        self.close_transport();
-                        return;
-                    }
-                },
+            let mut reserved = budget.reserve(room);
+            let (outgoing, end) = match store.read(self.nsp(), &rooms, cursor.last(), count).await {
+                Ok(page) => {
+                    let end = page.len() < count;
+                    let epoch = store.epoch().to_owned();
+                    let parser = conn.config().parser;
+                    let outgoing: Vec<Outgoing> = page
+                        .iter()
+                        .map(|e| encode_entry(e, &epoch, parser))
+                        .collect();
+                    (outgoing, end)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, sid = self.id(), "catch-up read failed: closing so the client recovers later");
+                    cursor.release_task();
+                    self.close_transport();
+                    return;
+                }
             };
+            if !outgoing.is_empty() {
+                let bytes: usize = outgoing.iter().map(Outgoing::size).sum();
+                reserved.resize(bytes);
+                entry_size = (bytes / outgoing.len()).max(1);
+            }
+            // The frames are counted again as they are queued.
+            drop(reserved);
             let sent = |frames: &[Frame]| {
                 let outcome = conn.try_send(frames);
                 if matches!(outcome, crate::delivery::SendOutcome::Sent) {
@@ -708,8 +737,7 @@ impl Socket {
             };
             match cursor.apply_page(&outgoing, end, sent) {
                 PageResult::Live => return,
-                PageResult::More => {}
-                PageResult::Full => kept = Some((rooms, outgoing, end)),
+                PageResult::More | PageResult::Full => {}
                 PageResult::Closed => {
                     cursor.release_task();
                     return;
@@ -718,6 +746,13 @@ impl Socket {
         }
     }
 }
+
+/// Entries of the first page a catch-up reads (before it knows their size).
+const FIRST_PAGE: usize = 16;
+/// Most bytes of one catch-up page.
+const PAGE_BYTES: usize = 2 * 1024 * 1024;
+/// How often a paused catch-up looks at the budget again without a wake-up.
+const ROOM_TICK: Duration = Duration::from_millis(50);
 
 /// An acknowledgement the server waits for. Dropping it frees its entry.
 pub(crate) struct PendingAck {

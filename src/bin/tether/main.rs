@@ -3,6 +3,7 @@
 
 mod chat;
 mod settings;
+mod trim;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -233,6 +234,7 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
         (SocketIo::with_store(config, store.clone()), store)
     };
     chat::install(&io);
+    trim::spawn();
 
     let addr: SocketAddr = format!("{}:{}", settings.host, settings.port)
         .parse()

@@ -65,6 +65,12 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_MAX_BUFFER")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_buffer: Option<usize>,
+    /// Most bytes queued for all clients together (send queues, catch-up
+    /// buffers and pages): over it, clients behind are paused and caught up
+    /// from the store later.
+    #[arg(long, env = "TETHER_MAX_BUFFER_TOTAL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_buffer_total: Option<usize>,
     /// Other origins allowed to connect (comma-separated, `*` for any).
     #[arg(long, env = "TETHER_CORS_ORIGINS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,6 +101,7 @@ pub struct Settings {
     pub max_payload: usize,
     pub max_connections: usize,
     pub max_buffer: usize,
+    pub max_buffer_total: usize,
     pub cors_origins: String,
     pub log_format: String,
 }
@@ -115,6 +122,7 @@ impl Default for Settings {
             max_payload: config.max_payload,
             max_connections: config.max_connections,
             max_buffer: config.max_buffer,
+            max_buffer_total: config.max_buffer_total,
             cors_origins: String::new(),
             log_format: "pretty".into(),
         }
@@ -242,6 +250,9 @@ impl Settings {
         if self.max_buffer < self.max_payload {
             return Err(invalid("max_buffer", "must be at least max_payload"));
         }
+        if self.max_buffer_total < self.max_payload {
+            return Err(invalid("max_buffer_total", "must be at least max_payload"));
+        }
         if self.max_connections == 0 {
             return Err(invalid("max_connections", "must be at least 1"));
         }
@@ -281,6 +292,7 @@ impl Settings {
             max_payload: self.max_payload,
             max_connections: self.max_connections,
             max_buffer: self.max_buffer,
+            max_buffer_total: self.max_buffer_total,
             cors: tether::Cors {
                 origins,
                 credentials: false,
@@ -320,6 +332,27 @@ mod tests {
         assert_eq!(parse_duration("x", "forever").unwrap(), None);
         assert!(parse_duration("x", "soon").is_err());
         assert!(parse_duration("x", "5y").is_err());
+    }
+
+    #[test]
+    fn max_buffer_total() {
+        let defaults = Settings::default();
+        assert_eq!(defaults.max_buffer_total, 256 * 1024 * 1024);
+        assert_eq!(
+            defaults.config().unwrap().max_buffer_total,
+            256 * 1024 * 1024
+        );
+        let small = Settings {
+            max_buffer_total: 1000,
+            ..Settings::default()
+        };
+        let err = small.validate().unwrap_err().to_string();
+        assert!(err.contains("max_buffer_total"), "{err}");
+        let set = Settings {
+            max_buffer_total: 8 << 20,
+            ..Settings::default()
+        };
+        assert_eq!(set.config().unwrap().max_buffer_total, 8 << 20);
     }
 
     #[test]

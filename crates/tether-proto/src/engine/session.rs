@@ -12,6 +12,10 @@ use bytes::Bytes;
 
 use super::packet::{encode_payload, Frame, Packet, PacketError};
 
+/// Most bytes of frames one long-polling response carries (a client that
+/// does not read holds at most that much in its response, outside the queue).
+pub const MAX_POLL_BYTES: usize = 256 * 1024;
+
 /// Settings of an Engine.IO session.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -460,14 +464,24 @@ impl Session {
     }
 
     /// The body for a pending long-polling GET, if it can be answered now:
-    /// every queued frame, or a noop when the poll must be released (upgrade,
-    /// close). `None` means: wait for more.
+    /// the queued frames (the first one, then more while they total at most
+    /// [`MAX_POLL_BYTES`]; the rest goes with the next GET), or a noop when
+    /// the poll must be released (upgrade, close). `None` means: wait for more.
     pub fn take_poll(&mut self) -> Option<Bytes> {
         if self.transport == TransportKind::Polling && !self.queue.is_empty() {
             self.release_poll = false;
-            let body = encode_payload(self.queue.iter());
-            self.queue.clear();
-            self.queued_bytes = 0;
+            let mut count = 0;
+            let mut bytes = 0;
+            for frame in &self.queue {
+                if count > 0 && bytes + frame.len() > MAX_POLL_BYTES {
+                    break;
+                }
+                count += 1;
+                bytes += frame.len();
+            }
+            let body = encode_payload(self.queue.iter().take(count));
+            self.queue.drain(..count);
+            self.queued_bytes -= bytes;
             return Some(body);
         }
         if self.release_poll || self.closed.is_some() || self.upgrade != UpgradeState::None {
@@ -481,6 +495,24 @@ impl Session {
     pub fn take_frames(&mut self, out: &mut Vec<Frame>) {
         out.extend(self.queue.drain(..));
         self.queued_bytes = 0;
+    }
+
+    /// Moves frames queued for a WebSocket transport into `out`, in order:
+    /// the first one, then more while they total at most `max_bytes`, so that
+    /// what is not taken yet still counts as queued. Returns the bytes moved.
+    pub fn take_frames_up_to(&mut self, out: &mut Vec<Frame>, max_bytes: usize) -> usize {
+        let mut taken = 0;
+        while let Some(next) = self.queue.front() {
+            if taken > 0 && taken + next.len() > max_bytes {
+                break;
+            }
+            taken += next.len();
+            if let Some(frame) = self.queue.pop_front() {
+                out.push(frame);
+            }
+        }
+        self.queued_bytes -= taken;
+        taken
     }
 }
 
@@ -608,6 +640,43 @@ mod tests {
             Err(SendError::Full)
         );
         assert_eq!(s.queued_bytes(), 10);
+    }
+
+    #[test]
+    fn a_poll_carries_at_most_max_poll_bytes() {
+        let mut s = Session::new(
+            EngineConfig {
+                max_buffer: 4 * MAX_POLL_BYTES,
+                ..config()
+            },
+            TransportKind::Polling,
+            Instant::now(),
+        );
+        let frame = Frame::Text(vec![b'4'; MAX_POLL_BYTES / 2].into());
+        for _ in 0..3 {
+            s.send([frame.clone()]).unwrap();
+        }
+        let first = s.take_poll().unwrap();
+        assert_eq!(first.len(), MAX_POLL_BYTES + 1);
+        assert_eq!(s.queued_bytes(), MAX_POLL_BYTES / 2);
+        assert_eq!(s.take_poll().unwrap().len(), MAX_POLL_BYTES / 2);
+        assert_eq!(s.take_poll(), None);
+    }
+
+    #[test]
+    fn frames_are_taken_in_chunks() {
+        let mut s = Session::new(config(), TransportKind::WebSocket, Instant::now());
+        for _ in 0..3 {
+            s.send([Frame::text_static("4ab")]).unwrap();
+        }
+        let mut out = Vec::new();
+        assert_eq!(s.take_frames_up_to(&mut out, 6), 6);
+        assert_eq!(out.len(), 2);
+        assert_eq!(s.queued_bytes(), 3);
+        // The first frame is taken even when larger than the chunk.
+        assert_eq!(s.take_frames_up_to(&mut out, 1), 3);
+        assert_eq!(s.queued_bytes(), 0);
+        assert_eq!(s.take_frames_up_to(&mut out, 1), 0);
     }
 
     #[test]
