@@ -4,16 +4,18 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Script, Value};
 
 use super::{
-    reaches, AppendOnce, BoxFuture, Entry, Feed, InboxEntry, NewEntry, Retention, Seq,
+    reaches, AppendOnce, BoxFuture, Entry, Feed, Health, InboxEntry, NewEntry, Retention, Seq,
     SessionRecord, Store, StoreError, Target,
 };
 
@@ -56,7 +58,7 @@ end
 local function epoch_ok()
   return redis.call('GET', P .. ':epoch') == ARGV[2]
 end
-local EPOCH_ERR = 'TETHERRESET the store was reset (its epoch changed): restart this node'
+local EPOCH_ERR = 'TETHERRESET the store was reset (its epoch changed): the node adopts the new one'
 ";
 
 /// `append` and `append_once`: ARGV = prefix, epoch, count, then per entry:
@@ -279,8 +281,14 @@ impl Scripts {
 ///   agrees on ages whatever its own clock.
 /// - The epoch: a random id at `<prefix>:epoch`, set if absent when a node
 ///   connects. A flushed Redis (or a new prefix) is a new epoch. Appends check
-///   it: after a flush, a node started before it refuses to append (its
-///   clients' offsets would name positions of another life) until restarted.
+///   it: after a flush, an append of a node started before it fails (its
+///   clients' offsets would name positions of another life), and the node
+///   adopts a new epoch (set if absent, as at connect): so do its feeds, which
+///   check the epoch with every read, and health checks. The feed then ends
+///   with an error and the next one starts in the new epoch, so the node
+///   (see `SocketIo`) starts over from position 0 and closes its
+///   connections: clients come back and are told "store reset". Health says
+///   "store reset" from the adoption until a feed starts in the new epoch.
 ///
 /// Keys (`P` is the prefix): `P:epoch`, `P:seq` (last position), `P:ts` (last
 /// timestamp), `P:trimmed` (highest position trimmed), `P:log`,
@@ -313,7 +321,11 @@ impl Scripts {
 /// never blocks Redis for long; a trim that fails part way has removed whole
 /// entries only, and the next one goes on.
 pub struct RedisStore {
-    epoch: String,
+    epoch: Arc<EpochCell>,
+    /// Why the last append failed (`None`: it went through).
+    failure: Mutex<Option<String>>,
+    /// Feeds made so far.
+    feeds: AtomicUsize,
     prefix: String,
     client: Client,
     manager: Mutex<Option<ConnectionManager>>,
@@ -323,9 +335,84 @@ pub struct RedisStore {
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("epoch", &self.epoch)
+            .field("epoch", &self.epoch.get())
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
+    }
+}
+
+/// The epoch a node writes under, replaced when the store was reset. Each
+/// epoch's text is leaked (a few bytes per connect and per reset), so that
+/// [`Store::epoch`] can hand out a `&str` without a lock held.
+struct EpochCell {
+    current: RwLock<&'static str>,
+    /// A new epoch was adopted and no feed started from it yet.
+    reset_pending: AtomicBool,
+}
+
+impl EpochCell {
+    fn new(epoch: String) -> Self {
+        EpochCell {
+            current: RwLock::new(Box::leak(epoch.into_boxed_str())),
+            reset_pending: AtomicBool::new(false),
+        }
+    }
+
+    fn get(&self) -> &'static str {
+        *self.current.read()
+    }
+
+    /// Checks `P:epoch` against the node's; when it is gone (a flushed Redis)
+    /// or another, sets a new one unless another node just did, and adopts
+    /// what is there. True when the node's epoch changed.
+    async fn sync<C>(&self, conn: &mut C, prefix: &str) -> RedisResult<bool>
+    where
+        C: redis::aio::ConnectionLike + Send,
+    {
+        let key = format!("{prefix}:epoch");
+        let stored: Option<String> = redis::cmd("GET").arg(&key).query_async(conn).await?;
+        if stored.as_deref() == Some(self.get()) {
+            return Ok(false);
+        }
+        let (_, stored): (Value, Option<String>) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(crate::id::random_id())
+            .arg("NX")
+            .cmd("GET")
+            .arg(&key)
+            .query_async(conn)
+            .await?;
+        let Some(stored) = stored else {
+            return Ok(false);
+        };
+        let mut current = self.current.write();
+        if *current == stored {
+            return Ok(false);
+        }
+        tracing::warn!(
+            old = *current,
+            new = %stored,
+            "the store was reset (its epoch changed): adopting the new epoch; \
+             clients of the old one start over"
+        );
+        metrics::counter!("tether_store_resets_total").increment(1);
+        *current = Box::leak(stored.into_boxed_str());
+        self.reset_pending.store(true, Ordering::SeqCst);
+        Ok(true)
+    }
+}
+
+/// True when a store error is the scripts' epoch check failing.
+fn is_reset(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(m) if m.contains("TETHERRESET"))
+}
+
+/// The reason for health, without the "store unavailable" of the error.
+fn reason(e: &StoreError) -> String {
+    match e {
+        StoreError::Unavailable(m) => m.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -386,7 +473,9 @@ impl RedisStore {
             .map_err(unavailable)?;
         let epoch = epoch.ok_or_else(|| corrupt("epoch"))?;
         Ok(RedisStore {
-            epoch,
+            epoch: Arc::new(EpochCell::new(epoch)),
+            failure: Mutex::new(None),
+            feeds: AtomicUsize::new(0),
             prefix: prefix.to_owned(),
             client,
             manager: Mutex::new(None),
@@ -451,6 +540,76 @@ impl RedisStore {
         bounded(op(conn)).await
     }
 
+    /// Notes the outcome of a write for health; a write refused because the
+    /// store was reset makes the node adopt the new epoch (the write itself
+    /// fails: its caller retries, in the new epoch).
+    async fn written<T>(
+        &self,
+        write: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let result = write.await;
+        match &result {
+            Ok(_) => {
+                if self.failure.lock().take().is_some() {
+                    tracing::info!("redis store writes work again");
+                }
+            }
+            Err(e) if is_reset(e) => {
+                if let Err(e) = self.sync_epoch().await {
+                    tracing::warn!(error = %e, "cannot adopt the new store epoch");
+                }
+                return Err(StoreError::Unavailable(
+                    "store reset: the write was refused; retry".into(),
+                ));
+            }
+            Err(e) => *self.failure.lock() = Some(format!("last write failed: {}", reason(e))),
+        }
+        result
+    }
+
+    /// [`EpochCell::sync`] on the shared connection.
+    async fn sync_epoch(&self) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        let cell = &self.epoch;
+        let prefix = &self.prefix;
+        bounded(async move {
+            let mut conn = conn;
+            cell.sync(&mut conn, prefix).await
+        })
+        .await
+    }
+
+    async fn health(&self) -> Health {
+        if let Err(e) = self.sync_epoch().await {
+            return Health::Unhealthy(reason(&e));
+        }
+        if self.epoch.reset_pending.load(Ordering::SeqCst) {
+            // Without a feed nobody starts over: the reset was reported once.
+            if self.feeds.load(Ordering::SeqCst) == 0 {
+                self.epoch.reset_pending.store(false, Ordering::SeqCst);
+            }
+            return Health::Unhealthy("store reset: starting over in a new epoch".into());
+        }
+        if self.failure.lock().is_none() {
+            return Health::Healthy;
+        }
+        // The last write failed: probe with a tiny one.
+        let key = self.key("health_probe");
+        let probe = self
+            .written(self.once(|mut conn| async move {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(crate::store::now_ms())
+                    .query_async::<()>(&mut conn)
+                    .await
+            }))
+            .await;
+        match probe {
+            Ok(()) => Health::Healthy,
+            Err(e) => Health::Unhealthy(format!("last write failed: {}", reason(&e))),
+        }
+    }
+
     fn key(&self, name: &str) -> String {
         format!("{}:{name}", self.prefix)
     }
@@ -467,7 +626,7 @@ impl RedisStore {
         let mut invocation = self.scripts.append.prepare_invoke();
         invocation
             .arg(&self.prefix)
-            .arg(&self.epoch)
+            .arg(self.epoch.get())
             .arg(entries.len());
         for (key, entry) in entries {
             let target = &entry.target;
@@ -487,7 +646,7 @@ impl RedisStore {
                 .arg(encode_attachments(&entry.attachments));
         }
         let out: Vec<i64> = self
-            .once(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .written(self.once(|mut conn| async move { invocation.invoke_async(&mut conn).await }))
             .await?;
         if out.len() != entries.len() {
             return Err(corrupt("append reply"));
@@ -748,7 +907,11 @@ impl RedisStore {
 
 impl Store for RedisStore {
     fn epoch(&self) -> &str {
-        &self.epoch
+        self.epoch.get()
+    }
+
+    fn check_health(&self) -> BoxFuture<'_, Health> {
+        Box::pin(self.health())
     }
 
     fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>> {
@@ -899,11 +1062,13 @@ impl Store for RedisStore {
             let mut invocation = self.scripts.inbox_push.prepare_invoke();
             invocation
                 .arg(&self.prefix)
-                .arg(&self.epoch)
+                .arg(self.epoch.get())
                 .arg(&user)
                 .arg(payload);
-            self.once(|mut conn| async move { invocation.invoke_async(&mut conn).await })
-                .await
+            self.written(
+                self.once(|mut conn| async move { invocation.invoke_async(&mut conn).await }),
+            )
+            .await
         })
     }
 
@@ -963,9 +1128,16 @@ impl Store for RedisStore {
     }
 
     fn feed(&self, after: Seq) -> Option<Feed> {
+        self.feeds.fetch_add(1, Ordering::SeqCst);
+        let epoch = self.epoch.get();
+        // A feed made in the current epoch: the node has started over.
+        self.epoch.reset_pending.store(false, Ordering::SeqCst);
         let state = FeedState {
             client: self.client.clone(),
             log: self.key("log"),
+            prefix: self.prefix.clone(),
+            cell: Arc::clone(&self.epoch),
+            epoch,
             // Client names allow no spaces nor special characters.
             name: format!("tether-feed:{}", self.prefix)
                 .chars()
@@ -994,6 +1166,11 @@ impl Store for RedisStore {
 struct FeedState {
     client: Client,
     log: String,
+    prefix: String,
+    /// The node's epoch, which the feed checks with every read.
+    cell: Arc<EpochCell>,
+    /// The epoch the feed started in.
+    epoch: &'static str,
     /// The connection's name (`CLIENT SETNAME`), to tell feeds apart.
     name: String,
     conn: Option<MultiplexedConnection>,
@@ -1052,7 +1229,12 @@ impl FeedState {
             }
         };
         let block_ms = u64::try_from(FEED_BLOCK.as_millis()).unwrap_or(u64::MAX);
-        let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+        // The epoch with every read (one round trip): after a reset the log
+        // starts over below `last`, and this feed would wait forever.
+        let (epoch, reply): (Option<String>, Option<StreamReadReply>) = redis::pipe()
+            .cmd("GET")
+            .arg(format!("{}:epoch", self.prefix))
+            .cmd("XREAD")
             .arg("COUNT")
             .arg(FEED_COUNT)
             .arg("BLOCK")
@@ -1063,6 +1245,15 @@ impl FeedState {
             .query_async(conn)
             .await
             .map_err(unavailable)?;
+        if epoch.as_deref() != Some(self.epoch) {
+            let adopted = bounded(self.cell.sync(conn, &self.prefix)).await;
+            if let Err(e) = adopted {
+                tracing::warn!(error = %e, "cannot adopt the new store epoch");
+            }
+            return Err(StoreError::Unavailable(
+                "store reset: the feed starts over in the new epoch".into(),
+            ));
+        }
         for id in reply.iter().flat_map(|r| &r.keys).flat_map(|k| &k.ids) {
             let seq = match id_seq(&id.id) {
                 Some(seq) => seq,
