@@ -217,6 +217,57 @@ async fn a_reset_ends_the_feed_and_health_says_so_until_a_new_feed() {
     assert_eq!(events(&take(&mut feed, 1).await), ["new"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_of_a_node_whose_lease_lapsed_are_disconnected_then_purged() {
+    let Some(scope) =
+        support::Scope::new("sessions_of_a_node_whose_lease_lapsed_are_disconnected_then_purged")
+    else {
+        return;
+    };
+    let lease = Duration::from_millis(800);
+    let dead = scope.store().with_session_lease(lease);
+    let live = scope.store().with_session_lease(lease);
+    let mut tricky = session("d2", true, 1);
+    // Text that looks like the record's own fields, inside the app data.
+    tricky.data = Some(r#"{"connected":true,"updated_ms":5,"owner":"x"}"#.into());
+    for record in [
+        session("d1", true, 1),
+        tricky.clone(),
+        session("moved", true, 1),
+    ] {
+        dead.save_session(record).await.unwrap();
+    }
+    live.save_session(session("l1", true, 1)).await.unwrap();
+    // Taken over by the live node (a client recovered there).
+    live.save_session(session("moved", true, 1)).await.unwrap();
+    drop(dead); // killed: no more renewals
+    tokio::time::sleep(lease + Duration::from_millis(300)).await;
+
+    let before = now_ms();
+    live.trim(Retention::default(), 0).await.unwrap();
+    for pid in ["d1", "d2"] {
+        let record = live.load_session(pid).await.unwrap().unwrap();
+        assert!(!record.connected, "{record:?}");
+        assert!(record.updated_ms >= before, "{record:?}");
+    }
+    let d2 = live.load_session("d2").await.unwrap().unwrap();
+    assert_eq!(d2.data, tricky.data);
+    assert_eq!(d2.rooms, tricky.rooms);
+    for pid in ["l1", "moved"] {
+        let record = live.load_session(pid).await.unwrap().unwrap();
+        assert!(
+            record.connected,
+            "a live node's session stays connected: {record:?}"
+        );
+    }
+    // The purge takes them like any other disconnected session.
+    live.trim(Retention::default(), now_ms() + 1).await.unwrap();
+    assert!(live.load_session("d1").await.unwrap().is_none());
+    assert!(live.load_session("d2").await.unwrap().is_none());
+    assert!(live.load_session("l1").await.unwrap().is_some());
+    assert!(live.load_session("moved").await.unwrap().is_some());
+}
+
 /// Reads `n` entries from `feed`, bounded in time.
 async fn take(feed: &mut tether::store::Feed, n: usize) -> Vec<tether::store::Entry> {
     let mut got = Vec::with_capacity(n);
@@ -520,8 +571,10 @@ async fn trimming_everything_leaves_no_index_behind() {
     store.delete_session("live").await.unwrap();
     assert_eq!(
         keys_of(&scope.url, &scope.prefix),
-        ["epoch", "log", "seq", "trimmed", "ts"],
-        "only the counters and the (empty) log are left"
+        // `owners`: the nodes' session leases (this node held a session
+        // connected; its entry goes at a trim once its lease lapsed).
+        ["epoch", "log", "owners", "seq", "trimmed", "ts"],
+        "only the counters, the leases and the (empty) log are left"
     );
 }
 

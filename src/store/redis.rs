@@ -41,6 +41,9 @@ const TRIM_CHUNK: usize = 512;
 /// deletes a record with its entry; the TTL only reclaims a record whose entry
 /// went some other way, so it must outlive the entry (trims run every 30 s).
 const IDEMPOTENCY_TTL_MARGIN: Duration = Duration::from_secs(3600);
+/// How long a node's connected sessions are held without a renewal of its
+/// lease (three trims of a server).
+const DEFAULT_SESSION_LEASE: Duration = Duration::from_secs(90);
 /// Positions are Lua numbers (doubles) inside the scripts: exact up to 2^53.
 const MAX_SEQ: Seq = (1 << 53) - 1;
 
@@ -211,6 +214,38 @@ end
 return #pids
 ";
 
+/// The connected sessions of a node whose lease lapsed (it died without
+/// closing them), one chunk: ARGV = prefix, owner, now (ms), chunk. Each
+/// still connected and owned by it becomes disconnected as of now (then the
+/// recovery window applies and the purge takes it). The session JSON is
+/// edited as text: serde writes its fields in order, `connected` and
+/// `updated_ms` just before `owner`, which is last, and only the top level
+/// has unescaped quotes. Returns 1 while more may be left.
+const LUA_RELEASE_OWNER: &str = r#"
+local owner = ARGV[2]
+local set = P .. ':so:' .. owner
+local head = ',"connected":true,"updated_ms":'
+local tail = ',"owner":"' .. owner .. '"}'
+for _, pid in ipairs(redis.call('SRANDMEMBER', set, tonumber(ARGV[4]))) do
+  local key = P .. ':s:' .. pid
+  local json = redis.call('GET', key)
+  if json and string.sub(json, -#tail) == tail then
+    local i = string.find(json, head, 1, true)
+    if i then
+      json = string.sub(json, 1, i - 1) .. ',"connected":false,"updated_ms":' .. ARGV[3] .. '}'
+      redis.call('SET', key, json)
+      redis.call('ZADD', P .. ':sd', ARGV[3], pid)
+    end
+  end
+  redis.call('SREM', set, pid)
+end
+if redis.call('SCARD', set) == 0 then
+  redis.call('ZREM', P .. ':owners', owner)
+  return 0
+end
+return 1
+"#;
+
 /// `inbox_push`: ARGV = prefix, epoch, user, payload. Returns the position.
 const LUA_INBOX_PUSH: &str = r"
 if not epoch_ok() then return redis.error_reply(EPOCH_ERR) end
@@ -239,6 +274,7 @@ struct Scripts {
     trim_age: Script,
     trim_count: Script,
     trim_sessions: Script,
+    release_owner: Script,
     inbox_push: Script,
     inbox_ack: Script,
 }
@@ -252,6 +288,7 @@ impl Scripts {
             trim_age: with_trim(LUA_TRIM_AGE),
             trim_count: with_trim(LUA_TRIM_COUNT),
             trim_sessions: with_common(LUA_TRIM_SESSIONS),
+            release_owner: with_common(LUA_RELEASE_OWNER),
             inbox_push: with_common(LUA_INBOX_PUSH),
             inbox_ack: with_common(LUA_INBOX_ACK),
         }
@@ -296,7 +333,10 @@ impl Scripts {
 /// `P:nss` (namespaces with entries), `P:k:<len(nsp)>:<nsp>:<key>`
 /// (idempotency record: the position), `P:idem_ttl`, `P:s:<pid>` (session, as
 /// JSON), `P:sd` (disconnected sessions by time), `P:i:<user>` (inbox: sorted
-/// set of entries) and `P:ia:<user>` (inbox positions: `upto`, `last`).
+/// set of entries), `P:ia:<user>` (inbox positions: `upto`, `last`),
+/// `P:owners` (session leases: owner -> last renewal), `P:so:<owner>` (the
+/// pids an owner holds connected) and `P:health_probe` (the probe write of a
+/// health check after a failed write).
 ///
 /// Deployment: one Redis server, not Redis Cluster (the scripts compute their
 /// keys). Plain TCP (`redis://`); TLS would need one of the `redis` crate's
@@ -304,6 +344,14 @@ impl Scripts {
 /// may lose the last acknowledged writes and hand out their positions again
 /// under the same epoch, so a promoted replica needs a new epoch (delete
 /// `P:epoch` before the nodes reconnect).
+///
+/// Sessions of a node that died: each store (each node) has a random owner
+/// id and holds its connected sessions under a lease, `P:owners` (owner ->
+/// last renewal, renewed by each connected session save and each trim, which
+/// a server runs every 30 s) with `P:so:<owner>` (its connected pids). A trim
+/// that finds a lease older than [`RedisStore::with_session_lease`] (90 s by
+/// default) marks that owner's sessions still connected as disconnected as of
+/// then: the recovery window applies and the purge takes them, as on SQLite.
 ///
 /// Durability is Redis's: with `appendonly yes` and `appendfsync always`, a
 /// write that returned `Ok` survives a crash of Redis. Use
@@ -326,6 +374,10 @@ pub struct RedisStore {
     failure: Mutex<Option<String>>,
     /// Feeds made so far.
     feeds: AtomicUsize,
+    /// This node's id for the sessions it holds connected.
+    owner: String,
+    /// How long an owner's sessions stay connected without a renewal.
+    session_lease: Duration,
     prefix: String,
     client: Client,
     manager: Mutex<Option<ConnectionManager>>,
@@ -476,6 +528,8 @@ impl RedisStore {
             epoch: Arc::new(EpochCell::new(epoch)),
             failure: Mutex::new(None),
             feeds: AtomicUsize::new(0),
+            owner: crate::id::random_id(),
+            session_lease: DEFAULT_SESSION_LEASE,
             prefix: prefix.to_owned(),
             client,
             manager: Mutex::new(None),
@@ -486,6 +540,66 @@ impl RedisStore {
     /// The key prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// How long this node's connected sessions are held without a renewal
+    /// of its lease (each connected session save and each trim renew it)
+    /// before another node's trim takes the node as dead and marks them
+    /// disconnected. Longer than the trim interval (30 s in a server) by a
+    /// margin; 90 s by default.
+    pub fn with_session_lease(mut self, lease: Duration) -> Self {
+        self.session_lease = lease;
+        self
+    }
+
+    /// Renews this node's lease, then releases the sessions of every node
+    /// whose lease lapsed.
+    async fn release_dead_owners(&self) -> Result<(), StoreError> {
+        let now = crate::store::now_ms();
+        let owners_key = self.key("owners");
+        let lease = i64::try_from(self.session_lease.as_millis()).unwrap_or(i64::MAX);
+        let dead: Vec<String> = self
+            .retried(|mut conn| {
+                let mut pipe = redis::pipe();
+                // Renewed only if held (XX): a node without connected
+                // sessions leaves no key behind.
+                pipe.cmd("ZADD")
+                    .arg(&owners_key)
+                    .arg("XX")
+                    .arg(now)
+                    .arg(&self.owner)
+                    .ignore()
+                    .cmd("ZRANGEBYSCORE")
+                    .arg(&owners_key)
+                    .arg("-inf")
+                    .arg(format!("({}", now.saturating_sub(lease)));
+                async move {
+                    let (dead,): (Vec<String>,) = pipe.query_async(&mut conn).await?;
+                    Ok(dead)
+                }
+            })
+            .await?;
+        for owner in dead.iter().filter(|o| **o != self.owner) {
+            tracing::info!(owner = %owner, "a node's session lease lapsed: its sessions are disconnected as of now");
+            loop {
+                let mut invocation = self.scripts.release_owner.prepare_invoke();
+                invocation
+                    .arg(&self.prefix)
+                    .arg(owner)
+                    .arg(now)
+                    .arg(TRIM_CHUNK);
+                let more: u8 = self
+                    .retried(|mut conn| {
+                        let invocation = &invocation;
+                        async move { invocation.invoke_async(&mut conn).await }
+                    })
+                    .await?;
+                if more == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The Redis client (the cluster layer opens connections of its own with
@@ -869,6 +983,7 @@ impl RedisStore {
                 }
             }
         }
+        self.release_dead_owners().await?;
         let before = sessions_before_ms.to_string();
         loop {
             let mut invocation = self.scripts.trim_sessions.prepare_invoke();
@@ -988,15 +1103,26 @@ impl Store for RedisStore {
 
     fn save_session(&self, record: SessionRecord) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let json = serde_json::to_string(&StoredSession::from(&record))
+            let mut stored = StoredSession::from(&record);
+            // Held connected under this node's lease.
+            stored.owner = record.connected.then(|| self.owner.clone());
+            let json = serde_json::to_string(&stored)
                 .map_err(|e| StoreError::Unavailable(format!("cannot encode a session: {e}")))?;
             let (key, index) = (self.key(&format!("s:{}", record.pid)), self.key("sd"));
+            let (owned, owners) = (self.key(&format!("so:{}", self.owner)), self.key("owners"));
             self.retried(|mut conn| {
                 let mut pipe = redis::pipe();
                 pipe.atomic().cmd("SET").arg(&key).arg(&json).ignore();
                 if record.connected {
                     pipe.cmd("ZREM").arg(&index).arg(&record.pid).ignore();
+                    pipe.cmd("SADD").arg(&owned).arg(&record.pid).ignore();
+                    pipe.cmd("ZADD")
+                        .arg(&owners)
+                        .arg(crate::store::now_ms())
+                        .arg(&self.owner)
+                        .ignore();
                 } else {
+                    pipe.cmd("SREM").arg(&owned).arg(&record.pid).ignore();
                     pipe.cmd("ZADD")
                         .arg(&index)
                         .arg(record.updated_ms)
@@ -1033,11 +1159,16 @@ impl Store for RedisStore {
         let pid = pid.to_owned();
         Box::pin(async move {
             let (key, index) = (self.key(&format!("s:{pid}")), self.key("sd"));
+            let owned = self.key(&format!("so:{}", self.owner));
             self.retried(|mut conn| {
                 let mut pipe = redis::pipe();
                 pipe.atomic()
                     .cmd("DEL")
                     .arg(&key)
+                    .ignore()
+                    .cmd("SREM")
+                    .arg(&owned)
+                    .arg(&pid)
                     .ignore()
                     .cmd("ZREM")
                     .arg(&index)
@@ -1289,6 +1420,9 @@ struct StoredSession {
     start_seq: Seq,
     connected: bool,
     updated_ms: i64,
+    /// The node holding it connected (see `LUA_RELEASE_OWNER`: stays last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
 }
 
 impl From<&SessionRecord> for StoredSession {
@@ -1302,6 +1436,7 @@ impl From<&SessionRecord> for StoredSession {
             start_seq: r.start_seq,
             connected: r.connected,
             updated_ms: r.updated_ms,
+            owner: None,
         }
     }
 }
