@@ -649,6 +649,68 @@ async fn server_offset_from_another_life_catches_up_from_the_start() {
         assert!(c.wait_messages(c.messages.len() + 1, STEP).await);
         assert_eq!(c.contents().last().map(String::as_str), Some("m4"));
     }
+    // The same with the official client (socket.io-client 4.8.1, the
+    // tutorial's own client logic: tests/node/chat/after-reset.mjs).
+    official_client_after_reset(server.addr, 50, 4);
+}
+
+/// Runs tests/node/chat/after-reset.mjs (bounded) and checks its verdict.
+fn official_client_after_reset(addr: SocketAddr, offset: u64, expect: usize) {
+    let node_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    assert!(
+        node_dir.join("node_modules/socket.io-client").is_dir(),
+        "tests/node/node_modules is missing: run `npm ci` in tests/node"
+    );
+    let mut child = Command::new("node")
+        .arg("chat/after-reset.mjs")
+        .args(["--url", &format!("http://{addr}")])
+        .args([
+            "--offset",
+            &offset.to_string(),
+            "--expect",
+            &expect.to_string(),
+        ])
+        .current_dir(&node_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node runs (is Node.js installed?)");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chat/after-reset.mjs gave no verdict in time");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let verdict: Value = out
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null);
+    assert!(
+        status.success() && verdict["ok"] == true,
+        "chat/after-reset.mjs: {status}\n{out}\n{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
