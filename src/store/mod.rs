@@ -246,7 +246,8 @@ pub trait Store: Send + Sync + 'static {
     fn epoch(&self) -> &str;
 
     /// The state of the write path: unhealthy after a failed commit (until
-    /// one succeeds), when the store's file was deleted or replaced, or when
+    /// the write path is seen working again: for SQLite, a probe of the
+    /// health check, for Redis, any write), when the store's file was deleted or replaced, or when
     /// the store was reset under the node. While unhealthy, a store may probe
     /// its write path with a tiny write, so that it notices recovery without
     /// traffic; a healthy store checks without writing. Called by health

@@ -40,6 +40,10 @@ const MAX_IDLE_READERS: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows handled per statement while trimming, to bound memory.
 const TRIM_CHUNK: usize = 512;
+/// Size of a health check's probe write: larger than a big message, so that
+/// a disk with room for small writes only (a session save) but not for
+/// messages is still reported.
+const PROBE_BYTES: i64 = 64 * 1024;
 /// How long a health check waits for its probe write.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The health reason once the store's file is gone from its path.
@@ -164,8 +168,9 @@ impl DbError {
 /// - `idempotency(nsp, key, seq, ts_ms)`, `sessions(pid, ...)`,
 ///   `inbox(user, seq, ...)` and `inbox_acks(user, upto, last)`.
 ///
-/// Health ([`Store::check_health`]): unhealthy from a failed batch until one
-/// commits; and for good once the file at the path is not the file the store
+/// Health ([`Store::check_health`]): unhealthy from a failed batch until the
+/// health check's probe (a 64 KiB write: on a nearly full disk small writes
+/// still fit while messages do not) commits; and for good once the file at the path is not the file the store
 /// has open (deleted, or replaced by another: its device and inode changed).
 /// The writer checks that after every commit, before answering: a batch
 /// committed into a file a restart would not find is answered with an error,
@@ -179,7 +184,7 @@ pub struct SqliteStore {
     writer: Option<JoinHandle<()>>,
     readers: Arc<Readers>,
     file: Arc<FileWatch>,
-    /// Why the last batch failed; `None` once one committed.
+    /// Why a batch failed; `None` once a health probe committed.
     failure: Arc<Mutex<Option<String>>>,
 }
 
@@ -431,16 +436,22 @@ impl Store for SqliteStore {
         let probe = self.write(|ctx| {
             ctx.conn
                 .prepare_cached(
-                    "INSERT INTO meta(key, value) VALUES ('health_probe', ?1)
+                    "INSERT INTO meta(key, value) VALUES ('health_probe', zeroblob(?1))
                      ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 )?
-                .execute([ctx.ts_ms])?;
+                .execute([PROBE_BYTES])?;
+            // Only a good probe clears the failure (see `Writer::failure`).
             Ok(())
         });
         let failure = Arc::clone(&self.failure);
         Box::pin(async move {
             match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-                Ok(Ok(())) => Health::Healthy,
+                Ok(Ok(())) => {
+                    if failure.lock().take().is_some() {
+                        tracing::info!("store writes work again (the health probe committed)");
+                    }
+                    Health::Healthy
+                }
                 Ok(Err(_)) => Health::Unhealthy(
                     failure
                         .lock()
@@ -863,7 +874,8 @@ struct Writer {
     /// increasing positions (age trimming relies on it).
     last_ts: i64,
     file: Arc<FileWatch>,
-    /// Why the last batch failed (`None`: it committed).
+    /// Why a batch failed; cleared by a health probe that commits (`None`:
+    /// no failure since).
     failure: Arc<Mutex<Option<String>>>,
 }
 
@@ -901,12 +913,10 @@ impl Writer {
                 *self.failure.lock() = Some(FILE_REPLACED.into());
                 Some(StoreError::Unavailable(FILE_REPLACED.into()))
             }
-            Ok(()) => {
-                if self.failure.lock().take().is_some() {
-                    tracing::info!("store writes work again");
-                }
-                None
-            }
+            // A good commit does not clear a failure: on a nearly full disk
+            // small writes (session saves) go through while messages fail.
+            // The health check's probe, a large write, does.
+            Ok(()) => None,
             Err(e) => {
                 if !self.conn.is_autocommit() {
                     if let Err(rollback) = self.conn.execute_batch("ROLLBACK") {
