@@ -1360,11 +1360,10 @@ impl FeedState {
             }
         };
         let block_ms = u64::try_from(FEED_BLOCK.as_millis()).unwrap_or(u64::MAX);
-        // The epoch with every read (one round trip): after a reset the log
-        // starts over below `last`, and this feed would wait forever.
-        let (epoch, reply): (Option<String>, Option<StreamReadReply>) = redis::pipe()
-            .cmd("GET")
-            .arg(format!("{}:epoch", self.prefix))
+        // The epoch with every read (one round trip; read after the XREAD
+        // returns, so it is as of the reply): after a reset the log starts
+        // over below `last`, and this feed would wait forever.
+        let (reply, epoch): (Option<StreamReadReply>, Option<String>) = redis::pipe()
             .cmd("XREAD")
             .arg("COUNT")
             .arg(FEED_COUNT)
@@ -1373,6 +1372,8 @@ impl FeedState {
             .arg("STREAMS")
             .arg(&self.log)
             .arg(format!("{}-0", self.last))
+            .cmd("GET")
+            .arg(format!("{}:epoch", self.prefix))
             .query_async(conn)
             .await
             .map_err(unavailable)?;
