@@ -591,8 +591,20 @@ async fn redis_reset_is_503_then_the_node_starts_over() {
     // The next health check notices: the node adopts a new epoch and says so
     // until it has started over.
     let (status, body) = http_get(server.addr, "/healthz").unwrap();
-    assert_eq!(status, 503, "/healthz right after FLUSHALL: {body}");
-    assert!(body.starts_with("store unavailable: store reset"), "{body}");
+    if status == 200 {
+        // Only if the node's feed noticed first (its read returned in the
+        // few ms since FLUSHALL) and it has started over already.
+        assert!(
+            server
+                .stderr()
+                .contains("store reset: closing every connection"),
+            "/healthz 200 right after FLUSHALL, the node not started over\n{}",
+            server.stderr()
+        );
+    } else {
+        assert_eq!(status, 503, "/healthz right after FLUSHALL: {body}");
+        assert!(body.starts_with("store unavailable: store reset"), "{body}");
+    }
     let (ok, status, body) = wait_health(server.addr, STEP, |s, _| s == 200);
     assert!(ok, "/healthz after the node started over: {status} {body}");
 
