@@ -39,7 +39,13 @@ fn main() -> std::io::Result<()> {
                 Arc::new(MemoryStore::new())
             } else {
                 match SqliteStore::open(&store_at, Durability::Fsync) {
-                    Ok(store) => Arc::new(store),
+                    Ok(store) => {
+                        // Sessions of a killed run: disconnected as of now.
+                        if let Err(e) = store.disconnect_sessions().await {
+                            usage(&format!("cannot update {store_at}: {e}"));
+                        }
+                        Arc::new(store)
+                    }
                     Err(e) => usage(&format!("cannot open {store_at}: {e}")),
                 }
             };

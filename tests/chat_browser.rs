@@ -334,8 +334,16 @@ async fn run(s: Scenario) -> Outcome {
 
     let talk = async {
         while let Some(line) = lines.next_line().await.expect("read the script's stdout") {
-            if line.trim() == "READY kill" {
+            if line.trim() == "READY kill" || line.trim() == "READY reset" {
                 server.kill().await;
+                if line.trim() == "READY reset" {
+                    // A new life of the store: the file and its WAL gone.
+                    for suffix in ["", "-wal", "-shm"] {
+                        let mut path = store.0.clone().into_os_string();
+                        path.push(suffix);
+                        let _ = std::fs::remove_file(path);
+                    }
+                }
                 kills += 1;
                 old_stderr.push_str(&server.stderr());
                 old_stderr.push_str("---- killed (SIGKILL) ----\n");
@@ -474,6 +482,19 @@ async fn server_killed_and_restarted() {
     })
     .await;
     assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(55));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_reset_pages_start_over() {
+    let out = run(Scenario {
+        script: "store-reset.mjs",
+        kills: 1,
+        screenshot: None,
+        budget: Duration::from_secs(150),
+    })
+    .await;
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(3));
+    assert_eq!(out.verdict["counts"]["A_shown_before"], 8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

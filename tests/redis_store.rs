@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tether::store::{now_ms, AppendOnce, RedisStore, Retention, Store, StoreError};
+use tether::store::{now_ms, AppendOnce, Health, RedisStore, Retention, Store, StoreError};
 
 #[path = "common/store_suite.rs"]
 mod store_suite;
@@ -140,29 +140,132 @@ async fn epoch_per_prefix_kept_by_every_node_new_after_a_flush() {
     let c = scope.store();
     assert_ne!(c.epoch(), a.epoch());
     assert_eq!(c.bounds().await.unwrap(), (0, 1));
-    // A node of the old life refuses to hand out positions of the new one.
+    // A node of the old life refuses to hand out positions of the new one:
+    // its write fails, and it adopts the new epoch (its clients' offsets are
+    // then refused plainly as "store reset").
+    let old_epoch = a.epoch().to_owned();
     let refused = a.append(vec![entry("/", &["a"], &[], "stale")]).await;
     assert!(
         matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("reset")),
         "{refused:?}"
     );
-    assert!(is_unavailable(
-        &a.append_once("k".into(), entry("/", &[], &[], "stale"))
-            .await
-    ));
-    assert!(is_unavailable(
-        &a.inbox_push("ann", "m".into(), "[]".into(), vec![]).await
-    ));
+    assert_eq!(a.epoch(), c.epoch(), "the old node adopted the new epoch");
+    assert_ne!(a.epoch(), old_epoch);
+    // b (same old life) notices at its health check: "store reset" once
+    // (it has no feed to start over), then healthy in the new epoch.
+    assert!(matches!(b.check_health().await, Health::Unhealthy(m) if m.starts_with("store reset")));
+    assert_eq!(b.epoch(), c.epoch());
+    assert_eq!(b.check_health().await, Health::Healthy);
     assert_eq!(
         c.append(vec![entry("/", &["a"], &[], "new")])
             .await
             .unwrap(),
         [1]
     );
+    // The nodes of the old life write in the new one now.
+    assert_eq!(
+        a.append_once("k".into(), entry("/", &[], &[], "again"))
+            .await
+            .unwrap(),
+        AppendOnce::Appended(2)
+    );
     assert_eq!(
         events(&c.read("/", &rooms(&["a"]), 0, 10).await.unwrap()),
-        ["new"]
+        ["new", "again"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_ends_the_feed_and_health_says_so_until_a_new_feed() {
+    let Some(scope) =
+        support::Scope::new("a_reset_ends_the_feed_and_health_says_so_until_a_new_feed")
+    else {
+        return;
+    };
+    let a = scope.store();
+    assert_eq!(a.check_health().await, Health::Healthy);
+    let mut feed = a.feed(0).expect("a shared store has a feed");
+    a.append(vec![entry("/", &[], &[], "1")]).await.unwrap();
+    assert_eq!(events(&take(&mut feed, 1).await), ["1"]);
+
+    support::delete_prefix(&scope.url, &scope.prefix).unwrap();
+    let old = a.epoch().to_owned();
+    for _ in 0..2 {
+        let health = a.check_health().await;
+        assert!(
+            matches!(&health, Health::Unhealthy(m) if m.starts_with("store reset")),
+            "{health:?}"
+        );
+    }
+    assert_ne!(a.epoch(), old);
+    // The feed of the old life ends (within its block time) instead of
+    // waiting forever past positions the new life has not reached.
+    let end = tokio::time::timeout(Duration::from_secs(10), feed.next())
+        .await
+        .expect("the feed ends in time");
+    assert!(
+        matches!(&end, Some(Err(StoreError::Unavailable(m))) if m.contains("reset")),
+        "{end:?}"
+    );
+    // A feed of the new life: the node has started over.
+    let mut feed = a.feed(0).unwrap();
+    assert_eq!(a.check_health().await, Health::Healthy);
+    assert_eq!(
+        a.append(vec![entry("/", &[], &[], "new")]).await.unwrap(),
+        [1]
+    );
+    assert_eq!(events(&take(&mut feed, 1).await), ["new"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_of_a_node_whose_lease_lapsed_are_disconnected_then_purged() {
+    let Some(scope) =
+        support::Scope::new("sessions_of_a_node_whose_lease_lapsed_are_disconnected_then_purged")
+    else {
+        return;
+    };
+    let lease = Duration::from_millis(800);
+    let dead = scope.store().with_session_lease(lease);
+    let live = scope.store().with_session_lease(lease);
+    let mut tricky = session("d2", true, 1);
+    // Text that looks like the record's own fields, inside the app data.
+    tricky.data = Some(r#"{"connected":true,"updated_ms":5,"owner":"x"}"#.into());
+    for record in [
+        session("d1", true, 1),
+        tricky.clone(),
+        session("moved", true, 1),
+    ] {
+        dead.save_session(record).await.unwrap();
+    }
+    live.save_session(session("l1", true, 1)).await.unwrap();
+    // Taken over by the live node (a client recovered there).
+    live.save_session(session("moved", true, 1)).await.unwrap();
+    drop(dead); // killed: no more renewals
+    tokio::time::sleep(lease + Duration::from_millis(300)).await;
+
+    let before = now_ms();
+    live.trim(Retention::default(), 0).await.unwrap();
+    for pid in ["d1", "d2"] {
+        let record = live.load_session(pid).await.unwrap().unwrap();
+        assert!(!record.connected, "{record:?}");
+        assert!(record.updated_ms >= before, "{record:?}");
+    }
+    let d2 = live.load_session("d2").await.unwrap().unwrap();
+    assert_eq!(d2.data, tricky.data);
+    assert_eq!(d2.rooms, tricky.rooms);
+    for pid in ["l1", "moved"] {
+        let record = live.load_session(pid).await.unwrap().unwrap();
+        assert!(
+            record.connected,
+            "a live node's session stays connected: {record:?}"
+        );
+    }
+    // The purge takes them like any other disconnected session.
+    live.trim(Retention::default(), now_ms() + 1).await.unwrap();
+    assert!(live.load_session("d1").await.unwrap().is_none());
+    assert!(live.load_session("d2").await.unwrap().is_none());
+    assert!(live.load_session("l1").await.unwrap().is_some());
+    assert!(live.load_session("moved").await.unwrap().is_some());
 }
 
 /// Reads `n` entries from `feed`, bounded in time.
@@ -468,8 +571,10 @@ async fn trimming_everything_leaves_no_index_behind() {
     store.delete_session("live").await.unwrap();
     assert_eq!(
         keys_of(&scope.url, &scope.prefix),
-        ["epoch", "log", "seq", "trimmed", "ts"],
-        "only the counters and the (empty) log are left"
+        // `owners`: the nodes' session leases (this node held a session
+        // connected; its entry goes at a trim once its lease lapsed).
+        ["epoch", "log", "owners", "seq", "trimmed", "ts"],
+        "only the counters, the leases and the (empty) log are left"
     );
 }
 

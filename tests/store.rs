@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tether::store::{
-    AppendOnce, Durability, MemoryStore, Retention, SqliteStore, Store, StoreError,
+    now_ms, AppendOnce, Durability, Health, MemoryStore, Retention, SqliteStore, Store, StoreError,
 };
 
 #[path = "common/store_suite.rs"]
@@ -256,6 +256,97 @@ async fn sqlite_failing_batch_fails_whole_and_keeps_the_rest() {
     assert!(poisoned_alone.is_err());
     let read = store.read("/", &rooms(&["a"]), 0, 100).await.unwrap();
     assert_eq!(events(&read), ["before", "after", "once"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_health_reports_a_failed_commit_until_the_probe_commits() {
+    let db = TempDb::new();
+    let store = SqliteStore::open(db.path(), Durability::Fsync).unwrap();
+    assert_eq!(store.check_health().await, Health::Healthy);
+    let raw = rusqlite::Connection::open(db.path()).unwrap();
+    raw.execute_batch(
+        "CREATE TRIGGER poison BEFORE INSERT ON entries WHEN NEW.event = 'poison'
+         BEGIN SELECT RAISE(ABORT, 'poisoned entry'); END;",
+    )
+    .unwrap();
+    assert!(store
+        .append(vec![entry("/", &[], &[], "poison")])
+        .await
+        .is_err());
+    // The check's probe is a write of its own: it commits, so healthy again.
+    let health = store.check_health().await;
+    assert_eq!(health, Health::Healthy, "the probe commits");
+    // A failed commit is reported until one goes through.
+    assert!(store
+        .append(vec![entry("/", &[], &[], "poison")])
+        .await
+        .is_err());
+    raw.execute_batch("DROP TRIGGER poison; CREATE TRIGGER stuck BEFORE INSERT ON meta BEGIN SELECT RAISE(ABORT, 'no meta'); END;")
+        .unwrap();
+    let health = store.check_health().await;
+    assert!(
+        matches!(&health, Health::Unhealthy(m) if m.starts_with("last commit failed: ") && m.contains("no meta")),
+        "{health:?}"
+    );
+    // A small good commit does not clear it (on a nearly full disk session
+    // saves fit while messages do not): the probe must commit.
+    store
+        .append(vec![entry("/", &[], &[], "fine")])
+        .await
+        .unwrap();
+    assert!(matches!(store.check_health().await, Health::Unhealthy(_)));
+    raw.execute_batch("DROP TRIGGER stuck").unwrap();
+    assert_eq!(store.check_health().await, Health::Healthy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_replaced_or_deleted_file_refuses_writes() {
+    let db = TempDb::new();
+    let store = SqliteStore::open(db.path(), Durability::Fsync).unwrap();
+    store
+        .append(vec![entry("/", &[], &[], "kept")])
+        .await
+        .unwrap();
+    // Another file put at the path (a restore from a backup, say).
+    let copy = db.path().with_extension("copy");
+    std::fs::copy(db.path(), &copy).unwrap();
+    std::fs::rename(&copy, db.path()).unwrap();
+    let unhealthy = Health::Unhealthy("store file was deleted or replaced".into());
+    assert_eq!(store.check_health().await, unhealthy);
+    let refused = store.append(vec![entry("/", &[], &[], "lost")]).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("deleted or replaced")),
+        "{refused:?}"
+    );
+    // For good: the file the store has open is not the one a restart opens.
+    assert_eq!(store.check_health().await, unhealthy);
+    std::fs::remove_file(db.path()).unwrap();
+    assert_eq!(store.check_health().await, unhealthy);
+    assert!(store.save_session(session("p", true, 1)).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_disconnect_sessions_starts_their_window_now() {
+    let db = TempDb::new();
+    let store = SqliteStore::open(db.path(), Durability::Fsync).unwrap();
+    store.save_session(session("live", true, 1)).await.unwrap();
+    store.save_session(session("gone", false, 1)).await.unwrap();
+    let before = now_ms();
+    assert_eq!(store.disconnect_sessions().await.unwrap(), 1);
+    let live = store.load_session("live").await.unwrap().unwrap();
+    assert!(!live.connected);
+    assert!(live.updated_ms >= before, "{live:?}");
+    let gone = store.load_session("gone").await.unwrap().unwrap();
+    assert_eq!(gone.updated_ms, 1, "already disconnected: unchanged");
+    // The purge takes them like any other disconnected session.
+    store.trim(Retention::default(), before).await.unwrap();
+    assert!(store.load_session("gone").await.unwrap().is_none());
+    assert!(store.load_session("live").await.unwrap().is_some());
+    store
+        .trim(Retention::default(), now_ms() + 1)
+        .await
+        .unwrap();
+    assert!(store.load_session("live").await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,7 +45,7 @@ struct DynNamespace {
     predicate: Predicate,
     on_connect: ConnectHandler,
     middlewares: Arc<RwLock<Vec<Middleware>>>,
-    catch_up_field: Arc<RwLock<Option<String>>>,
+    catch_up_field: Arc<RwLock<Option<namespace::CatchUpFields>>>,
 }
 
 pub(crate) struct IoInner {
@@ -149,7 +149,10 @@ pub struct NamespaceRef {
 #[derive(Clone)]
 enum NsMiddlewares {
     Static(Arc<Namespace>),
-    Dynamic(Arc<RwLock<Vec<Middleware>>>, Arc<RwLock<Option<String>>>),
+    Dynamic(
+        Arc<RwLock<Vec<Middleware>>>,
+        Arc<RwLock<Option<namespace::CatchUpFields>>>,
+    ),
 }
 
 impl NamespaceRef {
@@ -172,8 +175,36 @@ impl NamespaceRef {
     /// in auth field `field` (the chat tutorial's `serverOffset`), first gets
     /// every stored event of its rooms after that position, then live ones,
     /// with no gap and no duplicate at the seam. Needs a store.
+    ///
+    /// A position beyond the store's last one comes from another life of the
+    /// store (it was reset): such a client catches up from the start (0).
     pub fn catch_up_from_auth(self, field: impl Into<String>) -> Self {
-        let field = Some(field.into());
+        self.set_catch_up(namespace::CatchUpFields {
+            offset: field.into(),
+            epoch: None,
+        })
+    }
+
+    /// [`NamespaceRef::catch_up_from_auth`], with the client's position
+    /// checked against the store's epoch too: a client whose auth field
+    /// `epoch_field` names another epoch than the store's (its position
+    /// comes from another life of the store) catches up from the start (0).
+    /// Clients without `epoch_field` are taken as of the current epoch. A
+    /// client learns the epoch from the recovery offset of any stored event
+    /// (`t.<epoch>.<position>`, the last argument).
+    pub fn catch_up_from_auth_with_epoch(
+        self,
+        field: impl Into<String>,
+        epoch_field: impl Into<String>,
+    ) -> Self {
+        self.set_catch_up(namespace::CatchUpFields {
+            offset: field.into(),
+            epoch: Some(epoch_field.into()),
+        })
+    }
+
+    fn set_catch_up(self, fields: namespace::CatchUpFields) -> Self {
+        let field = Some(fields);
         match &self.middlewares {
             NsMiddlewares::Static(ns) => *ns.catch_up_field.write() = field,
             NsMiddlewares::Dynamic(_, slot) => *slot.write() = field,
@@ -499,7 +530,24 @@ async fn run_feed(io: Weak<IoInner>, store: Arc<dyn Store>) {
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     };
+    let mut epoch = store.epoch().to_owned();
     loop {
+        if store.epoch() != epoch {
+            // The store was reset (a Redis that came back empty): positions
+            // start over. Every connection of the old life is closed (a
+            // transport close: clients reconnect by themselves and are told
+            // "store reset"), and the feed starts from the new life's start.
+            tracing::warn!(
+                old = %epoch,
+                new = %store.epoch(),
+                "store reset: closing every connection, the feed starts over"
+            );
+            epoch = store.epoch().to_owned();
+            after = 0;
+            let Some(io) = io.upgrade() else { return };
+            io.engine
+                .close_all(tether_proto::engine::CloseReason::ForcedClose);
+        }
         let Some(mut feed) = store.feed(after) else {
             return;
         };

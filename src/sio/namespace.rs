@@ -34,6 +34,15 @@ pub(crate) struct DeliveryCtx {
     pub(crate) cluster: std::sync::OnceLock<Cluster>,
 }
 
+/// The auth fields a new client says where it stands in (see
+/// `NamespaceRef::catch_up_from_auth`): its position, and optionally the
+/// store epoch that position belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CatchUpFields {
+    pub(crate) offset: String,
+    pub(crate) epoch: Option<String>,
+}
+
 /// A namespace: its handlers, sockets and rooms.
 pub(crate) struct Namespace {
     name: String,
@@ -44,7 +53,7 @@ pub(crate) struct Namespace {
     pids: RwLock<HashMap<String, Socket>>,
     /// Auth field holding the offset a new client catches up from (the chat
     /// tutorial's `serverOffset`).
-    pub(crate) catch_up_field: RwLock<Option<String>>,
+    pub(crate) catch_up_field: RwLock<Option<CatchUpFields>>,
     pub(crate) on_connect: ConnectHandler,
     pub(crate) middlewares: RwLock<Vec<Middleware>>,
     sockets: RwLock<HashMap<Arc<str>, Socket>>,

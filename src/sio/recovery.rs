@@ -82,10 +82,34 @@ pub(crate) async fn start(
     }
     // A new session. A client that says where it stands in the namespace's
     // stream (the tutorial's `auth.serverOffset`) catches up from there.
-    let field = ns.catch_up_field.read().clone();
-    let from = field
-        .and_then(|f| auth.get(&f).and_then(value_as_seq))
-        .map_or(last, |n| n.min(last));
+    // A position from another life of the store (another epoch, or beyond
+    // the last position: the store was reset) starts from 0, so that the
+    // client gets everything of this life.
+    let fields = ns.catch_up_field.read().clone();
+    let from = match fields {
+        None => last,
+        Some(fields) => match auth.get(&fields.offset).and_then(value_as_seq) {
+            None => last,
+            Some(n) => {
+                let other_epoch = fields
+                    .epoch
+                    .and_then(|f| auth.get(&f).and_then(Value::as_str).map(str::to_owned))
+                    .is_some_and(|e| e != store.epoch());
+                if other_epoch || n > last {
+                    metrics::counter!("tether_catch_up_restarts_total").increment(1);
+                    tracing::debug!(
+                        offset = n,
+                        last,
+                        other_epoch,
+                        "catch-up from another life of the store: from 0"
+                    );
+                    0
+                } else {
+                    n
+                }
+            }
+        },
+    };
     let init = SocketInit {
         pid: Some(crate::id::random_id()),
         cursor: Some(from),
@@ -137,6 +161,8 @@ async fn restore(
         return Ok(Err((Refusal::Expired, None)));
     }
     let from = match offset {
+        // A session saved by a node that had not seen the store reset yet.
+        None if record.start_seq > last => return Ok(Err((Refusal::StoreReset, None))),
         None => record.start_seq,
         Some(offset) => match parse_offset(offset) {
             None => return Ok(Err((Refusal::UnknownOffset, None))),

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::{
-    age_cutoff, now_ms, reaches, AppendOnce, BoxFuture, Cuts, Entry, InboxEntry, NewEntry,
+    age_cutoff, now_ms, reaches, AppendOnce, BoxFuture, Cuts, Entry, Health, InboxEntry, NewEntry,
     Retention, Seq, SessionRecord, Store, StoreError, StreamRetention,
 };
 
@@ -305,6 +305,11 @@ impl State {
 impl Store for MemoryStore {
     fn epoch(&self) -> &str {
         &self.epoch
+    }
+
+    fn check_health(&self) -> BoxFuture<'_, Health> {
+        // Nothing here can fail.
+        Box::pin(std::future::ready(Health::Healthy))
     }
 
     fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>> {

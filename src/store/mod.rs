@@ -39,6 +39,24 @@ pub enum StoreError {
     Unsupported(&'static str),
 }
 
+/// Whether a store can keep what it is given now (see [`Store::check_health`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Writes go through.
+    Healthy,
+    /// Writes fail or would not be found after a restart; the reason, for
+    /// humans (`last commit failed: database or disk is full`, `store file
+    /// was deleted or replaced`, `store reset`).
+    Unhealthy(String),
+}
+
+impl Health {
+    /// True for [`Health::Healthy`].
+    pub fn is_healthy(&self) -> bool {
+        matches!(self, Health::Healthy)
+    }
+}
+
 /// Where an entry goes: a namespace, the rooms it targets, the rooms and
 /// socket it excludes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -227,6 +245,15 @@ pub trait Store: Send + Sync + 'static {
     /// (a new file, a flushed database), so offsets from another life are
     /// recognised.
     fn epoch(&self) -> &str;
+
+    /// The state of the write path: unhealthy after a failed commit (until
+    /// the write path is seen working again: for SQLite, a probe of the
+    /// health check, for Redis, any write), when the store's file was deleted or replaced, or when
+    /// the store was reset under the node. While unhealthy, a store may probe
+    /// its write path with a tiny write, so that it notices recovery without
+    /// traffic; a healthy store checks without writing. Called by health
+    /// checks (`/healthz`), so it is cheap and bounded in time.
+    fn check_health(&self) -> BoxFuture<'_, Health>;
 
     /// Appends entries in order; returns their positions.
     fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>>;

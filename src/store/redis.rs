@@ -4,16 +4,18 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Script, Value};
 
 use super::{
-    reaches, AppendOnce, BoxFuture, Entry, Feed, InboxEntry, NewEntry, Retention, Seq,
+    reaches, AppendOnce, BoxFuture, Entry, Feed, Health, InboxEntry, NewEntry, Retention, Seq,
     SessionRecord, Store, StoreError, Target,
 };
 
@@ -39,6 +41,9 @@ const TRIM_CHUNK: usize = 512;
 /// deletes a record with its entry; the TTL only reclaims a record whose entry
 /// went some other way, so it must outlive the entry (trims run every 30 s).
 const IDEMPOTENCY_TTL_MARGIN: Duration = Duration::from_secs(3600);
+/// How long a node's connected sessions are held without a renewal of its
+/// lease (three trims of a server).
+const DEFAULT_SESSION_LEASE: Duration = Duration::from_secs(90);
 /// Positions are Lua numbers (doubles) inside the scripts: exact up to 2^53.
 const MAX_SEQ: Seq = (1 << 53) - 1;
 
@@ -56,7 +61,7 @@ end
 local function epoch_ok()
   return redis.call('GET', P .. ':epoch') == ARGV[2]
 end
-local EPOCH_ERR = 'TETHERRESET the store was reset (its epoch changed): restart this node'
+local EPOCH_ERR = 'TETHERRESET the store was reset (its epoch changed): the node adopts the new one'
 ";
 
 /// `append` and `append_once`: ARGV = prefix, epoch, count, then per entry:
@@ -209,6 +214,38 @@ end
 return #pids
 ";
 
+/// The connected sessions of a node whose lease lapsed (it died without
+/// closing them), one chunk: ARGV = prefix, owner, now (ms), chunk. Each
+/// still connected and owned by it becomes disconnected as of now (then the
+/// recovery window applies and the purge takes it). The session JSON is
+/// edited as text: serde writes its fields in order, `connected` and
+/// `updated_ms` just before `owner`, which is last, and only the top level
+/// has unescaped quotes. Returns 1 while more may be left.
+const LUA_RELEASE_OWNER: &str = r#"
+local owner = ARGV[2]
+local set = P .. ':so:' .. owner
+local head = ',"connected":true,"updated_ms":'
+local tail = ',"owner":"' .. owner .. '"}'
+for _, pid in ipairs(redis.call('SRANDMEMBER', set, tonumber(ARGV[4]))) do
+  local key = P .. ':s:' .. pid
+  local json = redis.call('GET', key)
+  if json and string.sub(json, -#tail) == tail then
+    local i = string.find(json, head, 1, true)
+    if i then
+      json = string.sub(json, 1, i - 1) .. ',"connected":false,"updated_ms":' .. ARGV[3] .. '}'
+      redis.call('SET', key, json)
+      redis.call('ZADD', P .. ':sd', ARGV[3], pid)
+    end
+  end
+  redis.call('SREM', set, pid)
+end
+if redis.call('SCARD', set) == 0 then
+  redis.call('ZREM', P .. ':owners', owner)
+  return 0
+end
+return 1
+"#;
+
 /// `inbox_push`: ARGV = prefix, epoch, user, payload. Returns the position.
 const LUA_INBOX_PUSH: &str = r"
 if not epoch_ok() then return redis.error_reply(EPOCH_ERR) end
@@ -237,6 +274,7 @@ struct Scripts {
     trim_age: Script,
     trim_count: Script,
     trim_sessions: Script,
+    release_owner: Script,
     inbox_push: Script,
     inbox_ack: Script,
 }
@@ -250,6 +288,7 @@ impl Scripts {
             trim_age: with_trim(LUA_TRIM_AGE),
             trim_count: with_trim(LUA_TRIM_COUNT),
             trim_sessions: with_common(LUA_TRIM_SESSIONS),
+            release_owner: with_common(LUA_RELEASE_OWNER),
             inbox_push: with_common(LUA_INBOX_PUSH),
             inbox_ack: with_common(LUA_INBOX_ACK),
         }
@@ -279,8 +318,14 @@ impl Scripts {
 ///   agrees on ages whatever its own clock.
 /// - The epoch: a random id at `<prefix>:epoch`, set if absent when a node
 ///   connects. A flushed Redis (or a new prefix) is a new epoch. Appends check
-///   it: after a flush, a node started before it refuses to append (its
-///   clients' offsets would name positions of another life) until restarted.
+///   it: after a flush, an append of a node started before it fails (its
+///   clients' offsets would name positions of another life), and the node
+///   adopts a new epoch (set if absent, as at connect): so do its feeds, which
+///   check the epoch with every read, and health checks. The feed then ends
+///   with an error and the next one starts in the new epoch, so the node
+///   (see `SocketIo`) starts over from position 0 and closes its
+///   connections: clients come back and are told "store reset". Health says
+///   "store reset" from the adoption until a feed starts in the new epoch.
 ///
 /// Keys (`P` is the prefix): `P:epoch`, `P:seq` (last position), `P:ts` (last
 /// timestamp), `P:trimmed` (highest position trimmed), `P:log`,
@@ -288,7 +333,10 @@ impl Scripts {
 /// `P:nss` (namespaces with entries), `P:k:<len(nsp)>:<nsp>:<key>`
 /// (idempotency record: the position), `P:idem_ttl`, `P:s:<pid>` (session, as
 /// JSON), `P:sd` (disconnected sessions by time), `P:i:<user>` (inbox: sorted
-/// set of entries) and `P:ia:<user>` (inbox positions: `upto`, `last`).
+/// set of entries), `P:ia:<user>` (inbox positions: `upto`, `last`),
+/// `P:owners` (session leases: owner -> last renewal), `P:so:<owner>` (the
+/// pids an owner holds connected) and `P:health_probe` (the probe write of a
+/// health check after a failed write).
 ///
 /// Deployment: one Redis server, not Redis Cluster (the scripts compute their
 /// keys). Plain TCP (`redis://`); TLS would need one of the `redis` crate's
@@ -296,6 +344,14 @@ impl Scripts {
 /// may lose the last acknowledged writes and hand out their positions again
 /// under the same epoch, so a promoted replica needs a new epoch (delete
 /// `P:epoch` before the nodes reconnect).
+///
+/// Sessions of a node that died: each store (each node) has a random owner
+/// id and holds its connected sessions under a lease, `P:owners` (owner ->
+/// last renewal, renewed by each connected session save and each trim, which
+/// a server runs every 30 s) with `P:so:<owner>` (its connected pids). A trim
+/// that finds a lease older than [`RedisStore::with_session_lease`] (90 s by
+/// default) marks that owner's sessions still connected as disconnected as of
+/// then: the recovery window applies and the purge takes them, as on SQLite.
 ///
 /// Durability is Redis's: with `appendonly yes` and `appendfsync always`, a
 /// write that returned `Ok` survives a crash of Redis. Use
@@ -313,7 +369,15 @@ impl Scripts {
 /// never blocks Redis for long; a trim that fails part way has removed whole
 /// entries only, and the next one goes on.
 pub struct RedisStore {
-    epoch: String,
+    epoch: Arc<EpochCell>,
+    /// Why the last append failed (`None`: it went through).
+    failure: Mutex<Option<String>>,
+    /// Feeds made so far.
+    feeds: AtomicUsize,
+    /// This node's id for the sessions it holds connected.
+    owner: String,
+    /// How long an owner's sessions stay connected without a renewal.
+    session_lease: Duration,
     prefix: String,
     client: Client,
     manager: Mutex<Option<ConnectionManager>>,
@@ -323,9 +387,84 @@ pub struct RedisStore {
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("epoch", &self.epoch)
+            .field("epoch", &self.epoch.get())
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
+    }
+}
+
+/// The epoch a node writes under, replaced when the store was reset. Each
+/// epoch's text is leaked (a few bytes per connect and per reset), so that
+/// [`Store::epoch`] can hand out a `&str` without a lock held.
+struct EpochCell {
+    current: RwLock<&'static str>,
+    /// A new epoch was adopted and no feed started from it yet.
+    reset_pending: AtomicBool,
+}
+
+impl EpochCell {
+    fn new(epoch: String) -> Self {
+        EpochCell {
+            current: RwLock::new(Box::leak(epoch.into_boxed_str())),
+            reset_pending: AtomicBool::new(false),
+        }
+    }
+
+    fn get(&self) -> &'static str {
+        *self.current.read()
+    }
+
+    /// Checks `P:epoch` against the node's; when it is gone (a flushed Redis)
+    /// or another, sets a new one unless another node just did, and adopts
+    /// what is there. True when the node's epoch changed.
+    async fn sync<C>(&self, conn: &mut C, prefix: &str) -> RedisResult<bool>
+    where
+        C: redis::aio::ConnectionLike + Send,
+    {
+        let key = format!("{prefix}:epoch");
+        let stored: Option<String> = redis::cmd("GET").arg(&key).query_async(conn).await?;
+        if stored.as_deref() == Some(self.get()) {
+            return Ok(false);
+        }
+        let (_, stored): (Value, Option<String>) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(crate::id::random_id())
+            .arg("NX")
+            .cmd("GET")
+            .arg(&key)
+            .query_async(conn)
+            .await?;
+        let Some(stored) = stored else {
+            return Ok(false);
+        };
+        let mut current = self.current.write();
+        if *current == stored {
+            return Ok(false);
+        }
+        tracing::warn!(
+            old = *current,
+            new = %stored,
+            "the store was reset (its epoch changed): adopting the new epoch; \
+             clients of the old one start over"
+        );
+        metrics::counter!("tether_store_resets_total").increment(1);
+        *current = Box::leak(stored.into_boxed_str());
+        self.reset_pending.store(true, Ordering::SeqCst);
+        Ok(true)
+    }
+}
+
+/// True when a store error is the scripts' epoch check failing.
+fn is_reset(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(m) if m.contains("TETHERRESET"))
+}
+
+/// The reason for health, without the "store unavailable" of the error.
+fn reason(e: &StoreError) -> String {
+    match e {
+        StoreError::Unavailable(m) => m.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -386,7 +525,11 @@ impl RedisStore {
             .map_err(unavailable)?;
         let epoch = epoch.ok_or_else(|| corrupt("epoch"))?;
         Ok(RedisStore {
-            epoch,
+            epoch: Arc::new(EpochCell::new(epoch)),
+            failure: Mutex::new(None),
+            feeds: AtomicUsize::new(0),
+            owner: crate::id::random_id(),
+            session_lease: DEFAULT_SESSION_LEASE,
             prefix: prefix.to_owned(),
             client,
             manager: Mutex::new(None),
@@ -397,6 +540,66 @@ impl RedisStore {
     /// The key prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// How long this node's connected sessions are held without a renewal
+    /// of its lease (each connected session save and each trim renew it)
+    /// before another node's trim takes the node as dead and marks them
+    /// disconnected. Longer than the trim interval (30 s in a server) by a
+    /// margin; 90 s by default.
+    pub fn with_session_lease(mut self, lease: Duration) -> Self {
+        self.session_lease = lease;
+        self
+    }
+
+    /// Renews this node's lease, then releases the sessions of every node
+    /// whose lease lapsed.
+    async fn release_dead_owners(&self) -> Result<(), StoreError> {
+        let now = crate::store::now_ms();
+        let owners_key = self.key("owners");
+        let lease = i64::try_from(self.session_lease.as_millis()).unwrap_or(i64::MAX);
+        let dead: Vec<String> = self
+            .retried(|mut conn| {
+                let mut pipe = redis::pipe();
+                // Renewed only if held (XX): a node without connected
+                // sessions leaves no key behind.
+                pipe.cmd("ZADD")
+                    .arg(&owners_key)
+                    .arg("XX")
+                    .arg(now)
+                    .arg(&self.owner)
+                    .ignore()
+                    .cmd("ZRANGEBYSCORE")
+                    .arg(&owners_key)
+                    .arg("-inf")
+                    .arg(format!("({}", now.saturating_sub(lease)));
+                async move {
+                    let (dead,): (Vec<String>,) = pipe.query_async(&mut conn).await?;
+                    Ok(dead)
+                }
+            })
+            .await?;
+        for owner in dead.iter().filter(|o| **o != self.owner) {
+            tracing::info!(owner = %owner, "a node's session lease lapsed: its sessions are disconnected as of now");
+            loop {
+                let mut invocation = self.scripts.release_owner.prepare_invoke();
+                invocation
+                    .arg(&self.prefix)
+                    .arg(owner)
+                    .arg(now)
+                    .arg(TRIM_CHUNK);
+                let more: u8 = self
+                    .retried(|mut conn| {
+                        let invocation = &invocation;
+                        async move { invocation.invoke_async(&mut conn).await }
+                    })
+                    .await?;
+                if more == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The Redis client (the cluster layer opens connections of its own with
@@ -451,6 +654,76 @@ impl RedisStore {
         bounded(op(conn)).await
     }
 
+    /// Notes the outcome of a write for health; a write refused because the
+    /// store was reset makes the node adopt the new epoch (the write itself
+    /// fails: its caller retries, in the new epoch).
+    async fn written<T>(
+        &self,
+        write: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let result = write.await;
+        match &result {
+            Ok(_) => {
+                if self.failure.lock().take().is_some() {
+                    tracing::info!("redis store writes work again");
+                }
+            }
+            Err(e) if is_reset(e) => {
+                if let Err(e) = self.sync_epoch().await {
+                    tracing::warn!(error = %e, "cannot adopt the new store epoch");
+                }
+                return Err(StoreError::Unavailable(
+                    "store reset: the write was refused; retry".into(),
+                ));
+            }
+            Err(e) => *self.failure.lock() = Some(format!("last write failed: {}", reason(e))),
+        }
+        result
+    }
+
+    /// [`EpochCell::sync`] on the shared connection.
+    async fn sync_epoch(&self) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        let cell = &self.epoch;
+        let prefix = &self.prefix;
+        bounded(async move {
+            let mut conn = conn;
+            cell.sync(&mut conn, prefix).await
+        })
+        .await
+    }
+
+    async fn health(&self) -> Health {
+        if let Err(e) = self.sync_epoch().await {
+            return Health::Unhealthy(reason(&e));
+        }
+        if self.epoch.reset_pending.load(Ordering::SeqCst) {
+            // Without a feed nobody starts over: the reset was reported once.
+            if self.feeds.load(Ordering::SeqCst) == 0 {
+                self.epoch.reset_pending.store(false, Ordering::SeqCst);
+            }
+            return Health::Unhealthy("store reset: starting over in a new epoch".into());
+        }
+        if self.failure.lock().is_none() {
+            return Health::Healthy;
+        }
+        // The last write failed: probe with a tiny one.
+        let key = self.key("health_probe");
+        let probe = self
+            .written(self.once(|mut conn| async move {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(crate::store::now_ms())
+                    .query_async::<()>(&mut conn)
+                    .await
+            }))
+            .await;
+        match probe {
+            Ok(()) => Health::Healthy,
+            Err(e) => Health::Unhealthy(format!("last write failed: {}", reason(&e))),
+        }
+    }
+
     fn key(&self, name: &str) -> String {
         format!("{}:{name}", self.prefix)
     }
@@ -467,7 +740,7 @@ impl RedisStore {
         let mut invocation = self.scripts.append.prepare_invoke();
         invocation
             .arg(&self.prefix)
-            .arg(&self.epoch)
+            .arg(self.epoch.get())
             .arg(entries.len());
         for (key, entry) in entries {
             let target = &entry.target;
@@ -487,7 +760,7 @@ impl RedisStore {
                 .arg(encode_attachments(&entry.attachments));
         }
         let out: Vec<i64> = self
-            .once(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .written(self.once(|mut conn| async move { invocation.invoke_async(&mut conn).await }))
             .await?;
         if out.len() != entries.len() {
             return Err(corrupt("append reply"));
@@ -710,6 +983,7 @@ impl RedisStore {
                 }
             }
         }
+        self.release_dead_owners().await?;
         let before = sessions_before_ms.to_string();
         loop {
             let mut invocation = self.scripts.trim_sessions.prepare_invoke();
@@ -748,7 +1022,11 @@ impl RedisStore {
 
 impl Store for RedisStore {
     fn epoch(&self) -> &str {
-        &self.epoch
+        self.epoch.get()
+    }
+
+    fn check_health(&self) -> BoxFuture<'_, Health> {
+        Box::pin(self.health())
     }
 
     fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>> {
@@ -825,15 +1103,26 @@ impl Store for RedisStore {
 
     fn save_session(&self, record: SessionRecord) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let json = serde_json::to_string(&StoredSession::from(&record))
+            let mut stored = StoredSession::from(&record);
+            // Held connected under this node's lease.
+            stored.owner = record.connected.then(|| self.owner.clone());
+            let json = serde_json::to_string(&stored)
                 .map_err(|e| StoreError::Unavailable(format!("cannot encode a session: {e}")))?;
             let (key, index) = (self.key(&format!("s:{}", record.pid)), self.key("sd"));
+            let (owned, owners) = (self.key(&format!("so:{}", self.owner)), self.key("owners"));
             self.retried(|mut conn| {
                 let mut pipe = redis::pipe();
                 pipe.atomic().cmd("SET").arg(&key).arg(&json).ignore();
                 if record.connected {
                     pipe.cmd("ZREM").arg(&index).arg(&record.pid).ignore();
+                    pipe.cmd("SADD").arg(&owned).arg(&record.pid).ignore();
+                    pipe.cmd("ZADD")
+                        .arg(&owners)
+                        .arg(crate::store::now_ms())
+                        .arg(&self.owner)
+                        .ignore();
                 } else {
+                    pipe.cmd("SREM").arg(&owned).arg(&record.pid).ignore();
                     pipe.cmd("ZADD")
                         .arg(&index)
                         .arg(record.updated_ms)
@@ -870,11 +1159,16 @@ impl Store for RedisStore {
         let pid = pid.to_owned();
         Box::pin(async move {
             let (key, index) = (self.key(&format!("s:{pid}")), self.key("sd"));
+            let owned = self.key(&format!("so:{}", self.owner));
             self.retried(|mut conn| {
                 let mut pipe = redis::pipe();
                 pipe.atomic()
                     .cmd("DEL")
                     .arg(&key)
+                    .ignore()
+                    .cmd("SREM")
+                    .arg(&owned)
+                    .arg(&pid)
                     .ignore()
                     .cmd("ZREM")
                     .arg(&index)
@@ -899,11 +1193,13 @@ impl Store for RedisStore {
             let mut invocation = self.scripts.inbox_push.prepare_invoke();
             invocation
                 .arg(&self.prefix)
-                .arg(&self.epoch)
+                .arg(self.epoch.get())
                 .arg(&user)
                 .arg(payload);
-            self.once(|mut conn| async move { invocation.invoke_async(&mut conn).await })
-                .await
+            self.written(
+                self.once(|mut conn| async move { invocation.invoke_async(&mut conn).await }),
+            )
+            .await
         })
     }
 
@@ -963,9 +1259,16 @@ impl Store for RedisStore {
     }
 
     fn feed(&self, after: Seq) -> Option<Feed> {
+        self.feeds.fetch_add(1, Ordering::SeqCst);
+        let epoch = self.epoch.get();
+        // A feed made in the current epoch: the node has started over.
+        self.epoch.reset_pending.store(false, Ordering::SeqCst);
         let state = FeedState {
             client: self.client.clone(),
             log: self.key("log"),
+            prefix: self.prefix.clone(),
+            cell: Arc::clone(&self.epoch),
+            epoch,
             // Client names allow no spaces nor special characters.
             name: format!("tether-feed:{}", self.prefix)
                 .chars()
@@ -994,6 +1297,11 @@ impl Store for RedisStore {
 struct FeedState {
     client: Client,
     log: String,
+    prefix: String,
+    /// The node's epoch, which the feed checks with every read.
+    cell: Arc<EpochCell>,
+    /// The epoch the feed started in.
+    epoch: &'static str,
     /// The connection's name (`CLIENT SETNAME`), to tell feeds apart.
     name: String,
     conn: Option<MultiplexedConnection>,
@@ -1052,7 +1360,11 @@ impl FeedState {
             }
         };
         let block_ms = u64::try_from(FEED_BLOCK.as_millis()).unwrap_or(u64::MAX);
-        let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+        // The epoch with every read (one round trip; read after the XREAD
+        // returns, so it is as of the reply): after a reset the log starts
+        // over below `last`, and this feed would wait forever.
+        let (reply, epoch): (Option<StreamReadReply>, Option<String>) = redis::pipe()
+            .cmd("XREAD")
             .arg("COUNT")
             .arg(FEED_COUNT)
             .arg("BLOCK")
@@ -1060,9 +1372,20 @@ impl FeedState {
             .arg("STREAMS")
             .arg(&self.log)
             .arg(format!("{}-0", self.last))
+            .cmd("GET")
+            .arg(format!("{}:epoch", self.prefix))
             .query_async(conn)
             .await
             .map_err(unavailable)?;
+        if epoch.as_deref() != Some(self.epoch) {
+            let adopted = bounded(self.cell.sync(conn, &self.prefix)).await;
+            if let Err(e) = adopted {
+                tracing::warn!(error = %e, "cannot adopt the new store epoch");
+            }
+            return Err(StoreError::Unavailable(
+                "store reset: the feed starts over in the new epoch".into(),
+            ));
+        }
         for id in reply.iter().flat_map(|r| &r.keys).flat_map(|k| &k.ids) {
             let seq = match id_seq(&id.id) {
                 Some(seq) => seq,
@@ -1098,6 +1421,9 @@ struct StoredSession {
     start_seq: Seq,
     connected: bool,
     updated_ms: i64,
+    /// The node holding it connected (see `LUA_RELEASE_OWNER`: stays last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
 }
 
 impl From<&SessionRecord> for StoredSession {
@@ -1111,6 +1437,7 @@ impl From<&SessionRecord> for StoredSession {
             start_seq: r.start_seq,
             connected: r.connected,
             updated_ms: r.updated_ms,
+            owner: None,
         }
     }
 }

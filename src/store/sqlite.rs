@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Rows, Statement
 use tokio::sync::oneshot;
 
 use super::{
-    age_cutoff, now_ms, reaches, AppendOnce, BoxFuture, Cuts, Entry, InboxEntry, NewEntry,
+    age_cutoff, now_ms, reaches, AppendOnce, BoxFuture, Cuts, Entry, Health, InboxEntry, NewEntry,
     Retention, Seq, SessionRecord, Store, StoreError, StreamRetention, Target,
 };
 
@@ -41,6 +41,14 @@ const MAX_IDLE_READERS: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows handled per statement while trimming, to bound memory.
 const TRIM_CHUNK: usize = 512;
+/// Size of a health check's probe write: larger than a big message, so that
+/// a disk with room for small writes only (a session save) but not for
+/// messages is still reported.
+const PROBE_BYTES: i64 = 64 * 1024;
+/// How long a health check waits for its probe write.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The health reason once the store's file is gone from its path.
+const FILE_REPLACED: &str = "store file was deleted or replaced";
 /// Version of [`SCHEMA`] recorded in `meta`.
 const SCHEMA_VERSION: i64 = 1;
 
@@ -161,6 +169,14 @@ impl DbError {
 /// - `idempotency(nsp, key, seq, ts_ms)`, `sessions(pid, ...)`,
 ///   `inbox(user, seq, ...)` and `inbox_acks(user, upto, last)`.
 ///
+/// Health ([`Store::check_health`]): unhealthy from a failed batch until the
+/// health check's probe (a 64 KiB write: on a nearly full disk small writes
+/// still fit while messages do not) commits; and for good once the file at the path is not the file the store
+/// has open (deleted, or replaced by another: its device and inode changed).
+/// The writer checks that after every commit, before answering: a batch
+/// committed into a file a restart would not find is answered with an error,
+/// so an ack is only sent for a write the next open finds.
+///
 /// Dropping it closes the command queue and waits for the writer thread to
 /// finish the commands already queued, then closes the file.
 pub struct SqliteStore {
@@ -168,6 +184,41 @@ pub struct SqliteStore {
     jobs: Option<mpsc::Sender<Box<dyn Job>>>,
     writer: Option<JoinHandle<()>>,
     readers: Arc<Readers>,
+    file: Arc<FileWatch>,
+    /// Why a batch failed; `None` once a health probe committed.
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+/// The store's file as it was opened, to notice it was deleted or replaced.
+struct FileWatch {
+    path: PathBuf,
+    /// Device and inode at open (`None` where they are not known).
+    id: Option<(u64, u64)>,
+}
+
+impl FileWatch {
+    fn new(path: &Path) -> Self {
+        FileWatch {
+            path: path.to_path_buf(),
+            id: file_id(path),
+        }
+    }
+
+    /// True when the path no longer leads to the file opened.
+    fn replaced(&self) -> bool {
+        self.id.is_some_and(|id| file_id(&self.path) != Some(id))
+    }
+}
+
+#[cfg(unix)]
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_id(_path: &Path) -> Option<(u64, u64)> {
+    None
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -190,10 +241,14 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let (conn, epoch, last_ts) = open_writer(&path, durability).map_err(DbError::into_store)?;
         let (jobs, queue) = mpsc::channel();
+        let file = Arc::new(FileWatch::new(&path));
+        let failure = Arc::new(Mutex::new(None));
         let writer = Writer {
             conn,
             queue,
             last_ts,
+            file: Arc::clone(&file),
+            failure: Arc::clone(&failure),
         };
         let handle = std::thread::Builder::new()
             .name("tether-store-writer".into())
@@ -207,6 +262,8 @@ impl SqliteStore {
                 path,
                 idle: Mutex::new(Vec::new()),
             }),
+            file,
+            failure,
         })
     }
 
@@ -284,6 +341,26 @@ pub struct SessionInfo {
 }
 
 impl SqliteStore {
+    /// Marks every session still recorded as connected as disconnected now;
+    /// returns how many. Run it once at start, before serving, in the process
+    /// that owns the file: the sessions of a process that died without
+    /// closing them (kill -9, a crash, a power loss) then expire after the
+    /// recovery window like any other, counted from this restart, instead of
+    /// staying recoverable (and kept) forever. A client of the dead process
+    /// that comes back within the window still recovers. (Not at open: the
+    /// inspection tools open the file of a running server too.)
+    pub fn disconnect_sessions(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.write(|ctx| {
+            let n = ctx
+                .conn
+                .prepare_cached(
+                    "UPDATE sessions SET connected = 0, updated_ms = ?1 WHERE connected != 0",
+                )?
+                .execute([ctx.ts_ms])?;
+            Ok(u64::try_from(n).unwrap_or(u64::MAX))
+        })
+    }
+
     /// Every stream with its size and positions (for `tether streams`).
     pub fn streams(&self) -> BoxFuture<'_, Result<Vec<StreamInfo>, StoreError>> {
         self.read_with(|conn| {
@@ -339,6 +416,54 @@ impl Drop for SqliteStore {
 impl Store for SqliteStore {
     fn epoch(&self) -> &str {
         &self.epoch
+    }
+
+    fn check_health(&self) -> BoxFuture<'_, Health> {
+        if self.file.replaced() {
+            return Box::pin(std::future::ready(Health::Unhealthy(FILE_REPLACED.into())));
+        }
+        if self.failure.lock().is_none() {
+            // Healthy writes: check the read path without writing.
+            let bounds = self.bounds();
+            return Box::pin(async move {
+                match bounds.await {
+                    Ok(_) => Health::Healthy,
+                    Err(e) => Health::Unhealthy(e.to_string()),
+                }
+            });
+        }
+        // The last batch failed: probe with a tiny write, so that recovery
+        // shows without traffic.
+        let probe = self.write(|ctx| {
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO meta(key, value) VALUES ('health_probe', zeroblob(?1))
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute([PROBE_BYTES])?;
+            // Only a good probe clears the failure (see `Writer::failure`).
+            Ok(())
+        });
+        let failure = Arc::clone(&self.failure);
+        Box::pin(async move {
+            match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+                Ok(Ok(())) => {
+                    if failure.lock().take().is_some() {
+                        tracing::info!("store writes work again (the health probe committed)");
+                    }
+                    Health::Healthy
+                }
+                Ok(Err(_)) => Health::Unhealthy(
+                    failure
+                        .lock()
+                        .clone()
+                        .unwrap_or_else(|| "the health probe failed".into()),
+                ),
+                Err(_) => Health::Unhealthy(format!(
+                    "the health probe got no answer within {PROBE_TIMEOUT:?}"
+                )),
+            }
+        })
     }
 
     fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>> {
@@ -749,6 +874,10 @@ struct Writer {
     /// Timestamp of the last batch, so that timestamps never go back with
     /// increasing positions (age trimming relies on it).
     last_ts: i64,
+    file: Arc<FileWatch>,
+    /// Why a batch failed; cleared by a health probe that commits (`None`:
+    /// no failure since).
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl Writer {
@@ -774,6 +903,20 @@ impl Writer {
             .map_err(DbError::from)
             .and_then(|()| self.execute(&mut batch))
         {
+            // Committed, but into a file that is no longer at the path: a
+            // restart would not find it, so it is not acknowledged.
+            Ok(()) if self.file.replaced() => {
+                tracing::error!(
+                    path = %self.file.path.display(),
+                    commands = batch.len(),
+                    "the store file was deleted or replaced: refusing every write until restarted"
+                );
+                *self.failure.lock() = Some(FILE_REPLACED.into());
+                Some(StoreError::Unavailable(FILE_REPLACED.into()))
+            }
+            // A good commit does not clear a failure: on a nearly full disk
+            // small writes (session saves) go through while messages fail.
+            // The health check's probe, a large write, does.
             Ok(()) => None,
             Err(e) => {
                 if !self.conn.is_autocommit() {
@@ -782,6 +925,8 @@ impl Writer {
                     }
                 }
                 tracing::warn!(error = %e.0, commands = batch.len(), "store batch failed; rolled back");
+                metrics::counter!("tether_store_commit_failures_total").increment(1);
+                *self.failure.lock() = Some(format!("last commit failed: {}", e.0));
                 Some(StoreError::Unavailable(e.0))
             }
         };

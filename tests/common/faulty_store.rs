@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use tether::store::{
-    AppendOnce, BoxFuture, Entry, InboxEntry, MemoryStore, NewEntry, Retention, Seq, SessionRecord,
-    Store, StoreError,
+    AppendOnce, BoxFuture, Entry, Health, InboxEntry, MemoryStore, NewEntry, Retention, Seq,
+    SessionRecord, Store, StoreError,
 };
 use tokio::sync::watch;
 
@@ -63,6 +63,12 @@ macro_rules! pass {
 impl Store for FaultyStore {
     fn epoch(&self) -> &str {
         self.inner.epoch()
+    }
+    fn check_health(&self) -> BoxFuture<'_, Health> {
+        match self.check() {
+            Ok(()) => self.inner.check_health(),
+            Err(e) => Box::pin(std::future::ready(Health::Unhealthy(e.to_string()))),
+        }
     }
     fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>> {
         pass!(self, self.inner.append(entries))

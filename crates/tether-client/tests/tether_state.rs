@@ -492,6 +492,9 @@ impl Store for AckWatch {
     fn epoch(&self) -> &str {
         self.inner.epoch()
     }
+    fn check_health(&self) -> BoxFuture<'_, tether::store::Health> {
+        self.inner.check_health()
+    }
     fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>> {
         self.inner.append(entries)
     }

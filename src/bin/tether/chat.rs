@@ -8,6 +8,10 @@
 //!   `{ id: clientOffset, name }`, followed by Tether's recovery offset;
 //! - a client that connects with `auth.serverOffset` (and is not recovering a
 //!   session) first gets every message after it, in order, then live ones.
+//!   With `auth.epoch` (the store epoch of that offset, as the page learns it
+//!   from the recovery offset `t.<epoch>.<seq>` of the messages), an offset
+//!   of another epoch (the store was reset) starts from 0; so does an offset
+//!   beyond the store's last position (a tutorial client after a reset).
 
 use serde_json::json;
 use tether::{Args, ArgsExt, Event, Socket, SocketIo};
@@ -29,7 +33,7 @@ pub fn install(io: &SocketIo) {
             });
         }
     })
-    .catch_up_from_auth("serverOffset");
+    .catch_up_from_auth_with_epoch("serverOffset", "epoch");
 }
 
 async fn on_message(io: &SocketIo, socket: &Socket, mut ev: Event) {

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use tether::cluster::ClusterOptions;
 use tether::engine::Body;
-use tether::store::{Durability, MemoryStore, RedisStore, SqliteStore, Store};
+use tether::store::{Durability, Health, MemoryStore, RedisStore, SqliteStore, Store};
 use tether::SocketIo;
 
 use settings::{ServeArgs, Settings};
@@ -229,7 +229,17 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
                 "relaxed" => Durability::Relaxed,
                 _ => Durability::Fsync,
             };
-            Arc::new(SqliteStore::open(&settings.store, durability)?)
+            let store = SqliteStore::open(&settings.store, durability)?;
+            // This process owns the file: sessions left connected by one that
+            // died are disconnected as of now, so the recovery window applies.
+            let orphans = store.disconnect_sessions().await?;
+            if orphans > 0 {
+                tracing::info!(
+                    sessions = orphans,
+                    "sessions left connected by a previous run are disconnected as of now"
+                );
+            }
+            Arc::new(store)
         };
         (SocketIo::with_store(config, store.clone()), store)
     };
@@ -259,15 +269,7 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
                 (&Method::GET, "/socket.io/socket.io.js") => {
                     static_response(CLIENT_JS, "application/javascript; charset=utf-8")
                 }
-                (&Method::GET, "/healthz") => match store.bounds().await {
-                    Ok(_) => static_response("ok\n", "text/plain"),
-                    Err(e) => {
-                        let mut res = static_response("store unavailable\n", "text/plain");
-                        *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                        tracing::warn!(error = %e, "health check failed");
-                        res
-                    }
-                },
+                (&Method::GET, "/healthz") => health_response(store.check_health().await),
                 (&Method::GET, "/metrics") => {
                     let mut res = Response::new(Body::from(Bytes::from(metrics.render())));
                     res.headers_mut().insert(
@@ -299,6 +301,27 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
         () = graceful => {}
     }
     Ok(())
+}
+
+/// `/healthz`: 200 `ok`, or 503 with the reason.
+fn health_response(health: Health) -> Response<Body> {
+    match health {
+        Health::Healthy => {
+            metrics::gauge!("tether_store_healthy").set(1.0);
+            static_response("ok\n", "text/plain")
+        }
+        Health::Unhealthy(reason) => {
+            metrics::gauge!("tether_store_healthy").set(0.0);
+            tracing::warn!(%reason, "health check failed");
+            let mut res = Response::new(Body::from(Bytes::from(format!(
+                "store unavailable: {reason}\n"
+            ))));
+            res.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            res
+        }
+    }
 }
 
 fn static_response(body: &'static str, content_type: &'static str) -> Response<Body> {
