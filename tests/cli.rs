@@ -133,7 +133,6 @@ impl Drop for Node {
     }
 }
 
-
 #[test]
 fn prometheus_parser() {
     let text = "# HELP x_total a counter\n# TYPE x_total counter\nx_total 6\n\n\
@@ -413,6 +412,9 @@ fn serve_help_lists_every_setting_and_env_variable() {
         "max_payload",
         "max_connections",
         "max_buffer",
+        "header_read_timeout",
+        "body_read_timeout",
+        "max_connections_per_ip",
         "cors_origins",
         "log_format",
         "config",

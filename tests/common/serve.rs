@@ -254,7 +254,14 @@ impl Server {
     pub fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut full = vec!["serve"];
         full.extend_from_slice(args);
-        let mut child = tether(dir, &full, env)
+        Server::spawn_command(tether(dir, &full, env), args)
+    }
+
+    /// Starts `cmd` (a `tether serve`, possibly behind a wrapper that
+    /// `exec`s it, so that the child's pid is the server's) and reads its
+    /// first stdout line only.
+    pub fn spawn_command(mut cmd: Command, args: &[&str]) -> Server {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -372,7 +379,6 @@ impl Drop for Server {
         }
     }
 }
-
 
 // --------------------------------------------------------------- prometheus --
 
