@@ -50,7 +50,8 @@ impl Cors {
 
     /// Whether a request with these headers may reach the endpoint: it has
     /// no `Origin` (not a browser, or a same-origin GET), its `Origin` is
-    /// the request's own (its host and port are the `Host` header), or the
+    /// the request's own (its host and port are the `Host` header, or the
+    /// first `X-Forwarded-Host` of a reverse proxy), or the
     /// origin is allowed (listed, or `*`). Browsers send `Origin` on every
     /// WebSocket upgrade and cross-origin request, so this refuses pages of
     /// other sites (cross-site WebSocket hijacking) even where CORS does not
@@ -65,8 +66,20 @@ impl Cors {
         if self.origins.iter().any(|o| o == text || o == "*") {
             return true;
         }
+        // Behind a reverse proxy that rewrites `Host`, the public host is in
+        // `X-Forwarded-Host`. A page cannot forge either: browsers set `Host`
+        // themselves, add no header to a WebSocket upgrade, and send a
+        // cross-origin request with a custom header only after a preflight,
+        // which the endpoint refuses to foreign origins.
+        let forwarded = headers
+            .get("x-forwarded-host")
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.split(',').next());
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        host.is_some_and(|host| same_origin(text, host))
+        [host, forwarded]
+            .into_iter()
+            .flatten()
+            .any(|host| same_origin(text, host))
     }
 
     /// Adds the CORS headers of an allowed origin to a response.
@@ -258,6 +271,9 @@ mod tests {
         assert!(!cors.allows_request(&headers(Some("http://127.0.0.1:3001"), "127.0.0.1:3000")));
         assert!(!cors.allows_request(&headers(Some("http://evil.example"), "chat.example")));
         assert!(!cors.allows_request(&headers(Some("null"), "chat.example")));
+        let mut proxied = headers(Some("https://chat.example"), "127.0.0.1:3000");
+        proxied.insert("x-forwarded-host", HeaderValue::from_static("chat.example"));
+        assert!(cors.allows_request(&proxied));
         let mut no_host = HeaderMap::new();
         no_host.insert(header::ORIGIN, HeaderValue::from_static("http://a.example"));
         assert!(!cors.allows_request(&no_host));
