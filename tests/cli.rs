@@ -326,6 +326,10 @@ const BAD_SETTINGS: &[Bad] = &[
     bad("redis over TLS (env)", &[], &[("TETHER_STORE", "rediss://localhost")], None, &["store", "redis"]),
     bad("redis over a unix socket (TOML)", &[], &[], Some("store = \"redis+unix:///tmp/r.sock\""), &["store", "redis"]),
     bad("empty redis_prefix (flag)", &["--redis-prefix", ""], &[], None, &["redis_prefix"]),
+    bad("header_read_timeout 0s (flag)", &["--header-read-timeout", "0s"], &[], None, &["header_read_timeout"]),
+    bad("header_read_timeout soon (env)", &[], &[("TETHER_HEADER_READ_TIMEOUT", "soon")], None, &["header_read_timeout"]),
+    bad("body_read_timeout forever (flag)", &["--body-read-timeout", "forever"], &[], None, &["body_read_timeout"]),
+    bad("body_read_timeout 0s (TOML)", &[], &[], Some("body_read_timeout = \"0s\""), &["body_read_timeout"]),
 ];
 
 /// Every bad value: a non-zero exit (no server started), an error naming the
