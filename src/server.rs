@@ -75,6 +75,11 @@ pub struct ServeOptions {
     /// Most TCP connections open at once from one IP address; past it a new
     /// connection is closed at once. `None`: no limit.
     pub max_connections_per_ip: Option<usize>,
+    /// How long a write to a connection may stay blocked (a client that
+    /// stops reading a response or a WebSocket) before the connection is
+    /// closed. Longer than the WebSocket heartbeat (45 s by default), whose
+    /// own timeout closes a silent WebSocket session first. `None`: no limit.
+    pub write_timeout: Option<Duration>,
 }
 
 impl Default for ServeOptions {
@@ -82,6 +87,7 @@ impl Default for ServeOptions {
         Self {
             header_read_timeout: Some(Duration::from_secs(10)),
             max_connections_per_ip: None,
+            write_timeout: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -184,6 +190,7 @@ where
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let http = http.clone();
+        let opts_write_timeout = opts.write_timeout;
         tokio::spawn(async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
@@ -191,13 +198,104 @@ where
                 let fut = handler(req);
                 async move { Ok::<_, Infallible>(fut.await) }
             });
+            let io = WriteTimeout::new(stream, opts_write_timeout);
             let conn = http
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
             if let Err(e) = conn.await {
                 tracing::trace!(error = %e, "http connection ended");
             }
         });
+    }
+}
+
+/// A stream whose writes fail with `TimedOut` once they stayed blocked for
+/// longer than `limit` ([`ServeOptions::write_timeout`]).
+#[derive(Debug)]
+struct WriteTimeout<S> {
+    inner: S,
+    limit: Option<Duration>,
+    /// Armed by the first blocked write, disarmed by any write that completes.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteTimeout<S> {
+    fn new(inner: S, limit: Option<Duration>) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Passes on a write's result; a pending one arms the timer, and fails
+    /// once it has expired.
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        let Some(limit) = self.limit else {
+            return poll;
+        };
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "write blocked for longer than the write timeout",
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteTimeout<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteTimeout<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.check(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.check(cx, poll)
     }
 }
 

@@ -329,6 +329,7 @@ const BAD_SETTINGS: &[Bad] = &[
     bad("header_read_timeout 0s (flag)", &["--header-read-timeout", "0s"], &[], None, &["header_read_timeout"]),
     bad("header_read_timeout soon (env)", &[], &[("TETHER_HEADER_READ_TIMEOUT", "soon")], None, &["header_read_timeout"]),
     bad("body_read_timeout forever (flag)", &["--body-read-timeout", "forever"], &[], None, &["body_read_timeout"]),
+    bad("write_timeout soon (flag)", &["--write-timeout", "soon"], &[], None, &["write_timeout"]),
     bad("body_read_timeout 0s (TOML)", &[], &[], Some("body_read_timeout = \"0s\""), &["body_read_timeout"]),
 ];
 
@@ -418,6 +419,7 @@ fn serve_help_lists_every_setting_and_env_variable() {
         "max_buffer",
         "header_read_timeout",
         "body_read_timeout",
+        "write_timeout",
         "max_connections_per_ip",
         "cors_origins",
         "log_format",

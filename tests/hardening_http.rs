@@ -1,6 +1,7 @@
 //! One host must not be able to exhaust `tether serve` over HTTP: idle and
 //! slowloris connections are closed by the header timeout, a WebSocket close
-//! handshake is bounded, the accept loop backs off when the process is out
+//! handshake is bounded, a client that never reads is dropped by the write
+//! timeout, the accept loop backs off when the process is out
 //! of file descriptors, POST bodies are bounded in size and time, requests
 //! from foreign origins are refused, and HEAD is answered like GET.
 //!
@@ -276,6 +277,37 @@ fn idle_and_slowloris_connections_are_closed_by_the_header_timeout() {
         assert!(closed_within(s, Duration::from_secs(2)), "still open");
     }
     assert!(closed_within(&mut keep_alive, Duration::from_secs(2)));
+}
+
+/// A client that sends requests and never reads the responses blocks the
+/// server's writes: the connection is closed once a write stayed blocked
+/// for the write timeout (1 s here).
+#[test]
+fn a_client_that_never_reads_is_dropped_by_the_write_timeout() {
+    let dir = TempDir::new("slowread");
+    let server = Server::start(
+        dir.path(),
+        &["--port", "0", "--store", "memory", "--write-timeout", "1s"],
+        &[],
+    );
+    let pid = server.child.id();
+    let baseline = settled_fds(pid);
+    // 400 pipelined requests for the 47 KB client bundle: about 19 MB of
+    // responses, far more than the socket buffers hold.
+    let mut stream = connect(server.addr, Duration::from_secs(5));
+    let one = format!(
+        "GET /socket.io/socket.io.js HTTP/1.1\r\nHost: {}\r\n\r\n",
+        server.addr
+    );
+    stream.write_all(one.repeat(400).as_bytes()).unwrap();
+    let held = wait_fds(pid, Duration::from_secs(5), |n| n > baseline);
+    assert!(held > baseline, "the connection was not accepted");
+    let fds = wait_fds(pid, Duration::from_secs(10), |n| n <= baseline);
+    assert!(
+        fds <= baseline,
+        "{fds} fds 10 s after the writes blocked (baseline {baseline})"
+    );
+    drop(stream);
 }
 
 /// A long-polling GET waits for the next packet (the ping, after 25 s) far

@@ -76,6 +76,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_BODY_READ_TIMEOUT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_read_timeout: Option<String>,
+    /// How long a write may stay blocked by a client that does not read
+    /// (then the connection closes): a duration, or `forever`.
+    #[arg(long, env = "TETHER_WRITE_TIMEOUT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_timeout: Option<String>,
     /// Most TCP connections open at once from one IP address (0: no limit).
     #[arg(long, env = "TETHER_MAX_CONNECTIONS_PER_IP")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -112,6 +117,7 @@ pub struct Settings {
     pub max_buffer: usize,
     pub header_read_timeout: String,
     pub body_read_timeout: String,
+    pub write_timeout: String,
     pub max_connections_per_ip: usize,
     pub cors_origins: String,
     pub log_format: String,
@@ -135,6 +141,7 @@ impl Default for Settings {
             max_buffer: config.max_buffer,
             header_read_timeout: "10s".into(),
             body_read_timeout: "20s".into(),
+            write_timeout: "60s".into(),
             max_connections_per_ip: 0,
             cors_origins: String::new(),
             log_format: "pretty".into(),
@@ -303,8 +310,13 @@ impl Settings {
                 "must be above 0 (or `forever`)",
             ));
         }
+        let write_timeout = parse_duration("write_timeout", &self.write_timeout)?;
+        if write_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(invalid("write_timeout", "must be above 0 (or `forever`)"));
+        }
         Ok(tether::server::ServeOptions {
             header_read_timeout,
+            write_timeout,
             max_connections_per_ip: (self.max_connections_per_ip > 0)
                 .then_some(self.max_connections_per_ip),
         })
