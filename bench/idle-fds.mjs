@@ -43,25 +43,29 @@ let opened = 0, failed = 0, closedByServer = 0;
 function openTcp() {
   return new Promise((resolve) => {
     const s = net.connect({ port, host: "127.0.0.1" });
-    const timer = setTimeout(() => { failed++; s.destroy(); resolve(); }, 20000);
-    s.on("connect", () => { opened++; clearTimeout(timer); resolve(); });
-    s.on("close", () => { if (!s.released) closedByServer++; });
-    s.on("error", () => { clearTimeout(timer); failed++; resolve(); });
+    let settled = false, connected = false;
+    const end = (ok) => { if (settled) return; settled = true; connected = ok; clearTimeout(timer); ok ? opened++ : failed++; resolve(); };
+    const timer = setTimeout(() => { end(false); s.destroy(); }, 20000);
+    s.on("connect", () => end(true));
+    s.on("close", () => { if (connected && !s.released) closedByServer++; end(false); });
+    s.on("error", () => end(false));
     sockets.push(s);
   });
 }
 function openSio() {
   return new Promise((resolve) => {
     const ws = new WebSocket(`ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket`);
-    const timer = setTimeout(() => { failed++; ws.terminate(); resolve(); }, 20000);
+    let settled = false, connected = false;
+    const end = (ok) => { if (settled) return; settled = true; connected = ok; clearTimeout(timer); ok ? opened++ : failed++; resolve(); };
+    const timer = setTimeout(() => { end(false); ws.terminate(); }, 20000);
     ws.on("message", (data) => {
       const s = data.toString();
       if (s.startsWith("0")) ws.send("40");
-      else if (s.startsWith("40")) { opened++; clearTimeout(timer); resolve(); }
+      else if (s.startsWith("40")) end(true);
       else if (s === "2") ws.send("3");
     });
-    ws.on("close", () => { if (!ws.released) closedByServer++; });
-    ws.on("error", () => { clearTimeout(timer); failed++; resolve(); });
+    ws.on("close", () => { if (connected && !ws.released) closedByServer++; end(false); });
+    ws.on("error", () => end(false));
     sockets.push(ws);
   });
 }
