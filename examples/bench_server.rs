@@ -105,6 +105,11 @@ async fn run(port: u16, durable: bool) -> std::io::Result<()> {
             });
         }
     });
+    // Each connection is a file descriptor: the soft default (1024) is far
+    // below the 10 000 connections the contract asks for.
+    if let Err(e) = tether::server::raise_fd_limit() {
+        eprintln!("bench_server: cannot raise the open files limit: {e}");
+    }
     let listener = tether::server::bind(([127, 0, 0, 1], port).into()).await?;
     eprintln!("bench_server on ws://{}/socket.io/", listener.local_addr()?);
     let shutdown = async {

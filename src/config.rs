@@ -48,6 +48,40 @@ impl Cors {
         }
     }
 
+    /// Whether a request with these headers may reach the endpoint: it has
+    /// no `Origin` (not a browser, or a same-origin GET), its `Origin` is
+    /// the request's own (its host and port are the `Host` header, or the
+    /// first `X-Forwarded-Host` of a reverse proxy), or the
+    /// origin is allowed (listed, or `*`). Browsers send `Origin` on every
+    /// WebSocket upgrade and cross-origin request, so this refuses pages of
+    /// other sites (cross-site WebSocket hijacking) even where CORS does not
+    /// apply.
+    pub fn allows_request(&self, headers: &HeaderMap) -> bool {
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return true;
+        };
+        let Ok(text) = origin.to_str() else {
+            return false;
+        };
+        if self.origins.iter().any(|o| o == text || o == "*") {
+            return true;
+        }
+        // Behind a reverse proxy that rewrites `Host`, the public host is in
+        // `X-Forwarded-Host`. A page cannot forge either: browsers set `Host`
+        // themselves, add no header to a WebSocket upgrade, and send a
+        // cross-origin request with a custom header only after a preflight,
+        // which the endpoint refuses to foreign origins.
+        let forwarded = headers
+            .get("x-forwarded-host")
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.split(',').next());
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        [host, forwarded]
+            .into_iter()
+            .flatten()
+            .any(|host| same_origin(text, host))
+    }
+
     /// Adds the CORS headers of an allowed origin to a response.
     pub(crate) fn apply(&self, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
         if let Some(allowed) = self.allowed(origin) {
@@ -85,6 +119,25 @@ impl Cors {
         );
         res
     }
+}
+
+/// True when `origin` (`http://host[:port]`) names the same host and port as
+/// the `Host` header `host` (default ports omitted or not, any case).
+fn same_origin(origin: &str, host: &str) -> bool {
+    let (rest, default_port) = if let Some(rest) = origin.strip_prefix("http://") {
+        (rest, ":80")
+    } else if let Some(rest) = origin.strip_prefix("https://") {
+        (rest, ":443")
+    } else {
+        return false;
+    };
+    let trim = |h: &str| {
+        let h = h.trim().trim_end_matches('.');
+        h.strip_suffix(default_port)
+            .unwrap_or(h)
+            .to_ascii_lowercase()
+    };
+    !rest.contains('/') && trim(rest) == trim(host)
 }
 
 /// Settings of a Socket.IO server. Every limit is on by default.
@@ -131,6 +184,9 @@ pub struct Config {
     /// slowed down, not dropped. Past all of it (only a long-polling POST
     /// carrying that many packets gets there) the connection closes.
     pub max_queued_events: usize,
+    /// How long a client may take to send the whole body of a long-polling
+    /// POST; past it the request answers 408 and the session closes.
+    pub body_read_timeout: Duration,
     /// How long a client may take to connect to a namespace after the handshake.
     pub connect_timeout: Duration,
     /// Default timeout of acknowledgements requested by the server.
@@ -165,6 +221,7 @@ impl Default for Config {
             max_connections: 100_000,
             max_attachments: 64,
             max_queued_events: 1_024,
+            body_read_timeout: Duration::from_secs(20),
             connect_timeout: Duration::from_millis(45_000),
             ack_timeout: Duration::from_millis(10_000),
             transports: Transports::default(),
@@ -198,6 +255,55 @@ impl Config {
             cors: self.cors.clone(),
             client_bundle: None,
             budget: std::sync::Arc::new(crate::engine::SendBudget::new(self.max_buffer_total)),
+            body_read_timeout: self.body_read_timeout,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&'static str>, host: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static(host));
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, HeaderValue::from_static(o));
+        }
+        h
+    }
+
+    #[test]
+    fn origins_allowed_by_default_are_none_and_the_own() {
+        let cors = Cors::default();
+        assert!(cors.allows_request(&headers(None, "127.0.0.1:3000")));
+        assert!(cors.allows_request(&headers(Some("http://127.0.0.1:3000"), "127.0.0.1:3000")));
+        assert!(cors.allows_request(&headers(Some("http://Chat.Example"), "chat.example:80")));
+        assert!(cors.allows_request(&headers(Some("https://chat.example"), "chat.example")));
+        assert!(!cors.allows_request(&headers(Some("https://chat.example"), "chat.example:80")));
+        assert!(!cors.allows_request(&headers(Some("http://127.0.0.1:3001"), "127.0.0.1:3000")));
+        assert!(!cors.allows_request(&headers(Some("http://evil.example"), "chat.example")));
+        assert!(!cors.allows_request(&headers(Some("null"), "chat.example")));
+        let mut proxied = headers(Some("https://chat.example"), "127.0.0.1:3000");
+        proxied.insert("x-forwarded-host", HeaderValue::from_static("chat.example"));
+        assert!(cors.allows_request(&proxied));
+        let mut no_host = HeaderMap::new();
+        no_host.insert(header::ORIGIN, HeaderValue::from_static("http://a.example"));
+        assert!(!cors.allows_request(&no_host));
+    }
+
+    #[test]
+    fn listed_origins_and_star_are_allowed() {
+        let listed = Cors {
+            origins: vec!["http://app.example".into()],
+            credentials: true,
+        };
+        assert!(listed.allows_request(&headers(Some("http://app.example"), "api.example")));
+        assert!(!listed.allows_request(&headers(Some("http://evil.example"), "api.example")));
+        let any = Cors {
+            origins: vec!["*".into()],
+            credentials: false,
+        };
+        assert!(any.allows_request(&headers(Some("http://evil.example"), "api.example")));
     }
 }

@@ -1,16 +1,19 @@
 //! Serving HTTP: a standalone accept loop, and a tower service for mounting
 //! Tether in an existing server (axum, hyper, tower).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::engine::{Body, BoxError, Engine, RemoteAddr};
@@ -48,9 +51,51 @@ pub async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// Settings of the HTTP server loop ([`serve_with_options`]). Every limit is
+/// on by default, except the per-address connection limit.
+///
+/// ```
+/// use std::time::Duration;
+/// let opts = tether::server::ServeOptions {
+///     header_read_timeout: Some(Duration::from_secs(5)),
+///     ..Default::default()
+/// };
+/// assert_eq!(opts.max_connections_per_ip, None);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// How long a connection may take to send a whole request head. It runs
+    /// from the moment the connection is accepted, and again from the end of
+    /// each response while a keep-alive connection waits for its next
+    /// request: an idle connection, or one whose headers trickle in
+    /// (slowloris), is closed when it expires. It never applies while a
+    /// request is being answered (a long-polling GET waits as long as it
+    /// needs), nor to a WebSocket. `None`: no limit.
+    pub header_read_timeout: Option<Duration>,
+    /// Most TCP connections open at once from one IP address; past it a new
+    /// connection is closed at once. `None`: no limit.
+    pub max_connections_per_ip: Option<usize>,
+    /// How long a write to a connection may stay blocked (a client that
+    /// stops reading a response or a WebSocket) before the connection is
+    /// closed. Longer than the WebSocket heartbeat (45 s by default), whose
+    /// own timeout closes a silent WebSocket session first. `None`: no limit.
+    pub write_timeout: Option<Duration>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Some(Duration::from_secs(10)),
+            max_connections_per_ip: None,
+            write_timeout: Some(Duration::from_secs(60)),
+        }
+    }
+}
+
 /// Accepts connections on `listener` and answers each request with `handler`,
-/// until `shutdown` completes. WebSocket upgrades are enabled, and every
-/// request carries its peer address as a [`RemoteAddr`] extension.
+/// until `shutdown` completes, with the default [`ServeOptions`]. WebSocket
+/// upgrades are enabled, and every request carries its peer address as a
+/// [`RemoteAddr`] extension.
 pub async fn serve<H, F>(
     listener: TcpListener,
     handler: H,
@@ -60,36 +105,282 @@ where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    serve_with_options(listener, handler, shutdown, ServeOptions::default()).await
+}
+
+/// First pause after a failed `accept`; it doubles on each failure in a row
+/// up to [`ACCEPT_BACKOFF_MAX`], and starts over after a success.
+pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// Longest pause between two `accept` attempts while they fail.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Counter of failed `accept` calls (out of file descriptors and the like).
+pub const ACCEPT_ERRORS_METRIC: &str = "tether_accept_errors_total";
+/// Counter of connections closed at once for [`ServeOptions::max_connections_per_ip`].
+pub const PER_IP_REFUSED_METRIC: &str = "tether_connections_refused_per_ip_total";
+
+/// Like [`serve`], with `opts`.
+///
+/// When `accept` fails (`EMFILE` when the process is out of file
+/// descriptors, `ENFILE`, ...) the loop pauses, from
+/// [`ACCEPT_BACKOFF_MIN`] doubling up to [`ACCEPT_BACKOFF_MAX`], while the
+/// connections already open are served; it logs at most one warning a
+/// second (with the number of failures since the last one) and counts each
+/// failure in [`ACCEPT_ERRORS_METRIC`].
+pub async fn serve_with_options<H, F>(
+    listener: TcpListener,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+    opts: ServeOptions,
+) -> std::io::Result<()>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    metrics::describe_counter!(
+        ACCEPT_ERRORS_METRIC,
+        "Failed accept calls (out of file descriptors and the like)"
+    );
+    metrics::describe_counter!(
+        PER_IP_REFUSED_METRIC,
+        "TCP connections closed at once: their address had max_connections_per_ip open"
+    );
+    metrics::counter!(ACCEPT_ERRORS_METRIC).increment(0);
+    metrics::counter!(PER_IP_REFUSED_METRIC).increment(0);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(opts.header_read_timeout);
+    let per_ip = opts.max_connections_per_ip.map(PerIp::new);
+    let mut backoff = Duration::ZERO;
+    let mut errors = ErrorLog::default();
     tokio::pin!(shutdown);
     loop {
         let (stream, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
+                Ok(conn) => {
+                    backoff = Duration::ZERO;
+                    conn
+                }
                 Err(e) => {
-                    // Out of file descriptors and the like: keep serving the others.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::task::yield_now().await;
-                    continue;
+                    // Out of file descriptors and the like: the connection
+                    // waits in the backlog; keep serving the others and try
+                    // again later instead of spinning.
+                    metrics::counter!(ACCEPT_ERRORS_METRIC).increment(1);
+                    errors.failed(&e);
+                    backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => continue,
+                        () = &mut shutdown => return Ok(()),
+                    }
                 }
             },
             () = &mut shutdown => return Ok(()),
         };
+        let slot = match &per_ip {
+            Some(per_ip) => match per_ip.take(addr.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    metrics::counter!(PER_IP_REFUSED_METRIC).increment(1);
+                    tracing::debug!(%addr, "too many connections from this address");
+                    continue;
+                }
+            },
+            None => None,
+        };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
+        let http = http.clone();
+        let opts_write_timeout = opts.write_timeout;
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(RemoteAddr(addr));
                 let fut = handler(req);
                 async move { Ok::<_, Infallible>(fut.await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
+            let io = WriteTimeout::new(stream, opts_write_timeout);
+            let conn = http
+                .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
             if let Err(e) = conn.await {
                 tracing::trace!(error = %e, "http connection ended");
             }
         });
     }
+}
+
+/// A stream whose writes fail with `TimedOut` once they stayed blocked for
+/// longer than `limit` ([`ServeOptions::write_timeout`]).
+#[derive(Debug)]
+struct WriteTimeout<S> {
+    inner: S,
+    limit: Option<Duration>,
+    /// Armed by the first blocked write, disarmed by any write that completes.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteTimeout<S> {
+    fn new(inner: S, limit: Option<Duration>) -> Self {
+        Self {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Passes on a write's result; a pending one arms the timer, and fails
+    /// once it has expired.
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        let Some(limit) = self.limit else {
+            return poll;
+        };
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "write blocked for longer than the write timeout",
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteTimeout<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteTimeout<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.check(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.check(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.check(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.check(cx, poll)
+    }
+}
+
+/// Rate-limited warnings of failed `accept` calls: the first one, then at
+/// most one a second with the count of those not logged.
+#[derive(Debug, Default)]
+struct ErrorLog {
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl ErrorLog {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn failed(&mut self, e: &std::io::Error) {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|last| now - last < Self::EVERY) {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(
+            error = %e,
+            suppressed = self.suppressed,
+            "accept failed; backing off (later failures within a second are counted, not logged)"
+        );
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+/// Open connections per IP address, for [`ServeOptions::max_connections_per_ip`].
+#[derive(Debug, Clone)]
+struct PerIp {
+    max: usize,
+    open: Arc<parking_lot::Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl PerIp {
+    fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for one more connection from `ip`, if it has fewer than `max`.
+    fn take(&self, ip: IpAddr) -> Option<PerIpSlot> {
+        let mut open = self.open.lock();
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(PerIpSlot {
+            ip,
+            open: self.open.clone(),
+        })
+    }
+}
+
+/// One open connection of an address; released on drop.
+#[derive(Debug)]
+struct PerIpSlot {
+    ip: IpAddr,
+    open: Arc<parking_lot::Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for PerIpSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock();
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Raises the soft limit of open files (`RLIMIT_NOFILE`) to the hard limit,
+/// and returns the new soft limit: each connection costs one file
+/// descriptor, and the usual soft default (1024) is far below what a server
+/// holds. Best effort: on error the limit stays as it was.
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
 }
 
 impl SocketIo {

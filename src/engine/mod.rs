@@ -67,13 +67,18 @@ pub struct EngineOptions {
     pub allow_request: Option<AllowRequest>,
     /// Most sessions at once; past it a handshake answers 503.
     pub max_connections: usize,
-    /// Cross-origin policy (none: same origin only).
+    /// Cross-origin policy (none: same origin only). It also filters every
+    /// request by its `Origin` ([`Cors::allows_request`]): a refused one
+    /// answers 403.
     pub cors: Cors,
     /// The official client's browser bundle, served at `<path>socket.io.js`
     /// (and `socket.io.min.js`) as the Node server does; `None`: not served.
     pub client_bundle: Option<Bytes>,
     /// The memory budget shared by every session's outgoing queue.
     pub budget: Arc<SendBudget>,
+    /// How long a long-polling POST may take to send its body; past it the
+    /// request answers 408 and the session closes.
+    pub body_read_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for EngineOptions {
@@ -85,6 +90,7 @@ impl std::fmt::Debug for EngineOptions {
             .field("max_connections", &self.max_connections)
             .field("cors", &self.cors)
             .field("budget", &self.budget.limit())
+            .field("body_read_timeout", &self.body_read_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +119,7 @@ enum EngineError {
     Forbidden(String),
     UnsupportedProtocolVersion,
     PayloadTooLarge,
+    BodyTimeout,
     TooManyConnections,
 }
 
@@ -129,6 +136,7 @@ impl EngineError {
                 (StatusCode::BAD_REQUEST, 5, "Unsupported protocol version")
             }
             EngineError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, 3, "Payload too large"),
+            EngineError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, 3, "Body read timeout"),
             EngineError::TooManyConnections => {
                 (StatusCode::SERVICE_UNAVAILABLE, 3, "Too many connections")
             }
@@ -242,6 +250,12 @@ impl Engine {
         let cors = &self.opts.cors;
         if req.method() == Method::OPTIONS {
             return cors.preflight(origin.as_ref());
+        }
+        if !cors.allows_request(req.headers()) {
+            // Like a refusal of `allowRequest` in the reference server (its
+            // code 4); the WebSocket upgrade is not accepted either.
+            tracing::debug!(?origin, "request from a foreign origin refused");
+            return EngineError::Forbidden("Origin not allowed".into()).response(cors, None);
         }
         let mut res = match self.route(req).await {
             Ok(res) => res,
@@ -439,7 +453,22 @@ impl Engine {
         B::Error: Into<BoxError>,
     {
         let limit = self.opts.session.max_payload;
-        let bytes = match Limited::new(body, limit).collect().await {
+        // A `Content-Length` over the limit is refused before any of the
+        // body is read.
+        if body.size_hint().lower() > limit as u64 {
+            self.close(entry, CloseReason::TransportError);
+            return Err(EngineError::PayloadTooLarge);
+        }
+        let read = tokio::time::timeout(
+            self.opts.body_read_timeout,
+            Limited::new(body, limit).collect(),
+        );
+        let Ok(read) = read.await else {
+            tracing::debug!(sid = entry.conn.sid(), "polling body not sent in time");
+            self.close(entry, CloseReason::TransportError);
+            return Err(EngineError::BodyTimeout);
+        };
+        let bytes = match read {
             Ok(collected) => collected.to_bytes(),
             Err(e) => {
                 let too_large = e

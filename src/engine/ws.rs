@@ -2,7 +2,7 @@
 //! and the frame pump between a socket and its session.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -103,19 +103,35 @@ pub(super) async fn run(engine: Arc<Engine>, upgrade: OnUpgrade, mode: Mode) {
             entry
         }
         Mode::Refuse => {
-            let _ = ws.close().await;
+            close(&mut ws).await;
             return;
         }
         Mode::Probe(entry) => {
             if !probe(&engine, &entry, &mut ws).await {
                 entry.conn.with_session(|s| s.abort_probe());
-                let _ = ws.close().await;
+                close(&mut ws).await;
                 return;
             }
             entry
         }
     };
     pump(&engine, &entry, &mut ws).await;
+}
+
+/// How long the server waits for the client's answer to its close frame
+/// (and for the frame to be written) before it drops the TCP connection.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Closes the WebSocket: sends a close frame and waits for the client's, for
+/// at most [`CLOSE_TIMEOUT`]; then the connection is dropped either way, so a
+/// client that never answers (or never reads) does not hold it open.
+async fn close(ws: &mut Ws) {
+    if tokio::time::timeout(CLOSE_TIMEOUT, ws.close())
+        .await
+        .is_err()
+    {
+        tracing::debug!("websocket close handshake timed out; dropping the connection");
+    }
 }
 
 /// Answers the probe of a polling session; true once the upgrade completed.
@@ -176,7 +192,7 @@ async fn pump(engine: &Engine, entry: &Entry, ws: &mut Ws) {
         }
         conn.written_all();
         if closed && !more {
-            let _ = ws.close().await;
+            close(ws).await;
             return;
         }
         // Backpressure: while the layer above cannot take more, frames stay

@@ -209,6 +209,11 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
     let settings = Settings::load(&args)?;
     init_logs(&settings.log_format);
     let config = settings.config()?;
+    let serve_options = settings.serve_options()?;
+    match tether::server::raise_fd_limit() {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| format!("metrics: {e}"))?;
@@ -262,7 +267,12 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
         let store = store.clone();
         let metrics = metrics.clone();
         async move {
-            match (req.method(), req.uri().path()) {
+            // HEAD is answered like GET; hyper leaves the body out.
+            let method = match *req.method() {
+                Method::HEAD => Method::GET,
+                ref m => m.clone(),
+            };
+            match (&method, req.uri().path()) {
                 (&Method::GET, "/") | (&Method::GET, "/index.html") => {
                     static_response(PAGE, "text/html; charset=utf-8")
                 }
@@ -287,7 +297,7 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
         signals.next().await;
         tracing::info!("shutting down: closing transports so clients recover on the next server");
     };
-    tether::server::serve(listener, handler, shutdown).await?;
+    tether::server::serve_with_options(listener, handler, shutdown, serve_options).await?;
     // Stop taking new work, let committed work reach clients, keep sessions
     // (clients recover on the next server), close transports. A second
     // signal exits at once.

@@ -71,6 +71,26 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_MAX_BUFFER_TOTAL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_buffer_total: Option<usize>,
+    /// How long a connection may take to send a request's headers, counted
+    /// from its accept and again while a keep-alive connection waits for its
+    /// next request (idle and slowloris connections are closed): a duration,
+    /// or `forever`.
+    #[arg(long, env = "TETHER_HEADER_READ_TIMEOUT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_read_timeout: Option<String>,
+    /// How long a long-polling POST may take to send its body (then 408).
+    #[arg(long, env = "TETHER_BODY_READ_TIMEOUT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_read_timeout: Option<String>,
+    /// How long a write may stay blocked by a client that does not read
+    /// (then the connection closes): a duration, or `forever`.
+    #[arg(long, env = "TETHER_WRITE_TIMEOUT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_timeout: Option<String>,
+    /// Most TCP connections open at once from one IP address (0: no limit).
+    #[arg(long, env = "TETHER_MAX_CONNECTIONS_PER_IP")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_ip: Option<usize>,
     /// Other origins allowed to connect (comma-separated, `*` for any).
     #[arg(long, env = "TETHER_CORS_ORIGINS")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -102,6 +122,10 @@ pub struct Settings {
     pub max_connections: usize,
     pub max_buffer: usize,
     pub max_buffer_total: usize,
+    pub header_read_timeout: String,
+    pub body_read_timeout: String,
+    pub write_timeout: String,
+    pub max_connections_per_ip: usize,
     pub cors_origins: String,
     pub log_format: String,
 }
@@ -123,6 +147,10 @@ impl Default for Settings {
             max_connections: config.max_connections,
             max_buffer: config.max_buffer,
             max_buffer_total: config.max_buffer_total,
+            header_read_timeout: "10s".into(),
+            body_read_timeout: "20s".into(),
+            write_timeout: "60s".into(),
+            max_connections_per_ip: 0,
             cors_origins: String::new(),
             log_format: "pretty".into(),
         }
@@ -232,6 +260,11 @@ impl Settings {
     fn validate(&self) -> Result<(), SettingsError> {
         parse_duration("recovery_window", &self.recovery_window)?;
         parse_duration("retention_age", &self.retention_age)?;
+        self.serve_options()?;
+        if parse_duration("body_read_timeout", &self.body_read_timeout)?.is_none_or(|d| d.is_zero())
+        {
+            return Err(invalid("body_read_timeout", "must be a duration above 0"));
+        }
         if !matches!(self.durability.as_str(), "fsync" | "relaxed") {
             return Err(invalid(
                 "durability",
@@ -279,6 +312,27 @@ impl Settings {
         Ok(())
     }
 
+    /// The HTTP server settings these settings give.
+    pub fn serve_options(&self) -> Result<tether::server::ServeOptions, SettingsError> {
+        let header_read_timeout = parse_duration("header_read_timeout", &self.header_read_timeout)?;
+        if header_read_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(invalid(
+                "header_read_timeout",
+                "must be above 0 (or `forever`)",
+            ));
+        }
+        let write_timeout = parse_duration("write_timeout", &self.write_timeout)?;
+        if write_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(invalid("write_timeout", "must be above 0 (or `forever`)"));
+        }
+        Ok(tether::server::ServeOptions {
+            header_read_timeout,
+            write_timeout,
+            max_connections_per_ip: (self.max_connections_per_ip > 0)
+                .then_some(self.max_connections_per_ip),
+        })
+    }
+
     /// The server configuration these settings give.
     pub fn config(&self) -> Result<tether::Config, SettingsError> {
         let origins: Vec<String> = self
@@ -306,6 +360,8 @@ impl Settings {
                 max_count: (self.retention_count > 0).then_some(self.retention_count),
             },
             stream_retention: parse_stream_retention(&self.stream_retention)?,
+            body_read_timeout: parse_duration("body_read_timeout", &self.body_read_timeout)?
+                .unwrap_or(tether::Config::default().body_read_timeout),
             ..tether::Config::default()
         })
     }
