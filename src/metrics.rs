@@ -37,16 +37,6 @@ pub const REPLAYED_EVENTS: &str = "tether_replayed_events_total";
 /// store later (counter).
 pub const SEND_QUEUE_PAUSES: &str = "tether_send_queue_pauses_total";
 
-/// Every value of the `result` label of [`RECOVERIES`].
-pub const RECOVERY_RESULTS: &[&str] = &[
-    "recovered",
-    "unknown session",
-    "expired",
-    "unknown offset",
-    "store reset",
-    "session in use",
-];
-
 /// Describes every Tether metric to the installed recorder and registers it
 /// at zero. Idempotent; a no-op without a recorder.
 pub fn describe() {
@@ -78,8 +68,9 @@ pub fn describe() {
         Unit::Count,
         "Connection state recoveries, by result (recovered, or why not)."
     );
-    for result in RECOVERY_RESULTS {
-        metrics::counter!(RECOVERIES, "result" => *result).increment(0);
+    metrics::counter!(RECOVERIES, "result" => "recovered").increment(0);
+    for refusal in tether_proto::tether::Refusal::ALL {
+        metrics::counter!(RECOVERIES, "result" => refusal.as_str()).increment(0);
     }
     describe_histogram!(
         STORE_COMMIT_SECONDS,

@@ -10,35 +10,7 @@ use super::socket::SocketInit;
 use crate::delivery::{format_offset, parse_offset};
 use crate::error::ConnectError;
 use crate::store::{now_ms, Seq};
-
-/// Why a session could not be restored (sent to Tether-aware clients).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
-    /// No such session (never issued, deleted, or another namespace).
-    UnknownSession,
-    /// Disconnected for longer than the recovery window, or its missed
-    /// entries were trimmed by retention.
-    Expired,
-    /// The offset was not issued by this store.
-    UnknownOffset,
-    /// The offset comes from another life of the store (it was reset).
-    StoreReset,
-    /// The session's socket is connected and answers: a second client
-    /// presenting its private id does not take it.
-    InUse,
-}
-
-impl Refusal {
-    fn as_str(self) -> &'static str {
-        match self {
-            Refusal::UnknownSession => "unknown session",
-            Refusal::Expired => "expired",
-            Refusal::UnknownOffset => "unknown offset",
-            Refusal::StoreReset => "store reset",
-            Refusal::InUse => "session in use",
-        }
-    }
-}
+use tether_proto::tether::Refusal;
 
 fn unavailable(e: impl std::fmt::Display) -> ConnectError {
     tracing::warn!(error = %e, "store unavailable at connect");
@@ -203,22 +175,4 @@ async fn restore(
         rooms: record.rooms,
         user: record.user,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Refusal;
-
-    #[test]
-    fn every_refusal_is_a_registered_recovery_result() {
-        for refusal in [
-            Refusal::UnknownSession,
-            Refusal::Expired,
-            Refusal::UnknownOffset,
-            Refusal::StoreReset,
-            Refusal::InUse,
-        ] {
-            assert!(crate::metrics::RECOVERY_RESULTS.contains(&refusal.as_str()));
-        }
-    }
 }
