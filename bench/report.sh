@@ -3,7 +3,7 @@
 # (nothing in that file is typed by hand):
 #   bash bench/report.sh [OUT]        # default OUT: docs/benchmarks.md
 # - the speed benchmark against Node socket.io 4.8.1 (bench/speed.mjs, which
-#   also runs examples/store_bench);
+#   also runs crates/tether-testkit/examples/store_bench.rs);
 # - the correctness benchmark under faults, a long run (tether-bench faults);
 # - one Rust client's messages per second (tether-client's throughput example);
 # - fan-out through one and two nodes on Redis against SQLite (redis_nodes).
@@ -37,7 +37,7 @@ echo "== client throughput" >&2
 cargo run --quiet --release -p tether-client --example throughput > "$tmp/client.txt"
 
 echo "== fan-out on Redis" >&2
-TETHER_FANOUT="100 5000" cargo test --quiet --release --test redis_nodes fanout -- --nocapture \
+TETHER_FANOUT="100 5000" cargo test --quiet --release -p tether --test redis_nodes fanout -- --nocapture \
   2>&1 | grep '^fan-out' > "$tmp/fanout.txt"
 
 mkdir -p "$(dirname "$out")"
@@ -73,7 +73,7 @@ mkdir -p "$(dirname "$out")"
   cat "$tmp/client.txt"
   echo '```'
   echo
-  echo "## Fan-out on Redis against SQLite (\`TETHER_FANOUT=\"100 5000\" cargo test --release --test redis_nodes fanout -- --nocapture\`)"
+  echo "## Fan-out on Redis against SQLite (\`TETHER_FANOUT=\"100 5000\" cargo test --release -p tether --test redis_nodes fanout -- --nocapture\`)"
   echo
   echo "100 clients in the test process receive 5 000 stored broadcasts each; the receiving"
   echo "clients share one test thread, which may be what limits these figures."

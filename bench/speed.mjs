@@ -2,7 +2,7 @@
 // socket.io 4.8.1 server (bench/node-bench-server.mjs), alternating in one
 // run, with connection state recovery off and then on for both; prints each
 // figure, Node's figure and the ratio, then the SQLite store's own figures
-// (examples/store_bench: group commit against one transaction per message).
+// (crates/tether-testkit/examples/store_bench.rs: group commit against one transaction per message).
 //
 //   node bench/speed.mjs [--seconds 5] [--conns 50] [--subs 1000] [--idle 10000]
 //                        [--replay 20000] [--modes off,on] [--no-build]

@@ -4,6 +4,6 @@
 #   scripts/serve.sh [tether serve flags...]     e.g. --port 8080 --store chat.db
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-(cd "$root/web" && npm ci --no-audit --no-fund --loglevel=error)
+(cd "$root/crates/tether-server/web" && npm ci --no-audit --no-fund --loglevel=error)
 cargo build --release --bin tether --manifest-path "$root/Cargo.toml"
 exec "$root/target/release/tether" serve "$@"

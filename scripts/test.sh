@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== npm ci: the chat page's client bundle (web/), the official client for tests (tests/node), playwright-core (tests/browser)"
-(cd web && npm ci --no-audit --no-fund --loglevel=error)
+echo "== npm ci: the chat page's client bundle (crates/tether-server/web/), the official client for tests (tests/node), playwright-core (tests/browser)"
+(cd crates/tether-server/web && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 if [ -d tests/browser ]; then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)

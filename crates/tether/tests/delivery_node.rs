@@ -5,14 +5,13 @@
 //! tests/node/README.md, "Delivery contract").
 //!
 //! Needs `npm ci` in tests/node. The server is built here with
-//! `cargo build --example delivery_server`.
+//! `cargo build -p tether-testkit --example delivery_server`.
 //!
 //! A script talks to this harness on its stdio: it prints `READY restart`
 //! when it wants the server killed (SIGKILL) and started again on the same
 //! store; the harness answers `URL http://127.0.0.1:PORT` on its stdin. Its
 //! last stdout line is the JSON verdict.
 
-use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -26,7 +25,7 @@ fn manifest_dir() -> PathBuf {
 }
 
 fn node_dir() -> PathBuf {
-    manifest_dir().join("tests/node")
+    manifest_dir().join("../../tests/node")
 }
 
 /// The delivery server's executable, built once per test binary.
@@ -38,13 +37,15 @@ fn server_binary() -> PathBuf {
     }
 }
 
-/// `cargo build --example delivery_server`; the executable path comes from
+/// `cargo build -p tether-testkit --example delivery_server`; the executable path comes from
 /// cargo's JSON messages (so CARGO_TARGET_DIR and profiles are respected).
 fn build_server() -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = std::process::Command::new(&cargo)
         .args([
             "build",
+            "-p",
+            "tether-testkit",
             "--example",
             "delivery_server",
             "--message-format=json-render-diagnostics",
@@ -55,7 +56,7 @@ fn build_server() -> Result<PathBuf, String> {
         .map_err(|e| format!("cannot run {cargo:?}: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "cargo build --example delivery_server failed:\n{}",
+            "cargo build -p tether-testkit --example delivery_server failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }
@@ -73,37 +74,6 @@ enum StoreKind {
     Memory,
     /// A fresh SQLite file, kept across restarts and removed at the end.
     File,
-}
-
-/// A SQLite file under the temp dir, removed (with -wal, -shm, -journal) on drop.
-struct TempStore(PathBuf);
-
-impl TempStore {
-    fn new() -> Self {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        let name = format!(
-            "tether-delivery-{}-{:016x}.sqlite",
-            std::process::id(),
-            h.finish()
-        );
-        Self(std::env::temp_dir().join(name))
-    }
-}
-
-impl Drop for TempStore {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut p = self.0.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
-    }
 }
 
 /// Appends everything `reader` yields to `sink` (kept readable while the
@@ -192,10 +162,10 @@ async fn run(s: Scenario) {
         "tests/node/node_modules is missing: run `npm ci` in tests/node"
     );
     let bin = tokio::task::spawn_blocking(server_binary).await.unwrap();
-    let store = matches!(s.store, StoreKind::File).then(TempStore::new);
+    let store = matches!(s.store, StoreKind::File).then(tether_testkit::TempDb::new);
     let mut args: Vec<String> = Vec::new();
     if let Some(store) = &store {
-        args.extend(["--store".to_owned(), store.0.display().to_string()]);
+        args.extend(["--store".to_owned(), store.path().display().to_string()]);
     }
     args.extend(s.server_flags.iter().map(|f| f.to_string()));
     let mut server = Server::start(&bin, &args).await;

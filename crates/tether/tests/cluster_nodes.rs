@@ -28,10 +28,8 @@
 //! Needs `npm ci` in tests/node, and Redis (tests/node/redis/support.rs: a
 //! missing Redis skips, or fails with CI=true).
 
-#[path = "common/delivery.rs"]
-mod delivery;
-#[path = "node/redis/support.rs"]
-mod support;
+use tether_testkit::delivery;
+use tether_testkit::redis as support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -51,7 +49,7 @@ use tokio::sync::mpsc;
 const WAIT: Duration = Duration::from_secs(20);
 
 fn node_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/node")
 }
 
 fn options() -> ClusterOptions {

@@ -20,7 +20,7 @@ use tether::SocketIo;
 use settings::{ServeArgs, Settings};
 
 /// The chat page.
-const PAGE: &str = include_str!("../../../web/index.html");
+const PAGE: &str = include_str!("../web/index.html");
 /// The official socket.io-client browser bundle, from web/node_modules (npm ci).
 const CLIENT_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/socket.io.min.js"));
 

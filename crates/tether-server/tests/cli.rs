@@ -17,14 +17,13 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[path = "common/serve.rs"]
-mod serve;
-use serve::*;
+mod common;
+use common::*;
 
 // --------------------------------------------------------------------- node --
 
 fn node_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/node")
 }
 
 /// A running `node chat/<script>.mjs`.

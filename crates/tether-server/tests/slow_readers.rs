@@ -39,26 +39,6 @@ const SLACK: usize = 256 * 1024;
 /// bytes the budget allows (allocator, SQLite page cache, runtime).
 const RSS_SLACK_KIB: u64 = 32 * 1024;
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let path = std::env::temp_dir().join(format!("tether-slow-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 struct Server {
     child: Child,
     addr: SocketAddr,
@@ -224,8 +204,8 @@ async fn read_all(mut ws: Ws, want: u64) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_readers_stay_within_the_budget_and_get_everything_once() {
-    let dir = TempDir::new();
-    let db = dir.0.join("chat.db");
+    let dir = tether_testkit::temp_dir("slow");
+    let db = dir.path().join("chat.db");
     fill(&db).await;
     let server = Server::start(&db);
     let addr = server.addr;

@@ -19,6 +19,12 @@ pub struct FaultyStore {
     down: AtomicBool,
 }
 
+impl Default for FaultyStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl FaultyStore {
     /// Session saves go through at once; the store is up.
     pub fn new() -> Self {

@@ -2,8 +2,7 @@
 //! scenarios by hand: `cargo run --example interop_server -- [--msgpack] PORT`, then
 //! `bash tests/node/run-all.sh PORT`.
 
-#[path = "../tests/common/interop.rs"]
-mod interop;
+use tether_testkit::interop;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {

@@ -16,7 +16,6 @@
 //! store file and the same port, and once it answers `/healthz` the harness
 //! answers `RESTARTED`. `SCREENSHOT PATH` names a screenshot it took.
 
-use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -41,7 +40,7 @@ fn manifest_dir() -> PathBuf {
 }
 
 fn browser_dir() -> PathBuf {
-    manifest_dir().join("tests/browser")
+    manifest_dir().join("../../tests/browser")
 }
 
 /// Fails with what to run when the browser or the scripts' packages are missing.
@@ -58,37 +57,6 @@ fn preflight() {
         "{CHROMIUM} is missing: run `bash scripts/install-chromium.sh` as root \
          (Debian's chromium package; no other browser is used)"
     );
-}
-
-/// A SQLite file under the temp dir, removed (with -wal, -shm, -journal) on drop.
-struct TempStore(PathBuf);
-
-impl TempStore {
-    fn new() -> Self {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        let name = format!(
-            "tether-chat-browser-{}-{:016x}.db",
-            std::process::id(),
-            h.finish()
-        );
-        Self(std::env::temp_dir().join(name))
-    }
-}
-
-impl Drop for TempStore {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut p = self.0.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
-    }
 }
 
 /// A port nobody listens on now (bound to 127.0.0.1:0, then released).
@@ -299,9 +267,9 @@ struct Outcome {
 async fn run(s: Scenario) -> Outcome {
     preflight();
     let _serial = SERIAL.lock().await;
-    let store = TempStore::new();
+    let store = tether_testkit::TempDb::new();
     let port = free_port();
-    let mut server = Server::start(&store.0, port)
+    let mut server = Server::start(store.path(), port)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut old_stderr = String::new();
@@ -339,7 +307,7 @@ async fn run(s: Scenario) -> Outcome {
                 if line.trim() == "READY reset" {
                     // A new life of the store: the file and its WAL gone.
                     for suffix in ["", "-wal", "-shm"] {
-                        let mut path = store.0.clone().into_os_string();
+                        let mut path = store.path().to_path_buf().into_os_string();
                         path.push(suffix);
                         let _ = std::fs::remove_file(path);
                     }
@@ -349,7 +317,7 @@ async fn run(s: Scenario) -> Outcome {
                 old_stderr.push_str("---- killed (SIGKILL) ----\n");
                 let _ = stdin.write_all(b"KILLED\n").await;
                 let _ = stdin.flush().await;
-                server = Server::restart(&store.0, port).await;
+                server = Server::restart(store.path(), port).await;
                 let _ = stdin.write_all(b"RESTARTED\n").await;
                 let _ = stdin.flush().await;
             } else {
@@ -417,7 +385,7 @@ async fn run(s: Scenario) -> Outcome {
             )
         })
         .collect();
-    let stored = stored_history(&store.0).await;
+    let stored = stored_history(store.path()).await;
     assert_eq!(
         stored,
         shown,
@@ -508,7 +476,7 @@ async fn screenshot_with_a_pending_message() {
                 manifest_dir().join(p)
             }
         })
-        .unwrap_or_else(|| manifest_dir().join("target"));
+        .unwrap_or_else(|| manifest_dir().join("../../target"));
     let path = target.join("chat-screenshot.png");
     let _ = std::fs::remove_file(&path);
     let out = run(Scenario {

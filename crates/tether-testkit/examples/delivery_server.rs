@@ -5,8 +5,7 @@
 //! `cargo run --example delivery_server -- [--store PATH|memory] [--slow-ms N]
 //! [--window-ms N] [--no-skip-middlewares] PORT`
 
-#[path = "../tests/common/delivery.rs"]
-mod delivery;
+use tether_testkit::delivery;
 
 use std::sync::Arc;
 use std::time::Duration;

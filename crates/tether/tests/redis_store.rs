@@ -9,8 +9,7 @@
 //! Redis unreachable (and not startable): each test says it was skipped, and
 //! why, on stderr; with CI=true it fails instead.
 
-#[path = "node/redis/support.rs"]
-mod support;
+use tether_testkit::redis as support;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,9 +19,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tether::store::{now_ms, AppendOnce, Health, RedisStore, Retention, Store, StoreError};
 
-#[path = "common/store_suite.rs"]
-mod store_suite;
 use store_suite::*;
+use tether_testkit::store_suite;
 
 /// Runs each named suite function against a fresh `RedisStore` (a prefix of
 /// its own on the shared Redis).

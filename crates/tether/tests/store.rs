@@ -1,7 +1,6 @@
 //! The `Store` behaviour suite, run against both backends (`MemoryStore` and
 //! `SqliteStore`), plus SQLite-only tests: reopening, epochs, failing batches.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,44 +8,12 @@ use tether::store::{
     now_ms, AppendOnce, Durability, Health, MemoryStore, Retention, SqliteStore, Store, StoreError,
 };
 
-#[path = "common/store_suite.rs"]
-mod store_suite;
 use store_suite::*;
+use tether_testkit::store_suite;
+use tether_testkit::TempDb;
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-/// A database file in the temp dir, removed (with its WAL files) on drop.
-struct TempDb {
-    path: PathBuf,
-}
-
-impl TempDb {
-    fn new() -> Self {
-        let name = format!(
-            "tether-store-test-{}-{:016x}.db",
-            std::process::id(),
-            rand::random::<u64>()
-        );
-        TempDb {
-            path: std::env::temp_dir().join(name),
-        }
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut file = self.path.clone().into_os_string();
-            file.push(suffix);
-            let _ = std::fs::remove_file(file);
-        }
-    }
-}
 
 /// Runs each named suite function against a fresh store of each backend.
 macro_rules! suite {
@@ -63,7 +30,7 @@ macro_rules! suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let db = super::TempDb::new();
+                    let db = tether_testkit::TempDb::new();
                     let store = tether::store::SqliteStore::open(db.path(), Default::default())
                         .expect("open the store");
                     super::store_suite::$name(std::sync::Arc::new(store)).await;
@@ -93,7 +60,7 @@ suite!(
 mod per_stream {
     //! Per-stream retention: memory and SQLite (the Redis store trims every
     //! stream alike and says so: `supports_stream_retention` is false).
-    use super::{store_suite, TempDb};
+    use super::store_suite;
     suite!(per_stream_retention);
 }
 

@@ -33,30 +33,6 @@ const STEP: Duration = Duration::from_secs(10);
 
 // ------------------------------------------------------------------ helpers --
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "tether-health-{tag}-{}-{:x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&path).expect("create a temp dir");
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A tmpfs of `size` mounted at `dir`, unmounted on drop.
 struct Tmpfs(PathBuf);
 
@@ -379,7 +355,7 @@ fn acked(ack: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_is_503_with_the_reason_then_200_by_itself() {
-    let dir = TempDir::new("full");
+    let dir = tether_testkit::temp_dir("health-full");
     let Some(_fs) = Tmpfs::mount(&dir.path().join("fs"), "2M") else {
         eprintln!("SKIPPED disk_full_is_503_with_the_reason_then_200_by_itself: needs root (mount -t tmpfs)");
         return;
@@ -463,7 +439,7 @@ async fn disk_full_is_503_with_the_reason_then_200_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_store_file_is_503_and_refuses_acks() {
-    let dir = TempDir::new("deleted");
+    let dir = tether_testkit::temp_dir("health-deleted");
     let mut server = Server::start(dir.path(), &["--store", "tether.db"]);
     let mut chat = Chat::connect(server.addr, json!({ "serverOffset": 0 })).await;
     assert!(acked(&chat.send("kept", "k0").await));
@@ -575,7 +551,7 @@ async fn redis_reset_is_503_then_the_node_starts_over() {
         );
         return;
     };
-    let dir = TempDir::new("redis");
+    let dir = tether_testkit::temp_dir("health-redis");
     let url = redis.url();
     let server = Server::start(dir.path(), &["--store", &url]);
     let mut old = Chat::connect(server.addr, json!({ "serverOffset": 0 })).await;
@@ -630,7 +606,7 @@ async fn redis_reset_is_503_then_the_node_starts_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_offset_from_another_life_catches_up_from_the_start() {
-    let dir = TempDir::new("offset");
+    let dir = tether_testkit::temp_dir("health-offset");
     let server = Server::start(dir.path(), &["--store", "tether.db"]);
     let mut chat = Chat::connect(server.addr, json!({ "serverOffset": 0 })).await;
     for i in 1..=3 {
@@ -674,7 +650,7 @@ async fn server_offset_from_another_life_catches_up_from_the_start() {
 
 /// Runs tests/node/chat/after-reset.mjs (bounded) and checks its verdict.
 fn official_client_after_reset(addr: SocketAddr, offset: u64, expect: usize) {
-    let node_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    let node_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/node");
     assert!(
         node_dir.join("node_modules/socket.io-client").is_dir(),
         "tests/node/node_modules is missing: run `npm ci` in tests/node"
@@ -733,7 +709,7 @@ fn official_client_after_reset(addr: SocketAddr, offset: u64, expect: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_of_a_killed_server_expire_after_the_window() {
-    let dir = TempDir::new("sessions");
+    let dir = tether_testkit::temp_dir("health-sessions");
     let args = ["--store", "tether.db", "--recovery-window", "3s"];
     let mut server = Server::start(dir.path(), &args);
     let mut a = Chat::connect(server.addr, json!({})).await;

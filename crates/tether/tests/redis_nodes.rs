@@ -22,10 +22,8 @@
 //! Needs `npm ci` in tests/node, and Redis (tests/node/redis/support.rs: a
 //! missing Redis skips, or fails with CI=true).
 
-#[path = "common/delivery.rs"]
-mod delivery;
-#[path = "node/redis/support.rs"]
-mod support;
+use tether_testkit::delivery;
+use tether_testkit::redis as support;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -38,7 +36,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
 fn node_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/node")
 }
 
 use support::Node;

@@ -15,9 +15,8 @@ use tether::store::Store;
 use tether::{Config, Event, Socket, SocketIo};
 use tokio_websockets::{ClientBuilder, Message};
 
-#[path = "common/faulty_store.rs"]
-mod faulty_store;
 use faulty_store::FaultyStore;
+use tether_testkit::faulty_store;
 
 /// Longest wait for anything expected.
 const STEP: Duration = Duration::from_secs(5);

@@ -14,9 +14,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-#[path = "common/serve.rs"]
-mod serve;
-use serve::*;
+mod common;
+use common::*;
 
 const HANDSHAKE: &str = "/socket.io/?EIO=4&transport=polling";
 const WS_HANDSHAKE: &str = "/socket.io/?EIO=4&transport=websocket";

@@ -10,6 +10,7 @@
 
 mod memory;
 mod redis;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use bytes::Bytes;
 
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
+#[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SessionInfo, SqliteStore, StreamInfo};
 
 /// A position in the store. Increasing; never reused within one epoch.

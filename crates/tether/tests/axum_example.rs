@@ -118,7 +118,7 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 
 /// Runs the tutorial's client logic against the example; returns its verdict.
 fn tutorial(addr: SocketAddr, transport: &str) -> serde_json::Value {
-    let node = manifest_dir().join("tests/node");
+    let node = manifest_dir().join("../../tests/node");
     assert!(
         node.join("node_modules/socket.io-client").exists(),
         "run `npm ci` in tests/node"

@@ -4,15 +4,14 @@
 //!
 //! Needs `npm ci` in tests/node (the README's test command and .ci/run do it).
 
-#[path = "common/interop.rs"]
-mod interop;
+use tether_testkit::interop;
 
 use std::path::PathBuf;
 
 use tether::{Parser, SocketIo};
 
 fn node_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/node")
 }
 
 /// Starts a contract server on a free loopback port; returns its URL.
