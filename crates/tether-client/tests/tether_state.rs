@@ -60,8 +60,9 @@ fn sender_exe() -> PathBuf {
         let out = std::process::Command::new(&cargo)
             .args([
                 "build",
-                "-p",
-                "tether-client",
+                // The whole workspace: the same features as `cargo test --workspace`,
+                // so nothing is compiled again.
+                "--workspace",
                 "--example",
                 "outbox_sender",
                 "--message-format=json-render-diagnostics",

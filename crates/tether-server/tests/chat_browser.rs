@@ -476,7 +476,13 @@ async fn screenshot_with_a_pending_message() {
                 manifest_dir().join(p)
             }
         })
-        .unwrap_or_else(|| manifest_dir().join("../../target"));
+        .unwrap_or_else(|| {
+            // The workspace's target dir, spelt without `..` (the script prints it resolved).
+            manifest_dir().ancestors().nth(2).map_or_else(
+                || manifest_dir().join("../../target"),
+                |root| root.join("target"),
+            )
+        });
     let path = target.join("chat-screenshot.png");
     let _ = std::fs::remove_file(&path);
     let out = run(Scenario {

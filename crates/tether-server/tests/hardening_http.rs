@@ -5,7 +5,7 @@
 //! of file descriptors, POST bodies are bounded in size and time, requests
 //! from foreign origins are refused, and HEAD is answered like GET.
 //!
-//! Every server is a `tether serve` child (tests/common/serve.rs) on a port of
+//! Every server is a `tether serve` child (tests/common/mod.rs) on a port of
 //! 127.0.0.1; file descriptors are counted in `/proc/PID/fd`, CPU time read
 //! from `/proc/PID/stat`. Every wait is bounded by a deadline.
 

@@ -4,7 +4,7 @@
 //! (tests/node/chat/tutorial.mjs), over WebSocket, long-polling and the
 //! upgrade between them; axum's own routes keep answering beside it.
 //!
-//! Needs `npm ci` in tests/node and web/ (the client bundle the page loads).
+//! Needs `npm ci` in tests/node and crates/tether-server/web/ (the client bundle the page loads).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -26,6 +26,9 @@ fn example() -> PathBuf {
             let out = Command::new(cargo)
                 .args([
                     "build",
+                    // The whole workspace: the same features as `cargo test --workspace`,
+                    // so nothing is compiled again.
+                    "--workspace",
                     "--example",
                     "axum_chat",
                     "--message-format=json-render-diagnostics",

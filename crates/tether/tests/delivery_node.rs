@@ -1,11 +1,11 @@
 //! The official npm `socket.io-client` (pinned in tests/node/package-lock.json)
-//! against the delivery contract server, `examples/delivery_server.rs`, run as
+//! against the delivery contract server, `crates/tether-testkit/examples/delivery_server.rs`, run as
 //! a separate process so that it can be killed with SIGKILL and started again
 //! on the same SQLite file: every scenario of tests/node/delivery (see
 //! tests/node/README.md, "Delivery contract").
 //!
 //! Needs `npm ci` in tests/node. The server is built here with
-//! `cargo build -p tether-testkit --example delivery_server`.
+//! `cargo build --workspace --example delivery_server`.
 //!
 //! A script talks to this harness on its stdio: it prints `READY restart`
 //! when it wants the server killed (SIGKILL) and started again on the same
@@ -37,15 +37,16 @@ fn server_binary() -> PathBuf {
     }
 }
 
-/// `cargo build -p tether-testkit --example delivery_server`; the executable path comes from
+/// `cargo build --workspace --example delivery_server`; the executable path comes from
 /// cargo's JSON messages (so CARGO_TARGET_DIR and profiles are respected).
 fn build_server() -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = std::process::Command::new(&cargo)
         .args([
             "build",
-            "-p",
-            "tether-testkit",
+            // The whole workspace: the same features as `cargo test --workspace`,
+            // so nothing is compiled again.
+            "--workspace",
             "--example",
             "delivery_server",
             "--message-format=json-render-diagnostics",
@@ -56,7 +57,7 @@ fn build_server() -> Result<PathBuf, String> {
         .map_err(|e| format!("cannot run {cargo:?}: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "cargo build -p tether-testkit --example delivery_server failed:\n{}",
+            "cargo build --workspace --example delivery_server failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }

@@ -1,6 +1,6 @@
 //! Three Tether nodes sharing one Redis (`RedisStore`), in this test process,
 //! each on a port and a tokio runtime of its own with the delivery contract
-//! (tests/common/delivery.rs), driven by the official npm `socket.io-client`
+//! (tether_testkit::delivery), driven by the official npm `socket.io-client`
 //! (scripts in tests/node/redis/):
 //!
 //! 1. a broadcast published on node A reaches the clients of A, B and C exactly

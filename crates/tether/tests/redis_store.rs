@@ -3,7 +3,7 @@
 //! deleted at the end), plus Redis-only tests: epochs, the feed shared by
 //! several nodes, atomic batches, a Redis that goes away and comes back.
 //!
-//! The suite functions live in tests/common/store_suite.rs, shared with
+//! The suite functions live in tether_testkit::store_suite, shared with
 //! tests/store.rs.
 //!
 //! Redis unreachable (and not startable): each test says it was skipped, and

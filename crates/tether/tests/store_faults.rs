@@ -1,5 +1,5 @@
 //! How the server behaves when its store is slow or down, with a store the
-//! test controls (tests/common/faulty_store.rs):
+//! test controls (tether_testkit::faulty_store):
 //! - an acknowledgement waits for the session change made before it (a room
 //!   joined) to be stored: a crash right after the ack cannot recover the
 //!   session without the room;
