@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use tether_proto::engine::Frame;
 use tether_proto::socketio::{Packet, Parser};
+use tether_proto::tether::Offset;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::SendBudget;
@@ -50,18 +51,6 @@ const CATCH_UP_BUFFER: usize = 1024;
 /// also sized by bytes, to what the socket's queue and the send budget can
 /// take (see `Socket::catch_up`).
 pub(crate) const PAGE: usize = 512;
-
-/// The recovery offset Tether appends to stored events: `t.<epoch>.<seq>`.
-pub fn format_offset(epoch: &str, seq: Seq) -> String {
-    format!("t.{epoch}.{seq}")
-}
-
-/// Parses an offset made by [`format_offset`].
-pub fn parse_offset(offset: &str) -> Option<(&str, Seq)> {
-    let rest = offset.strip_prefix("t.")?;
-    let (epoch, seq) = rest.rsplit_once('.')?;
-    Some((epoch, seq.parse().ok()?))
-}
 
 /// An entry ready to send: its position and its encoded frames (shared by
 /// every receiver).
@@ -105,7 +94,7 @@ pub fn delivered_args(entry: &Entry) -> Vec<Box<RawValue>> {
 /// Encodes a stored entry as an EVENT whose last argument is its offset.
 pub(crate) fn encode_entry(entry: &Entry, epoch: &str, parser: Parser) -> Outgoing {
     let mut values = delivered_args(entry);
-    let offset = format_offset(epoch, entry.seq);
+    let offset = Offset::new(epoch, entry.seq).to_string();
     if let Ok(raw) = serde_json::value::to_raw_value(&offset) {
         values.push(raw);
     }
@@ -479,12 +468,28 @@ mod tests {
     }
 
     #[test]
-    fn offsets_round_trip() {
-        let o = format_offset("AbC_-1", 42);
-        assert_eq!(parse_offset(&o), Some(("AbC_-1", 42)));
-        assert_eq!(parse_offset("42"), None);
-        assert_eq!(parse_offset("t.x.y"), None);
-        assert_eq!(parse_offset("hello"), None);
+    fn stored_events_carry_the_proto_offset() {
+        let epoch = crate::id::random_id();
+        let entry = Entry {
+            seq: 7,
+            ts_ms: 0,
+            entry: NewEntry {
+                target: crate::store::Target {
+                    nsp: "/".into(),
+                    ..Default::default()
+                },
+                event: "e".into(),
+                args: "[]".into(),
+                attachments: Vec::new(),
+            },
+        };
+        let out = encode_entry(&entry, &epoch, Parser::Json);
+        let Frame::Text(text) = &out.frames[0] else {
+            panic!("a text frame");
+        };
+        let text = std::str::from_utf8(text).unwrap();
+        let values: Vec<String> = serde_json::from_str(text.strip_prefix("42").unwrap()).unwrap();
+        assert_eq!(Offset::parse(&values[1]), Some(Offset::new(&epoch, 7)));
     }
 
     fn test_budget() -> Arc<SendBudget> {
