@@ -115,9 +115,9 @@ pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Counter of failed `accept` calls (out of file descriptors and the like).
-pub const ACCEPT_ERRORS_METRIC: &str = "tether_accept_errors_total";
+pub const ACCEPT_ERRORS_METRIC: &str = crate::metrics::ACCEPT_ERRORS;
 /// Counter of connections closed at once for [`ServeOptions::max_connections_per_ip`].
-pub const PER_IP_REFUSED_METRIC: &str = "tether_connections_refused_per_ip_total";
+pub const PER_IP_REFUSED_METRIC: &str = crate::metrics::CONNECTIONS_REFUSED_PER_IP;
 
 /// Like [`serve`], with `opts`.
 ///
@@ -137,16 +137,7 @@ where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    metrics::describe_counter!(
-        ACCEPT_ERRORS_METRIC,
-        "Failed accept calls (out of file descriptors and the like)"
-    );
-    metrics::describe_counter!(
-        PER_IP_REFUSED_METRIC,
-        "TCP connections closed at once: their address had max_connections_per_ip open"
-    );
-    metrics::counter!(ACCEPT_ERRORS_METRIC).increment(0);
-    metrics::counter!(PER_IP_REFUSED_METRIC).increment(0);
+    crate::metrics::describe();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout);
@@ -165,7 +156,7 @@ where
                     // Out of file descriptors and the like: the connection
                     // waits in the backlog; keep serving the others and try
                     // again later instead of spinning.
-                    metrics::counter!(ACCEPT_ERRORS_METRIC).increment(1);
+                    metrics::counter!(crate::metrics::ACCEPT_ERRORS).increment(1);
                     errors.failed(&e);
                     backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
                     tokio::select! {
@@ -180,7 +171,7 @@ where
             Some(per_ip) => match per_ip.take(addr.ip()) {
                 Some(slot) => Some(slot),
                 None => {
-                    metrics::counter!(PER_IP_REFUSED_METRIC).increment(1);
+                    metrics::counter!(crate::metrics::CONNECTIONS_REFUSED_PER_IP).increment(1);
                     tracing::debug!(%addr, "too many connections from this address");
                     continue;
                 }

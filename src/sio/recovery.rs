@@ -64,7 +64,7 @@ pub(crate) async fn start(
                     .and_then(|f| auth.get(&f).and_then(Value::as_str).map(str::to_owned))
                     .is_some_and(|e| e != store.epoch());
                 if other_epoch || n > last {
-                    metrics::counter!("tether_catch_up_restarts_total").increment(1);
+                    metrics::counter!(crate::metrics::CATCH_UP_RESTARTS).increment(1);
                     tracing::debug!(
                         offset = n,
                         last,
