@@ -303,6 +303,35 @@ enum Command {
 /// Appends in batches, then fans out in position order.
 pub(crate) struct Publisher {
     tx: mpsc::Sender<Command>,
+    store: Arc<dyn Store>,
+    write_path: Arc<Mutex<WritePath>>,
+}
+
+/// Least time between two health checks started by refused emits.
+const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// What the publisher knows of the store's write path: the failure of the
+/// last commit, until an append succeeds or a health check passes.
+#[derive(Debug, Default)]
+struct WritePath {
+    failure: Option<StoreError>,
+    /// Counts failures, so that a health check started before a newer one
+    /// does not clear it.
+    generation: u64,
+    probing: bool,
+    last_probe: Option<std::time::Instant>,
+}
+
+impl WritePath {
+    /// Records what a batch's appends gave.
+    fn committed(&mut self, results: &[Result<AppendOnce, StoreError>]) {
+        if results.iter().any(Result::is_ok) {
+            self.failure = None;
+        } else if let Some(Err(e)) = results.first() {
+            self.failure = Some(e.clone());
+            self.generation += 1;
+        }
+    }
 }
 
 impl Publisher {
@@ -310,8 +339,50 @@ impl Publisher {
     /// only stored: the store's feed brings them back to be fanned out.
     pub(crate) fn start(store: Arc<dyn Store>, fan_out: bool) -> Self {
         let (tx, rx) = mpsc::channel(65_536);
-        tokio::spawn(run_publisher(store, rx, fan_out));
-        Self { tx }
+        let write_path = Arc::new(Mutex::new(WritePath::default()));
+        tokio::spawn(run_publisher(
+            store.clone(),
+            rx,
+            fan_out,
+            write_path.clone(),
+        ));
+        Self {
+            tx,
+            store,
+            write_path,
+        }
+    }
+
+    /// The failure of the store's last commit, if it has not been seen
+    /// working since (an append that succeeded, or a health check that
+    /// passed). While it fails, a health check is started now and then
+    /// (at most every [`PROBE_INTERVAL`]), so that the store is seen back
+    /// even if nothing but refused emits comes.
+    pub(crate) fn write_failure(&self) -> Result<(), StoreError> {
+        let mut state = self.write_path.lock();
+        let Some(failure) = state.failure.clone() else {
+            return Ok(());
+        };
+        let due = state
+            .last_probe
+            .is_none_or(|at| at.elapsed() >= PROBE_INTERVAL);
+        if !state.probing && due {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                state.probing = true;
+                state.last_probe = Some(std::time::Instant::now());
+                let generation = state.generation;
+                let (store, write_path) = (self.store.clone(), self.write_path.clone());
+                runtime.spawn(async move {
+                    let healthy = store.check_health().await.is_healthy();
+                    let mut state = write_path.lock();
+                    state.probing = false;
+                    if healthy && state.generation == generation {
+                        state.failure = None;
+                    }
+                });
+            }
+        }
+        Err(failure)
     }
 
     /// Queues a publish; fails at once when the queue is full or closed.
@@ -337,7 +408,12 @@ impl Publisher {
     }
 }
 
-async fn run_publisher(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Command>, fan_out: bool) {
+async fn run_publisher(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Command>,
+    fan_out: bool,
+    write_path: Arc<Mutex<WritePath>>,
+) {
     let mut commands = Vec::with_capacity(4096);
     let mut batch = Vec::with_capacity(4096);
     let mut flushes = Vec::new();
@@ -348,14 +424,19 @@ async fn run_publisher(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Command>, f
                 Command::Flush(done) => flushes.push(done),
             }
         }
-        publish_batch(&store, &mut batch, fan_out).await;
+        publish_batch(&store, &mut batch, fan_out, &write_path).await;
         for done in flushes.drain(..) {
             let _ = done.send(());
         }
     }
 }
 
-async fn publish_batch(store: &Arc<dyn Store>, batch: &mut Vec<Publish>, fan_out: bool) {
+async fn publish_batch(
+    store: &Arc<dyn Store>,
+    batch: &mut Vec<Publish>,
+    fan_out: bool,
+    write_path: &Mutex<WritePath>,
+) {
     {
         let started = std::time::Instant::now();
         // Every request of the batch goes to the store at once (plain ones in
@@ -404,6 +485,7 @@ async fn publish_batch(store: &Arc<dyn Store>, batch: &mut Vec<Publish>, fan_out
         metrics::counter!(crate::metrics::DUPLICATES).increment(duplicates as u64);
         let failed = results.iter().filter(|r| r.is_err()).count();
         metrics::counter!(crate::metrics::STORE_ERRORS).increment(failed as u64);
+        write_path.lock().committed(&results);
         let mut appended: Vec<(Seq, usize)> = results
             .iter()
             .enumerate()

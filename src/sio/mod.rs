@@ -419,7 +419,9 @@ impl SocketIo {
         self.main_ns().to(room)
     }
 
-    /// Sends an event to every socket of the main namespace.
+    /// Sends an event to every socket of the main namespace (see
+    /// [`BroadcastOperator::emit`]: with recovery on, a store failure known
+    /// when it is called fails it).
     pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<usize, EmitError> {
         self.main_ns().emit(event, args)
     }
