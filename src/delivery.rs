@@ -26,7 +26,16 @@ use crate::engine::SendBudget;
 use crate::store::{AppendOnce, Entry, NewEntry, Seq, Store, StoreError};
 
 /// Connection state recovery settings.
+///
+/// ```
+/// use std::time::Duration;
+/// let recovery = tether::Recovery::default()
+///     .max_disconnection(Duration::from_secs(30))
+///     .skip_middlewares(false);
+/// assert_eq!(recovery.max_disconnection, Some(Duration::from_secs(30)));
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Recovery {
     /// How long a disconnected session stays recoverable; `None`: forever
     /// (as long as the store keeps the entries).
@@ -41,6 +50,24 @@ impl Default for Recovery {
             max_disconnection: Some(Duration::from_secs(120)),
             skip_middlewares: true,
         }
+    }
+}
+
+impl Recovery {
+    /// How long a disconnected session stays recoverable (`None`: as long as
+    /// the store keeps its entries).
+    #[must_use]
+    pub fn max_disconnection(mut self, max_disconnection: impl Into<Option<Duration>>) -> Self {
+        self.max_disconnection = max_disconnection.into();
+        self
+    }
+
+    /// Whether the namespace middlewares are skipped when a session is
+    /// recovered.
+    #[must_use]
+    pub fn skip_middlewares(mut self, skip_middlewares: bool) -> Self {
+        self.skip_middlewares = skip_middlewares;
+        self
     }
 }
 

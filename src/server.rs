@@ -56,13 +56,14 @@ pub async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 ///
 /// ```
 /// use std::time::Duration;
-/// let opts = tether::server::ServeOptions {
-///     header_read_timeout: Some(Duration::from_secs(5)),
-///     ..Default::default()
-/// };
+/// let opts = tether::server::ServeOptions::default()
+///     .header_read_timeout(Duration::from_secs(5))
+///     .write_timeout(None);
+/// assert_eq!(opts.header_read_timeout, Some(Duration::from_secs(5)));
 /// assert_eq!(opts.max_connections_per_ip, None);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServeOptions {
     /// How long a connection may take to send a whole request head. It runs
     /// from the moment the connection is accepted, and again from the end of
@@ -89,6 +90,32 @@ impl Default for ServeOptions {
             max_connections_per_ip: None,
             write_timeout: Some(Duration::from_secs(60)),
         }
+    }
+}
+
+impl ServeOptions {
+    /// How long a connection may take to send a whole request head
+    /// (`None`: no limit).
+    #[must_use]
+    pub fn header_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.header_read_timeout = timeout.into();
+        self
+    }
+
+    /// Most TCP connections open at once from one IP address (`None`: no
+    /// limit).
+    #[must_use]
+    pub fn max_connections_per_ip(mut self, max: impl Into<Option<usize>>) -> Self {
+        self.max_connections_per_ip = max.into();
+        self
+    }
+
+    /// How long a write to a connection may stay blocked before the
+    /// connection is closed (`None`: no limit).
+    #[must_use]
+    pub fn write_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.write_timeout = timeout.into();
+        self
     }
 }
 
