@@ -518,7 +518,7 @@ impl BroadcastOperator {
     /// when its heartbeat lapsed are `Err(Disconnected)`; the request never
     /// waits past the ack timeout (plus the cluster's request timeout). A
     /// cluster that cannot reach Redis fails the call with
-    /// [`EmitError::Store`].
+    /// [`EmitError::Cluster`].
     ///
     /// ```no_run
     /// # async fn demo(io: tether::SocketIo) -> Result<(), tether::EmitError> {
@@ -550,8 +550,7 @@ impl BroadcastOperator {
         let sel = self.selection();
         let remote = cluster.emit_with_ack(&sel, event, &args, timeout);
         let (mut results, remote) = futures_util::future::join(local, remote).await;
-        let remote =
-            remote.map_err(|e| EmitError::Store(StoreError::Unavailable(e.to_string())))?;
+        let remote = remote?;
         results.extend(remote);
         Ok(results)
     }
