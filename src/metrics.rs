@@ -282,9 +282,7 @@ mod tests {
                 for kind in ["counter!(", "gauge!(", "histogram!("] {
                     for (at, _) in text.match_indices(kind) {
                         let arg = text[at + kind.len()..].trim_start();
-                        let end = arg
-                            .find(|c: char| c == ')' || c == ',')
-                            .unwrap_or(arg.len());
+                        let end = arg.find([')', ',']).unwrap_or(arg.len());
                         let arg = arg[..end].trim();
                         if let Some(literal) = arg.strip_prefix('"') {
                             let name = literal.trim_end_matches('"');
