@@ -204,10 +204,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
             }
         });
     }
-    let config = tether::Config {
-        max_buffer: 64 * 1024 * 1024,
-        ..tether::Config::default()
-    };
+    let config = tether::Config::default().max_buffer(64 * 1024 * 1024);
     let plain = SocketIo::new(config.clone());
     install(&plain);
     let store: Arc<dyn tether::store::Store> = Arc::new(tether::store::MemoryStore::new());

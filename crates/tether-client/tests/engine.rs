@@ -134,11 +134,9 @@ async fn headers_query_and_ping_timeout() {
 
 async fn heartbeat_scenario(transports: Vec<Transport>) {
     init_tracing();
-    let config = tether::Config {
-        ping_interval: Duration::from_millis(50),
-        ping_timeout: Duration::from_millis(100),
-        ..tether::Config::default()
-    };
+    let config = tether::Config::default()
+        .ping_interval(Duration::from_millis(50))
+        .ping_timeout(Duration::from_millis(100));
     let io = tether::SocketIo::new(config);
     io.ns("/", |_socket: tether::Socket| async move {});
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -44,11 +44,9 @@ async fn publish_chat(io: &SocketIo, content: String, key: String) -> Value {
 }
 
 async fn tether_server() -> Server {
-    let config = tether::Config {
-        ping_interval: Duration::from_millis(1000),
-        ping_timeout: Duration::from_millis(2000),
-        ..tether::Config::default()
-    };
+    let config = tether::Config::default()
+        .ping_interval(Duration::from_millis(1000))
+        .ping_timeout(Duration::from_millis(2000));
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let io = SocketIo::with_store(config, store.clone());
     let tries: Arc<Mutex<HashMap<String, u32>>> = Arc::default();

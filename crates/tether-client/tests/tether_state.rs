@@ -586,13 +586,8 @@ async fn inbox_server() -> (SocketIo, u16, watch::Receiver<Vec<(String, Seq)>>) 
     // The user is set by a middleware: run it on recovered sessions too
     // (Tether's default skips middlewares then, and the session record does
     // not keep the user).
-    let config = tether::Config {
-        recovery: Some(tether::Recovery {
-            skip_middlewares: false,
-            ..tether::Recovery::default()
-        }),
-        ..tether::Config::default()
-    };
+    let config = tether::Config::default()
+        .recovery(Some(tether::Recovery::default().skip_middlewares(false)));
     let io = SocketIo::with_store(config, store);
     io.ns("/", |socket: Socket| async move {
         socket.on("marker", |socket: Socket, _: Event| async move {

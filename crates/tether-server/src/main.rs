@@ -317,11 +317,11 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
 fn health_response(health: Health) -> Response<Body> {
     match health {
         Health::Healthy => {
-            metrics::gauge!("tether_store_healthy").set(1.0);
+            metrics::gauge!(tether::metrics::STORE_HEALTHY).set(1.0);
             static_response("ok\n", "text/plain")
         }
         Health::Unhealthy(reason) => {
-            metrics::gauge!("tether_store_healthy").set(0.0);
+            metrics::gauge!(tether::metrics::STORE_HEALTHY).set(0.0);
             tracing::warn!(%reason, "health check failed");
             let mut res = Response::new(Body::from(Bytes::from(format!(
                 "store unavailable: {reason}\n"

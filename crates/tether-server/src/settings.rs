@@ -325,12 +325,12 @@ impl Settings {
         if write_timeout.is_some_and(|d| d.is_zero()) {
             return Err(invalid("write_timeout", "must be above 0 (or `forever`)"));
         }
-        Ok(tether::server::ServeOptions {
-            header_read_timeout,
-            write_timeout,
-            max_connections_per_ip: (self.max_connections_per_ip > 0)
-                .then_some(self.max_connections_per_ip),
-        })
+        Ok(tether::server::ServeOptions::default()
+            .header_read_timeout(header_read_timeout)
+            .write_timeout(write_timeout)
+            .max_connections_per_ip(
+                (self.max_connections_per_ip > 0).then_some(self.max_connections_per_ip),
+            ))
     }
 
     /// The server configuration these settings give.
@@ -342,28 +342,31 @@ impl Settings {
             .filter(|o| !o.is_empty())
             .map(str::to_owned)
             .collect();
-        Ok(tether::Config {
-            max_payload: self.max_payload,
-            max_connections: self.max_connections,
-            max_buffer: self.max_buffer,
-            max_buffer_total: self.max_buffer_total,
-            cors: tether::Cors {
+        let defaults = tether::Config::default();
+        let body_read_timeout = defaults.body_read_timeout;
+        Ok(defaults
+            .max_payload(self.max_payload)
+            .max_connections(self.max_connections)
+            .max_buffer(self.max_buffer)
+            .max_buffer_total(self.max_buffer_total)
+            .cors(tether::Cors {
                 origins,
                 credentials: false,
-            },
-            recovery: Some(tether::Recovery {
-                max_disconnection: parse_duration("recovery_window", &self.recovery_window)?,
-                skip_middlewares: true,
-            }),
-            retention: tether::store::Retention {
+            })
+            .recovery(
+                tether::Recovery::default()
+                    .max_disconnection(parse_duration("recovery_window", &self.recovery_window)?)
+                    .skip_middlewares(true),
+            )
+            .retention(tether::store::Retention {
                 max_age: parse_duration("retention_age", &self.retention_age)?,
                 max_count: (self.retention_count > 0).then_some(self.retention_count),
-            },
-            stream_retention: parse_stream_retention(&self.stream_retention)?,
-            body_read_timeout: parse_duration("body_read_timeout", &self.body_read_timeout)?
-                .unwrap_or(tether::Config::default().body_read_timeout),
-            ..tether::Config::default()
-        })
+            })
+            .stream_retention(parse_stream_retention(&self.stream_retention)?)
+            .body_read_timeout(
+                parse_duration("body_read_timeout", &self.body_read_timeout)?
+                    .unwrap_or(body_read_timeout),
+            ))
     }
 }
 

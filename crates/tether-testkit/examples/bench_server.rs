@@ -37,11 +37,8 @@ fn main() -> std::io::Result<()> {
 }
 
 async fn run(port: u16, durable: bool) -> std::io::Result<()> {
-    let config = Config {
-        // Room for the 10 000-connection load.
-        max_connections: 200_000,
-        ..Config::default()
-    };
+    // Room for the 10 000-connection load.
+    let config = Config::default().max_connections(200_000);
     let db = std::env::temp_dir().join(format!("tether-bench-{}.db", std::process::id()));
     let io = if durable {
         let store = SqliteStore::open(&db, Durability::Fsync).map_err(std::io::Error::other)?;

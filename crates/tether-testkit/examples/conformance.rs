@@ -46,18 +46,16 @@ impl ConnHandler for EchoConn {
 }
 
 fn config(path: &str, cors: &[String]) -> Config {
-    Config {
-        cors: tether::Cors {
+    Config::default()
+        .cors(tether::Cors {
             origins: cors.to_vec(),
             credentials: false,
-        },
-        path: path.into(),
-        ping_interval: Duration::from_millis(300),
-        ping_timeout: Duration::from_millis(200),
-        max_payload: 1_000_000,
-        connect_timeout: Duration::from_millis(1_000),
-        ..Config::default()
-    }
+        })
+        .path(path)
+        .ping_interval(Duration::from_millis(300))
+        .ping_timeout(Duration::from_millis(200))
+        .max_payload(1_000_000)
+        .connect_timeout(Duration::from_millis(1_000))
 }
 
 async fn on_connect(socket: Socket) {

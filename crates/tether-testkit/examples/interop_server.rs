@@ -15,10 +15,7 @@ async fn main() -> std::io::Result<()> {
     } else {
         tether::Parser::Json
     };
-    let io = tether::SocketIo::new(tether::Config {
-        parser,
-        ..interop::config()
-    });
+    let io = tether::SocketIo::new(interop::config().parser(parser));
     interop::install(&io);
     let listener = tether::server::bind(([127, 0, 0, 1], port).into()).await?;
     eprintln!("interop server on http://127.0.0.1:{port}");

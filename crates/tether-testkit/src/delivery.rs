@@ -246,13 +246,12 @@ pub fn install_inbox(io: &SocketIo) {
 
 /// The contract's settings.
 pub fn config(opts: &Options) -> tether::Config {
-    tether::Config {
-        ping_interval: Duration::from_millis(1_000),
-        ping_timeout: Duration::from_millis(2_000),
-        recovery: Some(tether::Recovery {
-            max_disconnection: opts.window,
-            skip_middlewares: !opts.no_skip_middlewares,
-        }),
-        ..tether::Config::default()
-    }
+    tether::Config::default()
+        .ping_interval(Duration::from_millis(1_000))
+        .ping_timeout(Duration::from_millis(2_000))
+        .recovery(
+            tether::Recovery::default()
+                .max_disconnection(opts.window)
+                .skip_middlewares(!opts.no_skip_middlewares),
+        )
 }

@@ -149,9 +149,7 @@ pub fn install(io: &SocketIo) {
 
 /// The contract's settings: quick heartbeats so that dead peers show up fast.
 pub fn config() -> tether::Config {
-    tether::Config {
-        ping_interval: Duration::from_millis(1_000),
-        ping_timeout: Duration::from_millis(2_000),
-        ..tether::Config::default()
-    }
+    tether::Config::default()
+        .ping_interval(Duration::from_millis(1_000))
+        .ping_timeout(Duration::from_millis(2_000))
 }

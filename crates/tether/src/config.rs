@@ -142,15 +142,19 @@ fn same_origin(origin: &str, host: &str) -> bool {
 
 /// Settings of a Socket.IO server. Every limit is on by default.
 ///
+/// Built from [`Config::default`] with one chainable setter per field; the
+/// fields stay public for reading (and for changing a `Config` in place).
+///
 /// ```
 /// use std::time::Duration;
-/// let config = tether::Config {
-///     ping_interval: Duration::from_secs(10),
-///     ..tether::Config::default()
-/// };
+/// let config = tether::Config::default()
+///     .ping_interval(Duration::from_secs(10))
+///     .max_connections(10_000);
+/// assert_eq!(config.ping_interval, Duration::from_secs(10));
 /// assert_eq!(config.path, "/socket.io/");
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Path of the endpoint, with a trailing slash.
     pub path: String,
@@ -238,6 +242,151 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The path of the endpoint (`/socket.io/`), with a trailing slash.
+    #[must_use]
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The time between two server pings.
+    #[must_use]
+    pub fn ping_interval(mut self, ping_interval: Duration) -> Self {
+        self.ping_interval = ping_interval;
+        self
+    }
+
+    /// How long to wait for a pong.
+    #[must_use]
+    pub fn ping_timeout(mut self, ping_timeout: Duration) -> Self {
+        self.ping_timeout = ping_timeout;
+        self
+    }
+
+    /// The largest message or polling body accepted from a client, in bytes.
+    #[must_use]
+    pub fn max_payload(mut self, max_payload: usize) -> Self {
+        self.max_payload = max_payload;
+        self
+    }
+
+    /// How long an upgrade to WebSocket may take.
+    #[must_use]
+    pub fn upgrade_timeout(mut self, upgrade_timeout: Duration) -> Self {
+        self.upgrade_timeout = upgrade_timeout;
+        self
+    }
+
+    /// The most bytes queued for one client.
+    #[must_use]
+    pub fn max_buffer(mut self, max_buffer: usize) -> Self {
+        self.max_buffer = max_buffer;
+        self
+    }
+
+    /// The most bytes queued for all clients together: frames waiting to be written, live events held by sockets catching up, store pages being read (see the field).
+    #[must_use]
+    pub fn max_buffer_total(mut self, max_buffer_total: usize) -> Self {
+        self.max_buffer_total = max_buffer_total;
+        self
+    }
+
+    /// The most simultaneous connections.
+    #[must_use]
+    pub fn max_connections(mut self, max_connections: usize) -> Self {
+        self.max_connections = max_connections;
+        self
+    }
+
+    /// The most binary attachments in one packet.
+    #[must_use]
+    pub fn max_attachments(mut self, max_attachments: usize) -> Self {
+        self.max_attachments = max_attachments;
+        self
+    }
+
+    /// The most events of one socket waiting for their handler (see the field).
+    #[must_use]
+    pub fn max_queued_events(mut self, max_queued_events: usize) -> Self {
+        self.max_queued_events = max_queued_events;
+        self
+    }
+
+    /// How long a client may take to send the body of a long-polling POST.
+    #[must_use]
+    pub fn body_read_timeout(mut self, body_read_timeout: Duration) -> Self {
+        self.body_read_timeout = body_read_timeout;
+        self
+    }
+
+    /// How long a client may take to connect to a namespace after the handshake.
+    #[must_use]
+    pub fn connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// The default timeout of acknowledgements requested by the server.
+    #[must_use]
+    pub fn ack_timeout(mut self, ack_timeout: Duration) -> Self {
+        self.ack_timeout = ack_timeout;
+        self
+    }
+
+    /// The transports clients may use.
+    #[must_use]
+    pub fn transports(mut self, transports: Transports) -> Self {
+        self.transports = transports;
+        self
+    }
+
+    /// The cross-origin policy.
+    #[must_use]
+    pub fn cors(mut self, cors: Cors) -> Self {
+        self.cors = cors;
+        self
+    }
+
+    /// The Socket.IO parser.
+    #[must_use]
+    pub fn parser(mut self, parser: tether_proto::socketio::Parser) -> Self {
+        self.parser = parser;
+        self
+    }
+
+    /// Connection state recovery settings (`None`: off). A server with a
+    /// store ([`crate::SocketIo::with_store`]) has recovery on, with these
+    /// settings or the default ones.
+    ///
+    /// ```
+    /// let config = tether::Config::default()
+    ///     .recovery(tether::Recovery::default().skip_middlewares(false));
+    /// assert!(config.recovery.is_some_and(|r| !r.skip_middlewares));
+    /// ```
+    #[must_use]
+    pub fn recovery(mut self, recovery: impl Into<Option<crate::Recovery>>) -> Self {
+        self.recovery = recovery.into();
+        self
+    }
+
+    /// How long stored events (and idempotency records) are kept.
+    #[must_use]
+    pub fn retention(mut self, retention: crate::store::Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Streams (rooms) kept by their own retention instead of the default
+    /// one (see [`crate::store::StreamRetention`]).
+    #[must_use]
+    pub fn stream_retention(
+        mut self,
+        stream_retention: impl IntoIterator<Item = crate::store::StreamRetention>,
+    ) -> Self {
+        self.stream_retention = stream_retention.into_iter().collect();
+        self
+    }
+
     /// The Engine.IO options these settings give.
     pub fn engine_options(&self) -> crate::engine::EngineOptions {
         crate::engine::EngineOptions {

@@ -19,13 +19,23 @@ use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use tether_proto::engine::Frame;
 use tether_proto::socketio::{Packet, Parser};
+use tether_proto::tether::Offset;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::SendBudget;
 use crate::store::{AppendOnce, Entry, NewEntry, Seq, Store, StoreError};
 
 /// Connection state recovery settings.
+///
+/// ```
+/// use std::time::Duration;
+/// let recovery = tether::Recovery::default()
+///     .max_disconnection(Duration::from_secs(30))
+///     .skip_middlewares(false);
+/// assert_eq!(recovery.max_disconnection, Some(Duration::from_secs(30)));
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Recovery {
     /// How long a disconnected session stays recoverable; `None`: forever
     /// (as long as the store keeps the entries).
@@ -43,6 +53,24 @@ impl Default for Recovery {
     }
 }
 
+impl Recovery {
+    /// How long a disconnected session stays recoverable (`None`: as long as
+    /// the store keeps its entries).
+    #[must_use]
+    pub fn max_disconnection(mut self, max_disconnection: impl Into<Option<Duration>>) -> Self {
+        self.max_disconnection = max_disconnection.into();
+        self
+    }
+
+    /// Whether the namespace middlewares are skipped when a session is
+    /// recovered.
+    #[must_use]
+    pub fn skip_middlewares(mut self, skip_middlewares: bool) -> Self {
+        self.skip_middlewares = skip_middlewares;
+        self
+    }
+}
+
 /// Entries a catching-up socket buffers from the live fan-out before it falls
 /// back to re-reading the store (fewer when the send budget is full).
 const CATCH_UP_BUFFER: usize = 1024;
@@ -50,18 +78,6 @@ const CATCH_UP_BUFFER: usize = 1024;
 /// also sized by bytes, to what the socket's queue and the send budget can
 /// take (see `Socket::catch_up`).
 pub(crate) const PAGE: usize = 512;
-
-/// The recovery offset Tether appends to stored events: `t.<epoch>.<seq>`.
-pub fn format_offset(epoch: &str, seq: Seq) -> String {
-    format!("t.{epoch}.{seq}")
-}
-
-/// Parses an offset made by [`format_offset`].
-pub fn parse_offset(offset: &str) -> Option<(&str, Seq)> {
-    let rest = offset.strip_prefix("t.")?;
-    let (epoch, seq) = rest.rsplit_once('.')?;
-    Some((epoch, seq.parse().ok()?))
-}
 
 /// An entry ready to send: its position and its encoded frames (shared by
 /// every receiver).
@@ -105,7 +121,7 @@ pub fn delivered_args(entry: &Entry) -> Vec<Box<RawValue>> {
 /// Encodes a stored entry as an EVENT whose last argument is its offset.
 pub(crate) fn encode_entry(entry: &Entry, epoch: &str, parser: Parser) -> Outgoing {
     let mut values = delivered_args(entry);
-    let offset = format_offset(epoch, entry.seq);
+    let offset = Offset::new(epoch, entry.seq).to_string();
     if let Ok(raw) = serde_json::value::to_raw_value(&offset) {
         values.push(raw);
     }
@@ -314,6 +330,35 @@ enum Command {
 /// Appends in batches, then fans out in position order.
 pub(crate) struct Publisher {
     tx: mpsc::Sender<Command>,
+    store: Arc<dyn Store>,
+    write_path: Arc<Mutex<WritePath>>,
+}
+
+/// Least time between two health checks started by refused emits.
+const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// What the publisher knows of the store's write path: the failure of the
+/// last commit, until an append succeeds or a health check passes.
+#[derive(Debug, Default)]
+struct WritePath {
+    failure: Option<StoreError>,
+    /// Counts failures, so that a health check started before a newer one
+    /// does not clear it.
+    generation: u64,
+    probing: bool,
+    last_probe: Option<std::time::Instant>,
+}
+
+impl WritePath {
+    /// Records what a batch's appends gave.
+    fn committed(&mut self, results: &[Result<AppendOnce, StoreError>]) {
+        if results.iter().any(Result::is_ok) {
+            self.failure = None;
+        } else if let Some(Err(e)) = results.first() {
+            self.failure = Some(e.clone());
+            self.generation += 1;
+        }
+    }
 }
 
 impl Publisher {
@@ -321,8 +366,50 @@ impl Publisher {
     /// only stored: the store's feed brings them back to be fanned out.
     pub(crate) fn start(store: Arc<dyn Store>, fan_out: bool) -> Self {
         let (tx, rx) = mpsc::channel(65_536);
-        tokio::spawn(run_publisher(store, rx, fan_out));
-        Self { tx }
+        let write_path = Arc::new(Mutex::new(WritePath::default()));
+        tokio::spawn(run_publisher(
+            store.clone(),
+            rx,
+            fan_out,
+            write_path.clone(),
+        ));
+        Self {
+            tx,
+            store,
+            write_path,
+        }
+    }
+
+    /// The failure of the store's last commit, if it has not been seen
+    /// working since (an append that succeeded, or a health check that
+    /// passed). While it fails, a health check is started now and then
+    /// (at most every [`PROBE_INTERVAL`]), so that the store is seen back
+    /// even if nothing but refused emits comes.
+    pub(crate) fn write_failure(&self) -> Result<(), StoreError> {
+        let mut state = self.write_path.lock();
+        let Some(failure) = state.failure.clone() else {
+            return Ok(());
+        };
+        let due = state
+            .last_probe
+            .is_none_or(|at| at.elapsed() >= PROBE_INTERVAL);
+        if !state.probing && due {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                state.probing = true;
+                state.last_probe = Some(std::time::Instant::now());
+                let generation = state.generation;
+                let (store, write_path) = (self.store.clone(), self.write_path.clone());
+                runtime.spawn(async move {
+                    let healthy = store.check_health().await.is_healthy();
+                    let mut state = write_path.lock();
+                    state.probing = false;
+                    if healthy && state.generation == generation {
+                        state.failure = None;
+                    }
+                });
+            }
+        }
+        Err(failure)
     }
 
     /// Queues a publish; fails at once when the queue is full or closed.
@@ -348,7 +435,12 @@ impl Publisher {
     }
 }
 
-async fn run_publisher(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Command>, fan_out: bool) {
+async fn run_publisher(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Command>,
+    fan_out: bool,
+    write_path: Arc<Mutex<WritePath>>,
+) {
     let mut commands = Vec::with_capacity(4096);
     let mut batch = Vec::with_capacity(4096);
     let mut flushes = Vec::new();
@@ -359,14 +451,19 @@ async fn run_publisher(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Command>, f
                 Command::Flush(done) => flushes.push(done),
             }
         }
-        publish_batch(&store, &mut batch, fan_out).await;
+        publish_batch(&store, &mut batch, fan_out, &write_path).await;
         for done in flushes.drain(..) {
             let _ = done.send(());
         }
     }
 }
 
-async fn publish_batch(store: &Arc<dyn Store>, batch: &mut Vec<Publish>, fan_out: bool) {
+async fn publish_batch(
+    store: &Arc<dyn Store>,
+    batch: &mut Vec<Publish>,
+    fan_out: bool,
+    write_path: &Mutex<WritePath>,
+) {
     {
         let started = std::time::Instant::now();
         // Every request of the batch goes to the store at once (plain ones in
@@ -415,6 +512,7 @@ async fn publish_batch(store: &Arc<dyn Store>, batch: &mut Vec<Publish>, fan_out
         metrics::counter!(crate::metrics::DUPLICATES).increment(duplicates as u64);
         let failed = results.iter().filter(|r| r.is_err()).count();
         metrics::counter!(crate::metrics::STORE_ERRORS).increment(failed as u64);
+        write_path.lock().committed(&results);
         let mut appended: Vec<(Seq, usize)> = results
             .iter()
             .enumerate()
@@ -479,12 +577,28 @@ mod tests {
     }
 
     #[test]
-    fn offsets_round_trip() {
-        let o = format_offset("AbC_-1", 42);
-        assert_eq!(parse_offset(&o), Some(("AbC_-1", 42)));
-        assert_eq!(parse_offset("42"), None);
-        assert_eq!(parse_offset("t.x.y"), None);
-        assert_eq!(parse_offset("hello"), None);
+    fn stored_events_carry_the_proto_offset() {
+        let epoch = crate::id::random_id();
+        let entry = Entry {
+            seq: 7,
+            ts_ms: 0,
+            entry: NewEntry {
+                target: crate::store::Target {
+                    nsp: "/".into(),
+                    ..Default::default()
+                },
+                event: "e".into(),
+                args: "[]".into(),
+                attachments: Vec::new(),
+            },
+        };
+        let out = encode_entry(&entry, &epoch, Parser::Json);
+        let Frame::Text(text) = &out.frames[0] else {
+            panic!("a text frame");
+        };
+        let text = std::str::from_utf8(text).unwrap();
+        let values: Vec<String> = serde_json::from_str(text.strip_prefix("42").unwrap()).unwrap();
+        assert_eq!(Offset::parse(&values[1]), Some(Offset::new(&epoch, 7)));
     }
 
     fn test_budget() -> Arc<SendBudget> {

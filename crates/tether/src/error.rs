@@ -23,6 +23,16 @@ pub enum EmitError {
     /// server has none.
     #[error("no store: publishing needs connection state recovery on (SocketIo::with_store)")]
     NoStore,
+    /// The other nodes of the cluster could not be reached (a broadcast
+    /// with acknowledgements across nodes).
+    #[error("{0}")]
+    Cluster(#[source] Box<crate::cluster::ClusterError>),
+}
+
+impl From<crate::cluster::ClusterError> for EmitError {
+    fn from(e: crate::cluster::ClusterError) -> Self {
+        EmitError::Cluster(Box::new(e))
+    }
 }
 
 /// Why an acknowledgement did not arrive.
@@ -158,5 +168,30 @@ impl DisconnectReason {
 impl std::fmt::Display for DisconnectReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+    use crate::cluster::ClusterError;
+    use crate::store::StoreError;
+
+    #[test]
+    fn emit_errors_keep_their_sources() {
+        let store = EmitError::from(StoreError::Closed);
+        assert!(store
+            .source()
+            .is_some_and(|s| s.downcast_ref::<StoreError>().is_some()));
+        let cluster = EmitError::from(ClusterError::NotReady);
+        assert_eq!(cluster.to_string(), ClusterError::NotReady.to_string());
+        // Boxed: a cluster error may carry an emit error.
+        assert!(cluster
+            .source()
+            .is_some_and(|s| s.downcast_ref::<Box<ClusterError>>().is_some()));
+        let ack = AckError::from(EmitError::from(StoreError::Closed));
+        assert!(ack.source().is_some_and(|s| s.is::<StoreError>()));
     }
 }

@@ -136,7 +136,7 @@ mod sio;
 pub mod store;
 
 pub use config::{Config, Cors, Transports};
-pub use delivery::{delivered_args, format_offset, parse_offset, Recovery};
+pub use delivery::{delivered_args, Recovery};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use layer::{SocketIoLayer, SocketIoMiddleware};
 pub use server::SocketIoService;
@@ -148,3 +148,4 @@ pub use sio::{
 pub use tether_proto as proto;
 pub use tether_proto::socketio::ArgError;
 pub use tether_proto::socketio::Parser;
+pub use tether_proto::tether::{Offset, RecoveryReport, Refusal};

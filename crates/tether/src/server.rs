@@ -56,13 +56,14 @@ pub async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 ///
 /// ```
 /// use std::time::Duration;
-/// let opts = tether::server::ServeOptions {
-///     header_read_timeout: Some(Duration::from_secs(5)),
-///     ..Default::default()
-/// };
+/// let opts = tether::server::ServeOptions::default()
+///     .header_read_timeout(Duration::from_secs(5))
+///     .write_timeout(None);
+/// assert_eq!(opts.header_read_timeout, Some(Duration::from_secs(5)));
 /// assert_eq!(opts.max_connections_per_ip, None);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServeOptions {
     /// How long a connection may take to send a whole request head. It runs
     /// from the moment the connection is accepted, and again from the end of
@@ -92,6 +93,32 @@ impl Default for ServeOptions {
     }
 }
 
+impl ServeOptions {
+    /// How long a connection may take to send a whole request head
+    /// (`None`: no limit).
+    #[must_use]
+    pub fn header_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.header_read_timeout = timeout.into();
+        self
+    }
+
+    /// Most TCP connections open at once from one IP address (`None`: no
+    /// limit).
+    #[must_use]
+    pub fn max_connections_per_ip(mut self, max: impl Into<Option<usize>>) -> Self {
+        self.max_connections_per_ip = max.into();
+        self
+    }
+
+    /// How long a write to a connection may stay blocked before the
+    /// connection is closed (`None`: no limit).
+    #[must_use]
+    pub fn write_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.write_timeout = timeout.into();
+        self
+    }
+}
+
 /// Accepts connections on `listener` and answers each request with `handler`,
 /// until `shutdown` completes, with the default [`ServeOptions`]. WebSocket
 /// upgrades are enabled, and every request carries its peer address as a
@@ -115,9 +142,9 @@ pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Counter of failed `accept` calls (out of file descriptors and the like).
-pub const ACCEPT_ERRORS_METRIC: &str = "tether_accept_errors_total";
+pub const ACCEPT_ERRORS_METRIC: &str = crate::metrics::ACCEPT_ERRORS;
 /// Counter of connections closed at once for [`ServeOptions::max_connections_per_ip`].
-pub const PER_IP_REFUSED_METRIC: &str = "tether_connections_refused_per_ip_total";
+pub const PER_IP_REFUSED_METRIC: &str = crate::metrics::CONNECTIONS_REFUSED_PER_IP;
 
 /// Like [`serve`], with `opts`.
 ///
@@ -137,16 +164,7 @@ where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    metrics::describe_counter!(
-        ACCEPT_ERRORS_METRIC,
-        "Failed accept calls (out of file descriptors and the like)"
-    );
-    metrics::describe_counter!(
-        PER_IP_REFUSED_METRIC,
-        "TCP connections closed at once: their address had max_connections_per_ip open"
-    );
-    metrics::counter!(ACCEPT_ERRORS_METRIC).increment(0);
-    metrics::counter!(PER_IP_REFUSED_METRIC).increment(0);
+    crate::metrics::describe();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout);
@@ -165,7 +183,7 @@ where
                     // Out of file descriptors and the like: the connection
                     // waits in the backlog; keep serving the others and try
                     // again later instead of spinning.
-                    metrics::counter!(ACCEPT_ERRORS_METRIC).increment(1);
+                    metrics::counter!(crate::metrics::ACCEPT_ERRORS).increment(1);
                     errors.failed(&e);
                     backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
                     tokio::select! {
@@ -180,7 +198,7 @@ where
             Some(per_ip) => match per_ip.take(addr.ip()) {
                 Some(slot) => Some(slot),
                 None => {
-                    metrics::counter!(PER_IP_REFUSED_METRIC).increment(1);
+                    metrics::counter!(crate::metrics::CONNECTIONS_REFUSED_PER_IP).increment(1);
                     tracing::debug!(%addr, "too many connections from this address");
                     continue;
                 }

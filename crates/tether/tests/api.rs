@@ -1,7 +1,9 @@
 //! The library's API, end to end with the Rust client: `SocketIo::builder()`
 //! composing a store, a handshake filter and state; handler extractors (typed
 //! data, the ack, state, the server handle, the raw event), a handler whose
-//! extractor refuses an event not being called.
+//! extractor refuses an event not being called; connect handlers taking
+//! extractors (the CONNECT auth, state, the server handle), a socket whose
+//! auth does not fit being disconnected without the handler running.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -180,4 +182,74 @@ async fn builder_composes_a_store_a_handshake_filter_and_state() {
         .await
         .unwrap();
     assert_eq!(reply.get::<String>(0).unwrap(), "welcome");
+}
+
+#[derive(serde::Deserialize)]
+struct Auth {
+    name: String,
+}
+
+#[tokio::test]
+async fn connect_handlers_take_the_auth_state_and_the_server() {
+    let calls = Calls::default();
+    let io = SocketIo::new(Config::default())
+        .with_state(Greeting("welcome"))
+        .with_state(calls.clone());
+    io.ns(
+        "/",
+        |socket: Socket,
+         Data(auth): Data<Auth>,
+         State(g): State<Greeting>,
+         State(calls): State<Calls>,
+         io: SocketIo| async move {
+            calls.0.fetch_add(1, Ordering::SeqCst);
+            let text = format!("{}, {}", g.0, auth.name);
+            socket.on("hello", move |ack: AckSender| {
+                let (text, io) = (text.clone(), io.clone());
+                async move {
+                    let _ = ack.send((text, io.sockets().len()));
+                }
+            });
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/",
+        listener.local_addr().unwrap().port()
+    );
+    tokio::spawn(io.serve(listener));
+
+    let client = Client::builder(&url)
+        .auth(serde_json::json!({ "name": "Ana" }))
+        .build()
+        .await
+        .unwrap();
+    within("connect", client.connect()).await.unwrap();
+    let reply = within("hello", client.emit_with_ack("hello", ()))
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.parse::<(String, usize)>().unwrap(),
+        ("welcome, Ana".into(), 1)
+    );
+
+    // An auth that is not an `Auth`: the handler does not run, and the
+    // socket is disconnected from the namespace.
+    let wrong = Client::builder(&url)
+        .auth(serde_json::json!({ "name": 42 }))
+        .reconnection(tether_client::Reconnection::disabled())
+        .connect(false)
+        .build()
+        .await
+        .unwrap();
+    // Connected, then disconnected at once (or already gone when the
+    // connect resolves).
+    let _ = within("connect", wrong.connect()).await;
+    within("the server disconnects it", async {
+        while wrong.connected() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(calls.0.load(Ordering::SeqCst), 1, "only Ana's handler ran");
 }

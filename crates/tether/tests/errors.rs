@@ -516,13 +516,10 @@ async fn handshake_with_missing_or_unknown_transport_is_code_0() {
 #[tokio::test]
 async fn cross_origin_put_gets_the_protocol_error_not_a_cors_failure() {
     let origin = "http://app.example";
-    let server = start(Config {
-        cors: tether::Cors {
-            origins: vec![origin.to_owned()],
-            credentials: false,
-        },
-        ..Config::default()
-    })
+    let server = start(Config::default().cors(tether::Cors {
+        origins: vec![origin.to_owned()],
+        credentials: false,
+    }))
     .await;
     let preflight = http(
         server.addr,
@@ -719,11 +716,7 @@ async fn allow_request_refusal_message_is_the_hook_reason_like_reference() {
 
 #[tokio::test]
 async fn max_connections_reached_is_503() {
-    let server = start(Config {
-        max_connections: 1,
-        ..Config::default()
-    })
-    .await;
+    let server = start(Config::default().max_connections(1)).await;
     let (sid, _) = polling_handshake(server.addr).await;
     http_get(server.addr, HANDSHAKE)
         .await
@@ -754,12 +747,12 @@ async fn max_connections_reached_is_503() {
 
 #[tokio::test]
 async fn polling_handshake_body_has_the_reference_format() {
-    let server = start(Config {
-        ping_interval: Duration::from_millis(24_000),
-        ping_timeout: Duration::from_millis(19_000),
-        max_payload: 4321,
-        ..Config::default()
-    })
+    let server = start(
+        Config::default()
+            .ping_interval(Duration::from_millis(24_000))
+            .ping_timeout(Duration::from_millis(19_000))
+            .max_payload(4321),
+    )
     .await;
     let res = http_get(server.addr, HANDSHAKE).await;
     assert_eq!(res.status, 200, "{res:?}");
@@ -870,11 +863,7 @@ async fn invalid_packet_in_post_is_400_and_closes_the_session() {
 
 #[tokio::test]
 async fn post_over_max_payload_is_413_and_closes_the_session() {
-    let mut server = start(Config {
-        max_payload: 1000,
-        ..Config::default()
-    })
-    .await;
+    let mut server = start(Config::default().max_payload(1000)).await;
     let sid = polling_connect(server.addr).await;
     // Exactly max_payload bytes are accepted.
     let head = "42[\"echo\",\"";
@@ -977,11 +966,7 @@ async fn polling_flood_closes_the_session_and_the_server_keeps_serving() {
 
 #[tokio::test]
 async fn websocket_frame_over_max_payload_closes_the_connection() {
-    let mut server = start(Config {
-        max_payload: 1000,
-        ..Config::default()
-    })
-    .await;
+    let mut server = start(Config::default().max_payload(1000)).await;
     let (mut good, _) = connect_sio(server.addr).await;
     let (mut bad, bad_id) = connect_sio(server.addr).await;
 
@@ -1021,11 +1006,11 @@ async fn websocket_invalid_engine_packet_closes_the_connection() {
 
 #[tokio::test]
 async fn websocket_ping_timeout_closes_the_connection() {
-    let mut server = start(Config {
-        ping_interval: Duration::from_millis(300),
-        ping_timeout: Duration::from_millis(200),
-        ..Config::default()
-    })
+    let mut server = start(
+        Config::default()
+            .ping_interval(Duration::from_millis(300))
+            .ping_timeout(Duration::from_millis(200)),
+    )
     .await;
     let (mut alive, _) = connect_sio(server.addr).await;
     let (mut silent, silent_id) = connect_sio(server.addr).await;
@@ -1103,10 +1088,7 @@ async fn sio_stray_binary_frame_closes_only_that_client() {
 
 #[tokio::test]
 async fn sio_attachment_count_over_max_attachments_closes_only_that_client() {
-    let config = || Config {
-        max_attachments: 4,
-        ..Config::default()
-    };
+    let config = || Config::default().max_attachments(4);
     // At the limit: delivered, and acknowledged with the same attachments.
     let server = start(config()).await;
     let (mut ws, _) = connect_sio(server.addr).await;
@@ -1204,11 +1186,7 @@ async fn sio_middleware_refusal_sends_message_and_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_buffer_is_bounded_for_a_client_that_never_reads() {
-    let mut server = start(Config {
-        max_buffer: 4096,
-        ..Config::default()
-    })
-    .await;
+    let mut server = start(Config::default().max_buffer(4096)).await;
     let (mut other, _) = connect_sio(server.addr).await;
     let (mut ws, id) = connect_sio(server.addr).await;
     send_text(&mut ws, "42[\"flood\"]").await;
@@ -1252,11 +1230,7 @@ async fn send_buffer_is_bounded_for_a_client_that_never_reads() {
 async fn a_burst_beyond_the_event_queue_is_slowed_down_not_dropped() {
     const MAX_QUEUED: usize = 64;
     const BURST: u64 = 2_000;
-    let mut server = start(Config {
-        max_queued_events: MAX_QUEUED,
-        ..Config::default()
-    })
-    .await;
+    let mut server = start(Config::default().max_queued_events(MAX_QUEUED)).await;
     let (mut other, _) = connect_sio(server.addr).await;
     let (mut ws, _) = connect_sio(server.addr).await;
     // Far more events than the queue holds, while their handler is blocked:

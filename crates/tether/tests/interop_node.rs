@@ -16,10 +16,7 @@ fn node_dir() -> PathBuf {
 
 /// Starts a contract server on a free loopback port; returns its URL.
 async fn start_server(parser: Parser) -> String {
-    let io = SocketIo::new(tether::Config {
-        parser,
-        ..interop::config()
-    });
+    let io = SocketIo::new(interop::config().parser(parser));
     interop::install(&io);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -5,14 +5,17 @@
 //!   session without the room;
 //! - a CONNECT while the store is down closes the connection (the client
 //!   retries with its backoff) instead of a CONNECT_ERROR, which the official
-//!   clients take as final; once the store is back, clients get in.
+//!   clients take as final; once the store is back, clients get in;
+//! - an emit while the store fails reports the failure (`EmitError::Store`,
+//!   the `StoreError` as its source) instead of `Ok(0)`, and works again
+//!   once the store is back.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tether::store::Store;
-use tether::{Config, Event, Socket, SocketIo};
+use tether::{Config, EmitError, Event, Socket, SocketIo};
 use tokio_websockets::{ClientBuilder, Message};
 
 use faulty_store::FaultyStore;
@@ -164,4 +167,65 @@ async fn connect_while_the_store_is_down_closes_then_works_once_it_is_back() {
     store.set_down(false);
     let (_ws, answer) = try_connect(addr).await;
     assert!(answer.starts_with("40{"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_while_the_store_fails_reports_it_then_works_once_it_is_back() {
+    let store = Arc::new(FaultyStore::new());
+    let io = SocketIo::with_store(Config::default(), store.clone());
+    io.ns("/", |_: Socket| async move {});
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(io.clone().serve(listener));
+    let (mut ws, hello) = try_connect(addr).await;
+    assert!(hello.starts_with("40{"), "{hello}");
+    assert_eq!(io.emit("before", ("x",)).unwrap(), 0);
+    assert!(next_text(&mut ws)
+        .await
+        .starts_with(r#"42["before","x","t."#));
+
+    // Down: an emit does not wait for its commit, so the first ones may
+    // still be taken; once a commit failed, emits say so.
+    store.set_down(true);
+    let err = tokio::time::timeout(STEP, async {
+        loop {
+            match io.emit("while down", ("x",)) {
+                Ok(n) => assert_eq!(n, 0),
+                Err(e) => break e,
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("an emit reports the store failure");
+    assert!(matches!(err, EmitError::Store(_)), "{err:?}");
+    let source = std::error::Error::source(&err).expect("the store error as source");
+    assert!(
+        source.downcast_ref::<tether::store::StoreError>().is_some(),
+        "{source:?}"
+    );
+    // To one socket too.
+    let socket = io.sockets().pop().expect("the connected socket");
+    assert!(matches!(socket.emit("one", ()), Err(EmitError::Store(_))));
+
+    // Back: emits are taken again (a health check sees the store working),
+    // and delivered.
+    store.set_down(false);
+    tokio::time::timeout(STEP, async {
+        while io.emit("after", ("y",)).is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("emits work again once the store is back");
+    loop {
+        let text = next_text(&mut ws).await;
+        if text.starts_with(r#"42["after","y","t."#) {
+            break;
+        }
+        assert!(
+            !text.contains("while down"),
+            "an emit refused was sent: {text}"
+        );
+    }
 }

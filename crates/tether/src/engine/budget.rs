@@ -35,8 +35,8 @@ impl SendBudget {
 
     /// A budget of `limit` bytes (`usize::MAX`: no limit).
     pub fn new(limit: usize) -> Self {
-        metrics::gauge!("tether_send_buffer_limit_bytes").set(limit as f64);
-        let gauge = metrics::gauge!("tether_send_buffer_bytes");
+        metrics::gauge!(crate::metrics::SEND_BUFFER_LIMIT_BYTES).set(limit as f64);
+        let gauge = metrics::gauge!(crate::metrics::SEND_BUFFER_BYTES);
         gauge.set(0.0);
         Self {
             limit,
@@ -96,7 +96,7 @@ impl SendBudget {
     pub(crate) fn try_charge_counted(&self, bytes: usize, queued: usize) -> bool {
         let ok = self.try_charge(bytes, queued);
         if !ok {
-            metrics::counter!("tether_send_budget_refusals_total").increment(1);
+            metrics::counter!(crate::metrics::SEND_BUDGET_REFUSALS).increment(1);
         }
         ok
     }

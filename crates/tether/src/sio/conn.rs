@@ -264,7 +264,7 @@ impl SioConn {
         if let Some(pid) = socket.pid() {
             hello["pid"] = pid.into();
         }
-        if let Some(report) = report {
+        if let Some(report) = report.and_then(|r| serde_json::to_value(r).ok()) {
             hello["recovery"] = report;
         }
         let mut reply = Packet::new(PacketType::Connect, nsp);

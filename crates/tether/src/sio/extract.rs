@@ -8,6 +8,29 @@
 //! extractor refuses the event (a [`Data<T>`] of the wrong shape, say), the
 //! handler is not called and the refusal is logged.
 //!
+//! A connect handler ([`SocketIo::ns`]) takes extractors too, each
+//! implementing [`FromConnect`]: the [`Socket`], the CONNECT auth
+//! ([`Data<T>`], [`TryData<T>`]), the server ([`SocketIo`]) and shared
+//! state ([`State<T>`]). When one refuses (an auth of the wrong shape, say),
+//! the handler is not called and the socket is disconnected from the
+//! namespace (to refuse the connection itself with a CONNECT_ERROR, use a
+//! namespace middleware).
+//!
+//! ```no_run
+//! use tether::extract::Data;
+//! use tether::{Config, Socket, SocketIo};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Auth {
+//!     name: String,
+//! }
+//!
+//! let io = SocketIo::new(Config::default());
+//! io.ns("/", |socket: Socket, Data(auth): Data<Auth>| async move {
+//!     let _ = socket.emit("welcome", (auth.name,));
+//! });
+//! ```
+//!
 //! ```no_run
 //! use tether::extract::{Data, State};
 //! use tether::{AckSender, Config, Socket, SocketIo};
@@ -49,6 +72,9 @@ pub enum Rejection {
     /// No state of this type was given to the server.
     #[error("no state of type {0} (see SocketIo::with_state)")]
     NoState(&'static str),
+    /// The CONNECT auth does not have the requested type.
+    #[error("the CONNECT auth does not match the handler's type: {0}")]
+    Auth(#[source] ArgError),
 }
 
 /// Takes a part of an event for a handler argument.
@@ -205,4 +231,106 @@ event_handler!(T1, T2, T3, T4, T5, T6, T7, T8);
 /// The handler, type-erased.
 pub(crate) fn boxed<H: EventHandler<T>, T>(handler: H) -> super::EventHandler {
     Arc::new(move |socket, event| handler.call(socket, event))
+}
+
+/// Takes a part of a socket that just connected for a connect handler
+/// argument.
+pub trait FromConnect: Sized {
+    /// Extracts `Self` from the socket.
+    fn from_connect(socket: &Socket) -> Result<Self, Rejection>;
+}
+
+impl FromConnect for Socket {
+    fn from_connect(socket: &Socket) -> Result<Self, Rejection> {
+        Ok(socket.clone())
+    }
+}
+
+impl FromConnect for SocketIo {
+    fn from_connect(socket: &Socket) -> Result<Self, Rejection> {
+        Ok(socket.io())
+    }
+}
+
+/// The CONNECT auth deserialised as `T` (`{}` when the client sent none).
+impl<T: DeserializeOwned> FromConnect for Data<T> {
+    fn from_connect(socket: &Socket) -> Result<Self, Rejection> {
+        parse_auth(socket).map(Data).map_err(Rejection::Auth)
+    }
+}
+
+/// The CONNECT auth deserialised as `T`, or why it is not one.
+impl<T: DeserializeOwned> FromConnect for TryData<T> {
+    fn from_connect(socket: &Socket) -> Result<Self, Rejection> {
+        Ok(TryData(parse_auth(socket)))
+    }
+}
+
+fn parse_auth<T: DeserializeOwned>(socket: &Socket) -> Result<T, ArgError> {
+    T::deserialize(&socket.handshake().auth).map_err(ArgError::Type)
+}
+
+impl<T: Clone + Send + Sync + 'static> FromConnect for State<T> {
+    fn from_connect(socket: &Socket) -> Result<Self, Rejection> {
+        socket
+            .io()
+            .state::<T>()
+            .map(State)
+            .ok_or(Rejection::NoState(std::any::type_name::<T>()))
+    }
+}
+
+/// A connect handler: an async function whose arguments are extractors
+/// ([`FromConnect`]), up to eight of them (`|socket: Socket| async {}` is
+/// one). `T` is the tuple of their types.
+pub trait ConnectHandler<T>: Send + Sync + 'static {
+    /// Runs the handler on a socket that connected, unless an extractor
+    /// refuses it (the socket is then disconnected).
+    fn call(&self, socket: Socket) -> BoxFuture;
+}
+
+macro_rules! connect_handler {
+    ($($ty:ident),*) => {
+        impl<F, Fut, $($ty,)*> ConnectHandler<($($ty,)*)> for F
+        where
+            F: Fn($($ty),*) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = ()> + Send + 'static,
+            $($ty: FromConnect + Send + 'static,)*
+        {
+            #[allow(non_snake_case, unused_variables)]
+            fn call(&self, socket: Socket) -> BoxFuture {
+                $(
+                    let $ty = match $ty::from_connect(&socket) {
+                        Ok(value) => value,
+                        Err(rejection) => {
+                            tracing::debug!(
+                                sid = socket.id(),
+                                nsp = socket.nsp(),
+                                error = %rejection,
+                                "connect handler not called: disconnecting"
+                            );
+                            socket.disconnect();
+                            return Box::pin(async {});
+                        }
+                    };
+                )*
+                Box::pin((self)($($ty),*))
+            }
+        }
+    };
+}
+
+connect_handler!();
+connect_handler!(T1);
+connect_handler!(T1, T2);
+connect_handler!(T1, T2, T3);
+connect_handler!(T1, T2, T3, T4);
+connect_handler!(T1, T2, T3, T4, T5);
+connect_handler!(T1, T2, T3, T4, T5, T6);
+connect_handler!(T1, T2, T3, T4, T5, T6, T7);
+connect_handler!(T1, T2, T3, T4, T5, T6, T7, T8);
+
+/// The connect handler, type-erased.
+pub(crate) fn boxed_connect<H: ConnectHandler<T>, T>(handler: H) -> super::ConnectHandler {
+    Arc::new(move |socket| handler.call(socket))
 }

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use crate::delivery::{delivered_args, format_offset, parse_offset};
+use crate::delivery::delivered_args;
 use crate::store::{Entry, Seq, Store, StoreError};
 use crate::{Args, SocketIo};
+use tether_proto::tether::Offset;
 
 /// Most entries one page returns.
 pub const MAX_HISTORY_PAGE: usize = 1_000;
@@ -154,8 +155,8 @@ impl History {
 
     fn seq_of(&self, offset: &str) -> Result<Seq, HistoryError> {
         let store = self.store()?;
-        match parse_offset(offset) {
-            Some((epoch, seq)) if epoch == store.epoch() => Ok(seq),
+        match Offset::parse(offset) {
+            Some(Offset { epoch, seq }) if epoch == store.epoch() => Ok(seq),
             _ => Err(HistoryError::UnknownOffset(offset.to_owned())),
         }
     }
@@ -172,7 +173,7 @@ impl History {
             .into_iter()
             .map(|entry| HistoryEntry {
                 seq: entry.seq,
-                offset: format_offset(store.epoch(), entry.seq),
+                offset: Offset::new(store.epoch(), entry.seq).to_string(),
                 ts_ms: entry.ts_ms,
                 args: Args::from_raw(delivered_args(&entry), entry.entry.attachments.clone()),
                 event: entry.entry.event,

@@ -359,13 +359,38 @@ impl SocketIo {
     /// Registers namespace `name`; `handler` runs for every socket that
     /// connects to it. Events that arrive while it runs are dispatched after
     /// it returns, so handlers registered in it see every event.
-    pub fn ns<F, Fut>(&self, name: impl Into<String>, handler: F) -> NamespaceRef
+    ///
+    /// The handler takes extractors ([`extract::FromConnect`]): the
+    /// [`Socket`], the CONNECT auth as [`extract::Data`] or
+    /// [`extract::TryData`], [`extract::State`], the [`SocketIo`]. When one
+    /// refuses, the handler is not called and the socket is disconnected.
+    ///
+    /// ```no_run
+    /// use tether::extract::{Data, State};
+    /// use tether::{Config, Socket, SocketIo};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Auth {
+    ///     token: String,
+    /// }
+    ///
+    /// let io = SocketIo::new(Config::default()).with_state(String::from("welcome"));
+    /// io.ns("/", |socket: Socket| async move {
+    ///     let _ = socket.emit("hello", ());
+    /// });
+    /// io.ns(
+    ///     "/admin",
+    ///     |socket: Socket, Data(auth): Data<Auth>, State(motd): State<String>| async move {
+    ///         let _ = socket.emit("motd", (motd, auth.token.len()));
+    ///     },
+    /// );
+    /// ```
+    pub fn ns<H, T>(&self, name: impl Into<String>, handler: H) -> NamespaceRef
     where
-        F: Fn(Socket) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        H: extract::ConnectHandler<T>,
     {
         let name = name.into();
-        let on_connect: ConnectHandler = Arc::new(move |s| Box::pin(handler(s)));
+        let on_connect = extract::boxed_connect(handler);
         let ns = Arc::new(Namespace::new(
             name.clone(),
             self.inner.config.parser,
@@ -382,17 +407,16 @@ impl SocketIo {
 
     /// Registers a dynamic namespace: any name for which `predicate` is true
     /// is created on first connection, with this handler and middlewares.
-    pub fn dyn_ns<P, F, Fut>(&self, predicate: P, handler: F) -> NamespaceRef
+    pub fn dyn_ns<P, H, T>(&self, predicate: P, handler: H) -> NamespaceRef
     where
         P: Fn(&str) -> bool + Send + Sync + 'static,
-        F: Fn(Socket) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        H: extract::ConnectHandler<T>,
     {
         let middlewares = Arc::new(RwLock::new(Vec::new()));
         let catch_up_field = Arc::new(RwLock::new(None));
         self.inner.dynamic.write().push(DynNamespace {
             predicate: Arc::new(predicate),
-            on_connect: Arc::new(move |s| Box::pin(handler(s))),
+            on_connect: extract::boxed_connect(handler),
             middlewares: middlewares.clone(),
             catch_up_field: catch_up_field.clone(),
         });
@@ -409,7 +433,7 @@ impl SocketIo {
 
     fn main_ns(&self) -> BroadcastOperator {
         self.of("/").unwrap_or_else(|| {
-            self.ns("/", |_| async {});
+            self.ns("/", |_: Socket| async {});
             self.of("/").expect("just registered")
         })
     }
@@ -419,7 +443,9 @@ impl SocketIo {
         self.main_ns().to(room)
     }
 
-    /// Sends an event to every socket of the main namespace.
+    /// Sends an event to every socket of the main namespace (see
+    /// [`BroadcastOperator::emit`]: with recovery on, a store failure known
+    /// when it is called fails it).
     pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<usize, EmitError> {
         self.main_ns().emit(event, args)
     }

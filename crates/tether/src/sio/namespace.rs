@@ -124,6 +124,15 @@ impl Namespace {
         }
     }
 
+    /// For emits that do not wait for the commit: the failure of the store's
+    /// last commit, if it was not seen working since (nothing is sent then).
+    pub(crate) fn write_failure(&self) -> Result<(), EmitError> {
+        match &self.delivery {
+            Some(delivery) => delivery.publisher.write_failure().map_err(EmitError::Store),
+            None => Ok(()),
+        }
+    }
+
     /// Stores an event for `target`, then fans it out to the sockets it
     /// reaches. Returns the receiver of the store's answer.
     pub(crate) fn publish(
@@ -400,10 +409,18 @@ impl BroadcastOperator {
     /// store first and reaches its sockets once committed (see
     /// [`BroadcastOperator::publish`]). With a cluster, an event that is not
     /// stored (volatile) is also sent to the other nodes, without waiting.
+    ///
+    /// With recovery on, an emit does not wait for its commit, so it fails
+    /// with [`EmitError::Store`] (nothing sent) for a store failure it knows
+    /// of: the store's last commit failed, and the store was not seen working
+    /// since (an append that succeeded, or a health check, which refused
+    /// emits start now and then). To know that a given event was stored, use
+    /// [`BroadcastOperator::publish`].
     pub fn emit(self, event: &str, args: impl IntoArgs) -> Result<usize, EmitError> {
         let args = args.into_args()?;
         if !self.volatile && self.ns.durable() {
             // Stored first; delivered with its offset once committed.
+            self.ns.write_failure()?;
             self.ns.publish(self.target(), event, args, None)?;
             return Ok(0);
         }
@@ -501,7 +518,7 @@ impl BroadcastOperator {
     /// when its heartbeat lapsed are `Err(Disconnected)`; the request never
     /// waits past the ack timeout (plus the cluster's request timeout). A
     /// cluster that cannot reach Redis fails the call with
-    /// [`EmitError::Store`].
+    /// [`EmitError::Cluster`].
     ///
     /// ```no_run
     /// # async fn demo(io: tether::SocketIo) -> Result<(), tether::EmitError> {
@@ -533,8 +550,7 @@ impl BroadcastOperator {
         let sel = self.selection();
         let remote = cluster.emit_with_ack(&sel, event, &args, timeout);
         let (mut results, remote) = futures_util::future::join(local, remote).await;
-        let remote =
-            remote.map_err(|e| EmitError::Store(StoreError::Unavailable(e.to_string())))?;
+        let remote = remote?;
         results.extend(remote);
         Ok(results)
     }

@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::namespace::{DeliveryCtx, Namespace};
 use super::socket::SocketInit;
-use crate::delivery::{format_offset, parse_offset};
 use crate::error::ConnectError;
 use crate::store::{now_ms, Seq};
-use tether_proto::tether::Refusal;
+use tether_proto::tether::{Offset, RecoveryReport, Refusal};
 
 fn unavailable(e: impl std::fmt::Display) -> ConnectError {
     tracing::warn!(error = %e, "store unavailable at connect");
@@ -24,7 +23,7 @@ pub(crate) async fn start(
     delivery: &DeliveryCtx,
     ns: &Arc<Namespace>,
     auth: &Value,
-) -> Result<(SocketInit, Option<Value>), ConnectError> {
+) -> Result<(SocketInit, Option<RecoveryReport>), ConnectError> {
     let store = &delivery.store;
     let (last, first) = store.bounds().await.map_err(unavailable)?;
     let pid = string_field(auth, "pid")?;
@@ -39,16 +38,13 @@ pub(crate) async fn start(
             Err((refusal, trimmed)) => {
                 metrics::counter!(crate::metrics::RECOVERIES, "result" => refusal.as_str())
                     .increment(1);
-                report = Some(json!({
-                    "recovered": false,
-                    "reason": refusal.as_str(),
-                    "requested": offset,
-                    "available_from": format_offset(
-                        store.epoch(),
-                        trimmed.unwrap_or(first.saturating_sub(1)),
-                    ),
-                    "latest": format_offset(store.epoch(), last),
-                }));
+                let available_from = trimmed.unwrap_or(first.saturating_sub(1));
+                report = Some(RecoveryReport::refused(
+                    refusal,
+                    offset.map(str::to_owned),
+                    Some(Offset::new(store.epoch(), available_from).to_string()),
+                    Some(Offset::new(store.epoch(), last).to_string()),
+                ));
             }
         }
     }
@@ -68,7 +64,7 @@ pub(crate) async fn start(
                     .and_then(|f| auth.get(&f).and_then(Value::as_str).map(str::to_owned))
                     .is_some_and(|e| e != store.epoch());
                 if other_epoch || n > last {
-                    metrics::counter!("tether_catch_up_restarts_total").increment(1);
+                    metrics::counter!(crate::metrics::CATCH_UP_RESTARTS).increment(1);
                     tracing::debug!(
                         offset = n,
                         last,
@@ -136,13 +132,15 @@ async fn restore(
         // A session saved by a node that had not seen the store reset yet.
         None if record.start_seq > last => return Ok(Err((Refusal::StoreReset, None))),
         None => record.start_seq,
-        Some(offset) => match parse_offset(offset) {
+        Some(offset) => match Offset::parse(offset) {
             None => return Ok(Err((Refusal::UnknownOffset, None))),
-            Some((epoch, _)) if epoch != store.epoch() => {
+            Some(Offset { epoch, .. }) if epoch != store.epoch() => {
                 return Ok(Err((Refusal::StoreReset, None)))
             }
-            Some((_, seq)) if seq > last => return Ok(Err((Refusal::UnknownOffset, None))),
-            Some((_, seq)) => seq,
+            Some(Offset { seq, .. }) if seq > last => {
+                return Ok(Err((Refusal::UnknownOffset, None)))
+            }
+            Some(Offset { seq, .. }) => seq,
         },
     };
     // What the client missed was trimmed from one of its streams (its rooms,

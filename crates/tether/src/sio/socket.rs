@@ -298,7 +298,9 @@ impl Socket {
         self.inner.on_disconnecting.lock().push(handler);
     }
 
-    /// Sends an event to this client.
+    /// Sends an event to this client. With recovery on, the event is stored
+    /// first; a store failure known when this is called fails it (see
+    /// [`crate::BroadcastOperator::emit`]).
     pub fn emit(&self, event: &str, args: impl IntoArgs) -> Result<(), EmitError> {
         self.emit_packet(event, args.into_args()?, None)
     }
@@ -359,6 +361,7 @@ impl Socket {
                 rooms: vec![self.id().to_owned()],
                 except: Vec::new(),
             };
+            self.inner.ns.write_failure()?;
             return self.inner.ns.publish(target, event, args, None).map(drop);
         }
         let (values, attachments) = args.into_parts();
