@@ -7,6 +7,7 @@ pub mod extract;
 mod history;
 mod inbox;
 mod namespace;
+mod node;
 mod recovery;
 mod socket;
 
@@ -253,9 +254,9 @@ impl SocketIo {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn with_cluster(
+    pub fn with_cluster<S: crate::cluster::ClusterStore>(
         config: Config,
-        store: Arc<crate::store::RedisStore>,
+        store: Arc<S>,
         options: crate::cluster::ClusterOptions,
     ) -> Result<Self, crate::cluster::ClusterError> {
         Self::builder()
