@@ -13,7 +13,6 @@ use tether_proto::engine::Frame;
 use tether_proto::socketio::{split_event, Packet};
 use tokio::sync::oneshot;
 
-use super::conn::SioConn;
 use super::namespace::{BroadcastOperator, Namespace};
 use super::{BoxFuture, DisconnectHandler, EventHandler};
 use crate::delivery::{encode_entry, Cursor, Outgoing, PageResult, PAGE};
@@ -37,6 +36,31 @@ pub struct Handshake {
     pub issued: SystemTime,
 }
 
+/// The client connection a socket sends on ([`super::conn::SioConn`], which
+/// holds the sockets: the socket names only this, so that the two modules
+/// do not depend on each other).
+pub(crate) trait SocketConn: std::fmt::Debug + Send + Sync + 'static {
+    /// The server.
+    fn io(&self) -> &Arc<super::IoInner>;
+    /// The Engine.IO connection.
+    fn engine(&self) -> &Arc<crate::engine::EngineConn>;
+    /// The server's settings.
+    fn config(&self) -> &crate::Config;
+    /// Encodes and queues a packet for this client.
+    fn send_packet(&self, packet: &Packet, volatile: bool) -> Result<(), EmitError>;
+    /// Queues encoded frames (a full buffer drops a volatile packet, and
+    /// closes the connection otherwise).
+    fn send_frames(&self, frames: &[Frame], volatile: bool) -> Result<(), EmitError>;
+    /// Queues frames for a stored entry; a full buffer is reported, not fatal.
+    fn try_send(&self, frames: &[Frame]) -> crate::delivery::SendOutcome;
+    /// Closes the Engine.IO connection (and so every socket on it).
+    fn close_engine(&self, reason: tether_proto::engine::CloseReason, notify_peer: bool);
+    /// Live sockets of each user (inboxes).
+    fn users(&self) -> &super::inbox::Users;
+    /// The socket left its namespace: the connection forgets it.
+    fn forget_socket(&self, nsp: &str, socket: &Socket);
+}
+
 #[derive(Default)]
 struct State {
     connected: bool,
@@ -51,7 +75,7 @@ struct State {
 pub(crate) struct SocketInner {
     id: Arc<str>,
     pub(crate) ns: Arc<Namespace>,
-    pub(crate) conn: Arc<SioConn>,
+    pub(crate) conn: Arc<dyn SocketConn>,
     handshake: Handshake,
     handlers: RwLock<HashMap<String, EventHandler>>,
     on_disconnect: Mutex<Vec<DisconnectHandler>>,
@@ -121,7 +145,7 @@ impl std::fmt::Debug for Socket {
 impl Socket {
     pub(crate) fn new(
         ns: Arc<Namespace>,
-        conn: Arc<SioConn>,
+        conn: Arc<dyn SocketConn>,
         auth: serde_json::Value,
         init: SocketInit,
     ) -> Self {
@@ -802,7 +826,7 @@ const ACK_SAVE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Answers one acknowledgement requested by the client.
 #[derive(Debug)]
 pub struct AckSender {
-    conn: Arc<SioConn>,
+    conn: Arc<dyn SocketConn>,
     nsp: String,
     id: u64,
     /// With recovery on: the socket's session saves.
