@@ -131,11 +131,6 @@ impl SioConn {
         }
     }
 
-    /// Live sockets of each user (inboxes).
-    pub(crate) fn users(&self) -> &super::inbox::Users {
-        &self.io.users
-    }
-
     pub(crate) fn forget_socket(&self, nsp: &str, socket: &Socket) {
         let mut sockets = self.sockets.lock();
         if sockets
@@ -337,10 +332,6 @@ impl SocketConn for SioConn {
 
     fn close_engine(&self, reason: CloseReason, notify_peer: bool) {
         SioConn::close_engine(self, reason, notify_peer);
-    }
-
-    fn users(&self) -> &super::inbox::Users {
-        SioConn::users(self)
     }
 
     fn forget_socket(&self, nsp: &str, socket: &Socket) {

@@ -18,12 +18,12 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
 
-pub use args::{Args, ArgsExt, Event, IntoArgs};
+pub use args::{Args, ArgsExt, IntoArgs};
 pub use builder::Builder;
 pub use history::{History, HistoryEntry, HistoryError, MAX_HISTORY_PAGE};
 pub use inbox::Inbox;
 pub use namespace::BroadcastOperator;
-pub use socket::{AckSender, Handshake, Socket};
+pub use socket::{AckSender, Event, Handshake, Socket};
 
 use crate::delivery::{Publisher, Recovery};
 use crate::engine::{ConnHandler, Engine, EngineConn, EngineHandler};

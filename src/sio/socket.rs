@@ -19,7 +19,7 @@ use crate::delivery::{encode_entry, Cursor, Outgoing, PageResult, PAGE};
 use crate::engine::SendBudget;
 use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::store::{Seq, SessionRecord, Target};
-use crate::{Args, Event, IntoArgs};
+use crate::{Args, IntoArgs};
 
 /// What the client sent when it connected to the namespace.
 #[derive(Debug, Clone)]
@@ -56,9 +56,15 @@ pub(crate) trait SocketConn: std::fmt::Debug + Send + Sync + 'static {
     /// Closes the Engine.IO connection (and so every socket on it).
     fn close_engine(&self, reason: tether_proto::engine::CloseReason, notify_peer: bool);
     /// Live sockets of each user (inboxes).
-    fn users(&self) -> &super::inbox::Users;
     /// The socket left its namespace: the connection forgets it.
     fn forget_socket(&self, nsp: &str, socket: &Socket);
+}
+
+/// Inbox delivery state of one socket (see [`super::inbox`]).
+#[derive(Debug, Default)]
+pub(crate) struct InboxCursor {
+    pub(super) ready: bool,
+    pub(super) last: Seq,
 }
 
 #[derive(Default)]
@@ -99,7 +105,7 @@ pub(crate) struct SocketInner {
     start_seq: Seq,
     /// The user this socket belongs to (inboxes), set by a middleware.
     user: Mutex<Option<String>>,
-    inbox: tokio::sync::Mutex<super::inbox::InboxCursor>,
+    inbox: tokio::sync::Mutex<InboxCursor>,
 }
 
 /// How a socket starts: fresh, or restored from a stored session.
@@ -179,7 +185,7 @@ impl Socket {
                 saves: Arc::new(Saves::default()),
                 start_seq: init.start_seq,
                 user: Mutex::new(init.user),
-                inbox: tokio::sync::Mutex::new(super::inbox::InboxCursor::default()),
+                inbox: tokio::sync::Mutex::new(InboxCursor::default()),
             }),
         }
     }
@@ -251,7 +257,7 @@ impl Socket {
         self.inner.user.lock().clone()
     }
 
-    pub(crate) fn inbox_cursor(&self) -> Option<&tokio::sync::Mutex<super::inbox::InboxCursor>> {
+    pub(crate) fn inbox_cursor(&self) -> Option<&tokio::sync::Mutex<InboxCursor>> {
         self.inner
             .user
             .lock()
@@ -275,30 +281,9 @@ impl Socket {
         }
     }
 
-    /// Registers the handler of an event (replacing an earlier one). The
-    /// handler's arguments are extractors ([`crate::extract`]): the socket,
-    /// typed data, the ack, state, or the raw [`Event`].
-    ///
-    /// ```no_run
-    /// use tether::extract::Data;
-    /// use tether::{AckSender, Event, Socket};
-    /// # fn demo(socket: Socket) {
-    /// // Raw: the socket and the whole event.
-    /// socket.on("ping", |_socket: Socket, mut ev: Event| async move {
-    ///     let _ = ev.ack(("pong",));
-    /// });
-    /// // Typed: not called unless the arguments are (String, u32).
-    /// socket.on("move", |Data((piece, square)): Data<(String, u32)>, ack: AckSender| async move {
-    ///     let _ = ack.send((piece, square));
-    /// });
-    /// # }
-    /// ```
-    pub fn on<H, T>(&self, event: impl Into<String>, handler: H)
-    where
-        H: super::extract::EventHandler<T>,
-    {
-        let handler = super::extract::boxed(handler);
-        self.inner.handlers.write().insert(event.into(), handler);
+    /// Registers the handler of `event` (see [`Socket::on`]).
+    pub(super) fn set_handler(&self, event: String, handler: EventHandler) {
+        self.inner.handlers.write().insert(event, handler);
     }
 
     /// Registers a handler run when the socket disconnects, after it left its rooms.
@@ -569,7 +554,7 @@ impl Socket {
         }
         self.inner.conn.forget_socket(self.nsp(), self);
         if let Some(user) = self.user() {
-            self.inner.conn.users().remove(&user, self);
+            self.inner.conn.io().users.remove(&user, self);
         }
         // Pending acknowledgements fail with `Disconnected`.
         self.inner.acks.lock().clear();
@@ -815,6 +800,50 @@ impl Default for Saves {
         Self {
             asked: AtomicU64::new(0),
             done: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
+
+/// An event received from a client.
+#[derive(Debug)]
+pub struct Event {
+    pub(crate) name: String,
+    pub(crate) args: Args,
+    pub(crate) ack: Option<AckSender>,
+}
+
+impl Event {
+    /// The event name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The arguments.
+    pub fn args(&self) -> &Args {
+        &self.args
+    }
+
+    /// Takes the arguments out (to forward them, say).
+    pub fn take_args(&mut self) -> Args {
+        std::mem::take(&mut self.args)
+    }
+
+    /// True when the client asked for an acknowledgement.
+    pub fn wants_ack(&self) -> bool {
+        self.ack.is_some()
+    }
+
+    /// Takes the acknowledgement callback, to answer later or elsewhere.
+    pub fn take_ack(&mut self) -> Option<AckSender> {
+        self.ack.take()
+    }
+
+    /// Acknowledges the event with `args`. Does nothing if the client did not
+    /// ask for an acknowledgement or it was answered already.
+    pub fn ack(&mut self, args: impl IntoArgs) -> Result<(), EmitError> {
+        match self.ack.take() {
+            Some(ack) => ack.send(args),
+            None => Ok(()),
         }
     }
 }
