@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Import cycles between the modules of a Rust crate.
 
-Usage: scripts/module-cycles.py [SRC_DIR]
+Usage: scripts/module-cycles.py [--strict] [SRC_DIR]
 
 SRC_DIR is the crate's `src/` (default `crates/tether/src`, else `src`).
 Every file is mapped to its module (`lib.rs` the root, `a.rs` and
@@ -16,7 +16,9 @@ A use of a module by its own parent or child is no edge, and neither is
 anything named inside a `#[cfg(test)]` module (tests may use any module).
 
 Prints every cycle found (one strongly connected group at a time, with the
-lines that make each edge) and exits 1 when there is one, else 0.
+lines that make each edge) and exits 1 when there is one, else 0. The
+groups listed in KNOWN below are printed too but tolerated (exit 0) as long
+as they do not grow; `--strict` tolerates none.
 Python 3, standard library only.
 """
 
@@ -28,6 +30,15 @@ import sys
 from collections import defaultdict
 
 Module = tuple  # of str: () is the crate root
+
+# Cycles known and tolerated for now; any other cycle, or one of these with
+# more modules in it, fails. `Socket` holds its namespace and the namespace
+# its sockets, and the public API goes both ways (`Socket::to` gives a
+# `BroadcastOperator`, `BroadcastOperator::sockets` gives sockets): breaking
+# it needs a trait between the two, or one module.
+KNOWN = [
+    {"sio::namespace", "sio::socket"},
+]
 
 
 # --------------------------------------------------------------------------
@@ -368,8 +379,13 @@ def name(module: Module) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        root = argv[1]
+    strict = "--strict" in argv[1:]
+    args = [a for a in argv[1:] if a != "--strict"]
+    if args and args[0].startswith("-"):
+        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        return 2
+    if args:
+        root = args[0]
     else:
         root = "crates/tether/src" if os.path.isdir("crates/tether/src") else "src"
     if not os.path.isdir(root):
@@ -392,17 +408,22 @@ def main(argv: list[str]) -> int:
                 continue  # an ancestor or a descendant
             where = (os.path.relpath(info.path, root), line, "::".join(segs))
             levels[module[:k]][module[k]][target[k]].append(where)
-    found = 0
+    found = tolerated = 0
     for parent in sorted(levels):
         edges = levels[parent]
         nodes = set(edges) | {w for v in edges.values() for w in v}
         for group in sccs(nodes, edges):
             if len(group) < 2:
                 continue
-            found += 1
             prefix = "" if not parent else name(parent) + "::"
+            known = not strict and any({prefix + m for m in group} <= k for k in KNOWN)
+            if known:
+                tolerated += 1
+            else:
+                found += 1
             cycle = a_cycle(group, edges)
-            print(f"cycle among {name(parent)}'s modules: "
+            print(("known cycle (tolerated, see KNOWN)" if known else "cycle")
+                  + f" among {name(parent)}'s modules: "
                   + " -> ".join(prefix + m for m in cycle))
             for v in group:
                 for w in sorted(edges.get(v, ())):
@@ -414,7 +435,8 @@ def main(argv: list[str]) -> int:
     if found:
         print(f"{found} cycle(s)")
         return 1
-    print(f"no module cycles in {root} ({len(crate.files)} files)")
+    known = f", {tolerated} known one(s) tolerated" if tolerated else ""
+    print(f"no new module cycles in {root} ({len(crate.files)} files{known})")
     return 0
 
 
