@@ -36,6 +36,8 @@ mod redis;
 mod remote;
 mod request;
 mod subscriber;
+#[cfg(test)]
+mod tests;
 mod transport;
 mod wire;
 
