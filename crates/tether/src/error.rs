@@ -24,15 +24,9 @@ pub enum EmitError {
     #[error("no store: publishing needs connection state recovery on (SocketIo::with_store)")]
     NoStore,
     /// The other nodes of the cluster could not be reached (a broadcast
-    /// with acknowledgements across nodes).
+    /// with acknowledgements, see [`crate::BroadcastOperator::emit_with_ack`]).
     #[error("{0}")]
-    Cluster(#[source] Box<crate::cluster::ClusterError>),
-}
-
-impl From<crate::cluster::ClusterError> for EmitError {
-    fn from(e: crate::cluster::ClusterError) -> Self {
-        EmitError::Cluster(Box::new(e))
-    }
+    Cluster(#[source] Box<ClusterError>),
 }
 
 /// Why an acknowledgement did not arrive.
@@ -169,6 +163,72 @@ impl std::fmt::Display for DisconnectReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Why a cluster operation failed (see [`crate::cluster`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The transport between the nodes (Redis) failed or did not answer.
+    #[error("cluster: {0}")]
+    Transport(#[from] TransportError),
+    /// The node is not subscribed to its channels (the transport unreachable
+    /// since it started, or reconnecting).
+    #[error("cluster: this node is not connected to the other nodes")]
+    NotReady,
+    /// The node holding a remote socket is not live any more.
+    #[error("cluster: node {0} is gone")]
+    NodeGone(String),
+    /// The node holding a remote socket did not answer in time.
+    #[error("cluster: node {0} did not answer in time")]
+    NoAnswer(String),
+    /// Fewer nodes than expected were live at the end of the wait
+    /// ([`crate::cluster::Cluster::wait_nodes`]).
+    #[error("cluster: {live} live of {expected} expected")]
+    TooFewNodes {
+        /// The live nodes seen last, this one included.
+        live: usize,
+        /// The number waited for.
+        expected: usize,
+    },
+    /// A message could not be encoded.
+    #[error("cluster: cannot encode a message: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// An emit on this node failed.
+    #[error(transparent)]
+    Emit(#[from] EmitError),
+}
+
+impl From<ClusterError> for EmitError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::Emit(e) => e,
+            other => EmitError::Cluster(Box::new(other)),
+        }
+    }
+}
+
+/// Why the transport of a cluster ([`crate::cluster::Transport`]) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The backend did not answer within the transport's bound.
+    #[error("{transport}: no answer within {after:?}")]
+    Timeout {
+        /// The transport (`redis`).
+        transport: &'static str,
+        /// The bound.
+        after: std::time::Duration,
+    },
+    /// The backend failed.
+    #[error("{transport}: {source}")]
+    Backend {
+        /// The transport (`redis`).
+        transport: &'static str,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 #[cfg(test)]

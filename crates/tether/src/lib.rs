@@ -135,8 +135,9 @@ pub mod server;
 mod sio;
 pub mod store;
 
-pub use config::{Config, Cors, Transports};
+pub use config::Config;
 pub use delivery::{delivered_args, Recovery};
+pub use engine::{Cors, Transports};
 pub use error::{AckError, ConnectError, DisconnectReason, EmitError};
 pub use layer::{SocketIoLayer, SocketIoMiddleware};
 pub use server::SocketIoService;

@@ -5,6 +5,7 @@
 
 mod budget;
 mod conn;
+mod policy;
 mod ws;
 
 use std::collections::HashMap;
@@ -22,8 +23,7 @@ use tether_proto::engine::{
 
 pub use budget::SendBudget;
 pub use conn::{EngineConn, RequestInfo};
-
-use crate::config::{Cors, Transports};
+pub use policy::{Cors, Transports};
 
 /// The response body of every Tether HTTP response.
 pub type Body = Full<Bytes>;

@@ -5,10 +5,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::SocketIo;
-use crate::cluster::{ClusterError, ClusterOptions};
+use crate::cluster::{ClusterError, ClusterOptions, ClusterStore, Transport};
 use crate::delivery::Recovery;
-use crate::store::{RedisStore, Store};
+use crate::store::Store;
 use crate::Config;
+
+/// Opens the cluster's transport when the server is built (within its
+/// runtime).
+type TransportSource = Box<dyn FnOnce() -> Result<Arc<dyn Transport>, ClusterError> + Send + Sync>;
 
 /// Builds a [`SocketIo`]: settings, a store for guaranteed delivery, a
 /// cluster, a handshake filter and shared state, in any combination.
@@ -35,7 +39,7 @@ use crate::Config;
 pub struct Builder {
     config: Config,
     store: Option<Arc<dyn Store>>,
-    cluster: Option<(Arc<RedisStore>, ClusterOptions)>,
+    cluster: Option<(TransportSource, ClusterOptions)>,
     allow_request: Option<crate::engine::AllowRequest>,
     client_bundle: Option<bytes::Bytes>,
     states: http::Extensions,
@@ -86,10 +90,29 @@ impl Builder {
     }
 
     /// A node of the cluster of every server sharing `store` (see
-    /// [`SocketIo::cluster`]); the store is also the delivery store.
-    pub fn cluster(mut self, store: Arc<RedisStore>, options: ClusterOptions) -> Self {
+    /// [`SocketIo::cluster`]), over a transport on the store's own backend
+    /// ([`crate::store::RedisStore`]: Redis pub/sub); the store is also the
+    /// delivery store.
+    pub fn cluster<S: ClusterStore>(mut self, store: Arc<S>, options: ClusterOptions) -> Self {
         self.store = Some(store.clone());
-        self.cluster = Some((store, options));
+        let source: TransportSource = Box::new(move || store.cluster_transport());
+        self.cluster = Some((source, options));
+        self
+    }
+
+    /// A node of the cluster of every server on `transport` (see
+    /// [`crate::cluster::Transport`]), with `store` as the delivery store.
+    /// The store must be shared by every node (its feed brings them each
+    /// other's stored events), as [`crate::store::RedisStore`] is.
+    pub fn cluster_with(
+        mut self,
+        store: Arc<dyn Store>,
+        transport: Arc<dyn Transport>,
+        options: ClusterOptions,
+    ) -> Self {
+        self.store = Some(store);
+        let source: TransportSource = Box::new(move || Ok(transport));
+        self.cluster = Some((source, options));
         self
     }
 
@@ -148,8 +171,8 @@ impl Builder {
             opts.client_bundle = client_bundle;
         });
         io.inner.states.write().extend(states);
-        if let Some((store, options)) = cluster {
-            super::namespace::attach_cluster(&io.inner, &store, options)?;
+        if let Some((transport, options)) = cluster {
+            super::namespace::attach_cluster(&io.inner, transport()?, options)?;
         }
         Ok(io)
     }

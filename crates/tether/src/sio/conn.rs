@@ -9,7 +9,7 @@ use tether_proto::engine::{CloseReason, Frame, SendError};
 use tether_proto::socketio::{Decoder, Packet, PacketType};
 
 use super::recovery;
-use super::socket::SocketInit;
+use super::socket::{SocketConn, SocketInit};
 use super::IoInner;
 use crate::engine::{ConnHandler, EngineConn};
 use crate::error::{ConnectError, DisconnectReason, EmitError};
@@ -129,11 +129,6 @@ impl SioConn {
             let events = entry.conn.close(reason, notify_peer);
             self.io.engine().dispatch(&entry, events);
         }
-    }
-
-    /// Live sockets of each user (inboxes).
-    pub(crate) fn users(&self) -> &super::inbox::Users {
-        &self.io.users
     }
 
     pub(crate) fn forget_socket(&self, nsp: &str, socket: &Socket) {
@@ -307,5 +302,39 @@ impl ConnHandler for Arc<SioConn> {
         for socket in sockets {
             socket.close(reason, false);
         }
+    }
+}
+
+impl SocketConn for SioConn {
+    fn io(&self) -> &Arc<IoInner> {
+        SioConn::io(self)
+    }
+
+    fn engine(&self) -> &Arc<EngineConn> {
+        SioConn::engine(self)
+    }
+
+    fn config(&self) -> &Config {
+        SioConn::config(self)
+    }
+
+    fn send_packet(&self, packet: &Packet, volatile: bool) -> Result<(), EmitError> {
+        SioConn::send_packet(self, packet, volatile)
+    }
+
+    fn send_frames(&self, frames: &[Frame], volatile: bool) -> Result<(), EmitError> {
+        SioConn::send_frames(self, frames, volatile)
+    }
+
+    fn try_send(&self, frames: &[Frame]) -> crate::delivery::SendOutcome {
+        SioConn::try_send(self, frames)
+    }
+
+    fn close_engine(&self, reason: CloseReason, notify_peer: bool) {
+        SioConn::close_engine(self, reason, notify_peer);
+    }
+
+    fn forget_socket(&self, nsp: &str, socket: &Socket) {
+        SioConn::forget_socket(self, nsp, socket);
     }
 }

@@ -334,3 +334,30 @@ connect_handler!(T1, T2, T3, T4, T5, T6, T7, T8);
 pub(crate) fn boxed_connect<H: ConnectHandler<T>, T>(handler: H) -> super::ConnectHandler {
     Arc::new(move |socket| handler.call(socket))
 }
+
+impl Socket {
+    /// Registers the handler of an event (replacing an earlier one). The
+    /// handler's arguments are extractors ([`crate::extract`]): the socket,
+    /// typed data, the ack, state, or the raw [`Event`].
+    ///
+    /// ```no_run
+    /// use tether::extract::Data;
+    /// use tether::{AckSender, Event, Socket};
+    /// # fn demo(socket: Socket) {
+    /// // Raw: the socket and the whole event.
+    /// socket.on("ping", |_socket: Socket, mut ev: Event| async move {
+    ///     let _ = ev.ack(("pong",));
+    /// });
+    /// // Typed: not called unless the arguments are (String, u32).
+    /// socket.on("move", |Data((piece, square)): Data<(String, u32)>, ack: AckSender| async move {
+    ///     let _ = ack.send((piece, square));
+    /// });
+    /// # }
+    /// ```
+    pub fn on<H, T>(&self, event: impl Into<String>, handler: H)
+    where
+        H: EventHandler<T>,
+    {
+        self.set_handler(event.into(), boxed(handler));
+    }
+}

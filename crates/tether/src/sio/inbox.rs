@@ -46,13 +46,6 @@ impl Users {
     }
 }
 
-/// Inbox delivery state of one socket.
-#[derive(Debug, Default)]
-pub(crate) struct InboxCursor {
-    ready: bool,
-    last: Seq,
-}
-
 /// A user's inbox. Get one with [`crate::SocketIo::inbox`].
 ///
 /// ```no_run

@@ -7,6 +7,7 @@ pub mod extract;
 mod history;
 mod inbox;
 mod namespace;
+mod node;
 mod recovery;
 mod socket;
 
@@ -17,12 +18,12 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::RwLock;
 
-pub use args::{Args, ArgsExt, Event, IntoArgs};
+pub use args::{Args, ArgsExt, IntoArgs};
 pub use builder::Builder;
 pub use history::{History, HistoryEntry, HistoryError, MAX_HISTORY_PAGE};
 pub use inbox::Inbox;
 pub use namespace::BroadcastOperator;
-pub use socket::{AckSender, Handshake, Socket};
+pub use socket::{AckSender, Event, Handshake, Socket};
 
 use crate::delivery::{Publisher, Recovery};
 use crate::engine::{ConnHandler, Engine, EngineConn, EngineHandler};
@@ -253,9 +254,9 @@ impl SocketIo {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn with_cluster(
+    pub fn with_cluster<S: crate::cluster::ClusterStore>(
         config: Config,
-        store: Arc<crate::store::RedisStore>,
+        store: Arc<S>,
         options: crate::cluster::ClusterOptions,
     ) -> Result<Self, crate::cluster::ClusterError> {
         Self::builder()

@@ -11,7 +11,10 @@ use tether_proto::socketio::{Packet, Parser};
 use tokio::sync::oneshot;
 
 use super::{ConnectHandler, IoInner, Middleware};
-use crate::cluster::{Cluster, ClusterError, ClusterOptions, LocalNode, RemoteSocket, Selection};
+use crate::cluster::{
+    Cluster, ClusterError, ClusterOptions, LocalNode, LocalSocket, RemoteSocket, Selection,
+    Transport,
+};
 use crate::delivery::{encode_entry, Publish, Publisher, Recovery};
 use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::store::{AppendOnce, Entry, NewEntry, Seq, Store, StoreError, Target};
@@ -517,7 +520,7 @@ impl BroadcastOperator {
     /// exactly one result comes back per receiver. The acks a node still owed
     /// when its heartbeat lapsed are `Err(Disconnected)`; the request never
     /// waits past the ack timeout (plus the cluster's request timeout). A
-    /// cluster that cannot reach Redis fails the call with
+    /// cluster that cannot reach the other nodes fails the call with
     /// [`EmitError::Cluster`].
     ///
     /// ```no_run
@@ -550,7 +553,7 @@ impl BroadcastOperator {
         let sel = self.selection();
         let remote = cluster.emit_with_ack(&sel, event, &args, timeout);
         let (mut results, remote) = futures_util::future::join(local, remote).await;
-        let remote = remote?;
+        let remote = remote.map_err(EmitError::from)?;
         results.extend(remote);
         Ok(results)
     }
@@ -604,7 +607,7 @@ impl BroadcastOperator {
             .sockets()
             .into_iter()
             .filter(Socket::connected)
-            .map(|socket| RemoteSocket::local(socket, node))
+            .map(|socket| RemoteSocket::local(Arc::new(socket), node))
             .collect();
         if let Some(cluster) = cluster {
             sockets.extend(cluster.fetch(&self.selection()).await?);
@@ -682,13 +685,14 @@ impl LocalOps {
 }
 
 impl LocalNode for LocalOps {
-    fn sockets(&self, sel: &Selection) -> Vec<Socket> {
+    fn sockets(&self, sel: &Selection) -> Vec<Arc<dyn LocalSocket>> {
         let Some(ns) = self.namespace(&sel.nsp) else {
             return Vec::new();
         };
         ns.select(&sel.rooms, &sel.except, None)
             .into_iter()
             .filter(Socket::connected)
+            .map(|socket| Arc::new(socket) as Arc<dyn LocalSocket>)
             .collect()
     }
 
@@ -719,17 +723,17 @@ impl LocalNode for LocalOps {
     }
 }
 
-/// Makes the server `io` a node of the cluster sharing `store`.
+/// Makes the server `io` a node of the cluster of every node on `transport`.
 pub(crate) fn attach_cluster(
     io: &Arc<IoInner>,
-    store: &crate::store::RedisStore,
+    transport: Arc<dyn Transport>,
     options: ClusterOptions,
 ) -> Result<(), ClusterError> {
     let Some(delivery) = &io.delivery else {
         return Err(ClusterError::NotReady);
     };
     let local = Arc::new(LocalOps(Arc::downgrade(io)));
-    let cluster = Cluster::start(store.client().clone(), store.prefix(), options, local)?;
+    let cluster = Cluster::start(transport, options, local);
     let _ = delivery.cluster.set(cluster);
     Ok(())
 }

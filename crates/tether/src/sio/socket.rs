@@ -13,14 +13,13 @@ use tether_proto::engine::Frame;
 use tether_proto::socketio::{split_event, Packet};
 use tokio::sync::oneshot;
 
-use super::conn::SioConn;
 use super::namespace::{BroadcastOperator, Namespace};
 use super::{BoxFuture, DisconnectHandler, EventHandler};
 use crate::delivery::{encode_entry, Cursor, Outgoing, PageResult, PAGE};
 use crate::engine::SendBudget;
 use crate::error::{AckError, DisconnectReason, EmitError};
 use crate::store::{Seq, SessionRecord, Target};
-use crate::{Args, Event, IntoArgs};
+use crate::{Args, IntoArgs};
 
 /// What the client sent when it connected to the namespace.
 #[derive(Debug, Clone)]
@@ -37,6 +36,37 @@ pub struct Handshake {
     pub issued: SystemTime,
 }
 
+/// The client connection a socket sends on ([`super::conn::SioConn`], which
+/// holds the sockets: the socket names only this, so that the two modules
+/// do not depend on each other).
+pub(crate) trait SocketConn: std::fmt::Debug + Send + Sync + 'static {
+    /// The server.
+    fn io(&self) -> &Arc<super::IoInner>;
+    /// The Engine.IO connection.
+    fn engine(&self) -> &Arc<crate::engine::EngineConn>;
+    /// The server's settings.
+    fn config(&self) -> &crate::Config;
+    /// Encodes and queues a packet for this client.
+    fn send_packet(&self, packet: &Packet, volatile: bool) -> Result<(), EmitError>;
+    /// Queues encoded frames (a full buffer drops a volatile packet, and
+    /// closes the connection otherwise).
+    fn send_frames(&self, frames: &[Frame], volatile: bool) -> Result<(), EmitError>;
+    /// Queues frames for a stored entry; a full buffer is reported, not fatal.
+    fn try_send(&self, frames: &[Frame]) -> crate::delivery::SendOutcome;
+    /// Closes the Engine.IO connection (and so every socket on it).
+    fn close_engine(&self, reason: tether_proto::engine::CloseReason, notify_peer: bool);
+    /// Live sockets of each user (inboxes).
+    /// The socket left its namespace: the connection forgets it.
+    fn forget_socket(&self, nsp: &str, socket: &Socket);
+}
+
+/// Inbox delivery state of one socket (see [`super::inbox`]).
+#[derive(Debug, Default)]
+pub(crate) struct InboxCursor {
+    pub(super) ready: bool,
+    pub(super) last: Seq,
+}
+
 #[derive(Default)]
 struct State {
     connected: bool,
@@ -51,7 +81,7 @@ struct State {
 pub(crate) struct SocketInner {
     id: Arc<str>,
     pub(crate) ns: Arc<Namespace>,
-    pub(crate) conn: Arc<SioConn>,
+    pub(crate) conn: Arc<dyn SocketConn>,
     handshake: Handshake,
     handlers: RwLock<HashMap<String, EventHandler>>,
     on_disconnect: Mutex<Vec<DisconnectHandler>>,
@@ -75,7 +105,7 @@ pub(crate) struct SocketInner {
     start_seq: Seq,
     /// The user this socket belongs to (inboxes), set by a middleware.
     user: Mutex<Option<String>>,
-    inbox: tokio::sync::Mutex<super::inbox::InboxCursor>,
+    inbox: tokio::sync::Mutex<InboxCursor>,
 }
 
 /// How a socket starts: fresh, or restored from a stored session.
@@ -121,7 +151,7 @@ impl std::fmt::Debug for Socket {
 impl Socket {
     pub(crate) fn new(
         ns: Arc<Namespace>,
-        conn: Arc<SioConn>,
+        conn: Arc<dyn SocketConn>,
         auth: serde_json::Value,
         init: SocketInit,
     ) -> Self {
@@ -155,7 +185,7 @@ impl Socket {
                 saves: Arc::new(Saves::default()),
                 start_seq: init.start_seq,
                 user: Mutex::new(init.user),
-                inbox: tokio::sync::Mutex::new(super::inbox::InboxCursor::default()),
+                inbox: tokio::sync::Mutex::new(InboxCursor::default()),
             }),
         }
     }
@@ -227,7 +257,7 @@ impl Socket {
         self.inner.user.lock().clone()
     }
 
-    pub(crate) fn inbox_cursor(&self) -> Option<&tokio::sync::Mutex<super::inbox::InboxCursor>> {
+    pub(crate) fn inbox_cursor(&self) -> Option<&tokio::sync::Mutex<InboxCursor>> {
         self.inner
             .user
             .lock()
@@ -251,30 +281,9 @@ impl Socket {
         }
     }
 
-    /// Registers the handler of an event (replacing an earlier one). The
-    /// handler's arguments are extractors ([`crate::extract`]): the socket,
-    /// typed data, the ack, state, or the raw [`Event`].
-    ///
-    /// ```no_run
-    /// use tether::extract::Data;
-    /// use tether::{AckSender, Event, Socket};
-    /// # fn demo(socket: Socket) {
-    /// // Raw: the socket and the whole event.
-    /// socket.on("ping", |_socket: Socket, mut ev: Event| async move {
-    ///     let _ = ev.ack(("pong",));
-    /// });
-    /// // Typed: not called unless the arguments are (String, u32).
-    /// socket.on("move", |Data((piece, square)): Data<(String, u32)>, ack: AckSender| async move {
-    ///     let _ = ack.send((piece, square));
-    /// });
-    /// # }
-    /// ```
-    pub fn on<H, T>(&self, event: impl Into<String>, handler: H)
-    where
-        H: super::extract::EventHandler<T>,
-    {
-        let handler = super::extract::boxed(handler);
-        self.inner.handlers.write().insert(event.into(), handler);
+    /// Registers the handler of `event` (see [`Socket::on`]).
+    pub(super) fn set_handler(&self, event: String, handler: EventHandler) {
+        self.inner.handlers.write().insert(event, handler);
     }
 
     /// Registers a handler run when the socket disconnects, after it left its rooms.
@@ -548,7 +557,7 @@ impl Socket {
         }
         self.inner.conn.forget_socket(self.nsp(), self);
         if let Some(user) = self.user() {
-            self.inner.conn.users().remove(&user, self);
+            self.inner.conn.io().users.remove(&user, self);
         }
         // Pending acknowledgements fail with `Disconnected`.
         self.inner.acks.lock().clear();
@@ -798,6 +807,50 @@ impl Default for Saves {
     }
 }
 
+/// An event received from a client.
+#[derive(Debug)]
+pub struct Event {
+    pub(crate) name: String,
+    pub(crate) args: Args,
+    pub(crate) ack: Option<AckSender>,
+}
+
+impl Event {
+    /// The event name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The arguments.
+    pub fn args(&self) -> &Args {
+        &self.args
+    }
+
+    /// Takes the arguments out (to forward them, say).
+    pub fn take_args(&mut self) -> Args {
+        std::mem::take(&mut self.args)
+    }
+
+    /// True when the client asked for an acknowledgement.
+    pub fn wants_ack(&self) -> bool {
+        self.ack.is_some()
+    }
+
+    /// Takes the acknowledgement callback, to answer later or elsewhere.
+    pub fn take_ack(&mut self) -> Option<AckSender> {
+        self.ack.take()
+    }
+
+    /// Acknowledges the event with `args`. Does nothing if the client did not
+    /// ask for an acknowledgement or it was answered already.
+    pub fn ack(&mut self, args: impl IntoArgs) -> Result<(), EmitError> {
+        match self.ack.take() {
+            Some(ack) => ack.send(args),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Longest an acknowledgement waits for a session save before it goes anyway
 /// (a store that is down must not hold the client's acks forever).
 const ACK_SAVE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -805,7 +858,7 @@ const ACK_SAVE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Answers one acknowledgement requested by the client.
 #[derive(Debug)]
 pub struct AckSender {
-    conn: Arc<SioConn>,
+    conn: Arc<dyn SocketConn>,
     nsp: String,
     id: u64,
     /// With recovery on: the socket's session saves.
