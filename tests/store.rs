@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tether::store::prelude::*;
 use tether::store::{
-    now_ms, AppendOnce, Durability, Health, MemoryStore, Retention, SqliteStore, Store, StoreError,
+    now_ms, AppendOnce, Durability, Health, MemoryStore, Retention, SqliteStore, StoreError,
 };
 
 #[path = "common/store_suite.rs"]
@@ -135,6 +136,7 @@ async fn sqlite_reopen_keeps_epoch_and_data() {
                 max_age: None,
                 max_count: Some(2),
             },
+            &[],
             i64::MIN,
         )
         .await
@@ -339,11 +341,11 @@ async fn sqlite_disconnect_sessions_starts_their_window_now() {
     let gone = store.load_session("gone").await.unwrap().unwrap();
     assert_eq!(gone.updated_ms, 1, "already disconnected: unchanged");
     // The purge takes them like any other disconnected session.
-    store.trim(Retention::default(), before).await.unwrap();
+    store.trim(Retention::default(), &[], before).await.unwrap();
     assert!(store.load_session("gone").await.unwrap().is_none());
     assert!(store.load_session("live").await.unwrap().is_some());
     store
-        .trim(Retention::default(), now_ms() + 1)
+        .trim(Retention::default(), &[], now_ms() + 1)
         .await
         .unwrap();
     assert!(store.load_session("live").await.unwrap().is_none());
@@ -372,7 +374,7 @@ async fn sqlite_trim_by_age_keeps_newer_entries() {
         max_age: Some(Duration::from_secs(3600)),
         max_count: None,
     };
-    assert_eq!(store.trim(hour, i64::MIN).await.unwrap(), 3);
+    assert_eq!(store.trim(hour, &[], i64::MIN).await.unwrap(), 3);
     let read = store.read("/", &rooms(&["a"]), 0, 100).await.unwrap();
     assert_eq!(events(&read), ["e3", "e4"]);
     assert_eq!(store.bounds().await.unwrap(), (seqs[4], seqs[2] + 1));

@@ -39,8 +39,10 @@ pub enum StoreError {
     Unsupported(&'static str),
 }
 
-/// Whether a store can keep what it is given now (see [`Store::check_health`]).
+/// Whether a store can keep what it is given now (see
+/// [`EventLog::check_health`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Health {
     /// Writes go through.
     Healthy,
@@ -54,6 +56,14 @@ impl Health {
     /// True for [`Health::Healthy`].
     pub fn is_healthy(&self) -> bool {
         matches!(self, Health::Healthy)
+    }
+
+    /// Why the store is unhealthy; `None` when healthy.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Health::Healthy => None,
+            Health::Unhealthy(reason) => Some(reason),
+        }
     }
 }
 
@@ -93,10 +103,46 @@ pub struct Entry {
     pub entry: NewEntry,
 }
 
-/// The outcome of an idempotent append.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One entry of a batch append ([`EventLog::append_batch`]): plain, or keyed
+/// (idempotent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Append {
+    /// The entry.
+    pub entry: NewEntry,
+    /// An idempotency key, unique within the entry's namespace: when it was
+    /// used before (by an earlier append, or earlier in the same batch), the
+    /// entry is not stored again. The key is recorded with the entry, in the
+    /// same transaction, and lives as long as the entry.
+    pub key: Option<String>,
+}
+
+impl Append {
+    /// An entry appended whatever was appended before.
+    pub fn plain(entry: NewEntry) -> Self {
+        Append { entry, key: None }
+    }
+
+    /// An entry appended unless `key` was used before in its namespace.
+    pub fn keyed(key: impl Into<String>, entry: NewEntry) -> Self {
+        Append {
+            entry,
+            key: Some(key.into()),
+        }
+    }
+}
+
+impl From<NewEntry> for Append {
+    fn from(entry: NewEntry) -> Self {
+        Append::plain(entry)
+    }
+}
+
+/// The outcome of one entry of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AppendOnce {
-    /// First time this key was seen: the entry was appended at this position.
+    /// The entry was appended at this position (a plain entry, or the first
+    /// time its key was seen).
     Appended(Seq),
     /// The key was seen before: nothing was appended; this is the position the
     /// first append got.
@@ -109,6 +155,16 @@ impl AppendOnce {
         match self {
             AppendOnce::Appended(s) | AppendOnce::Duplicate(s) => *s,
         }
+    }
+
+    /// True when this append stored the entry.
+    pub fn is_appended(&self) -> bool {
+        matches!(self, AppendOnce::Appended(_))
+    }
+
+    /// True when the key was seen before and nothing was stored.
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, AppendOnce::Duplicate(_))
     }
 }
 
@@ -237,10 +293,11 @@ pub(crate) fn age_cutoff(age: Option<Duration>) -> Option<i64> {
     age.map(|a| now_ms().saturating_sub(i64::try_from(a.as_millis()).unwrap_or(i64::MAX)))
 }
 
-/// Storage for delivery. Every method is atomic: it either happens whole, or
-/// fails with nothing kept. Writes are durable when they return `Ok` (per the
-/// backend's durability setting).
-pub trait Store: Send + Sync + 'static {
+/// The event log: entries appended in position order and read back by
+/// stream. Every method is atomic: it either happens whole, or fails with
+/// nothing kept. Writes are durable when they return `Ok` (per the backend's
+/// durability setting).
+pub trait EventLog: Send + Sync + 'static {
     /// Identifies this life of the store: it changes when the store is reset
     /// (a new file, a flushed database), so offsets from another life are
     /// recognised.
@@ -255,138 +312,183 @@ pub trait Store: Send + Sync + 'static {
     /// checks (`/healthz`), so it is cheap and bounded in time.
     fn check_health(&self) -> BoxFuture<'_, Health>;
 
-    /// Appends entries in order; returns their positions.
-    fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>>;
-
-    /// Appends `entry` unless `key` was used before (in namespace `nsp`);
-    /// the key is recorded in the same transaction.
-    fn append_once(
+    /// Appends a batch of plain and keyed entries, in order, in one
+    /// transaction (one round trip for a networked store); returns per entry
+    /// its new position, or the position its key got before. Positions of one
+    /// batch increase in batch order.
+    fn append_batch(
         &self,
-        key: String,
-        entry: NewEntry,
-    ) -> BoxFuture<'_, Result<AppendOnce, StoreError>>;
+        batch: Vec<Append>,
+    ) -> BoxFuture<'_, Result<Vec<AppendOnce>, StoreError>>;
 
     /// Entries after `after` (exclusive) targeting any of `rooms` in `nsp`, or
     /// the whole namespace, in order, at most `limit`. Cost grows with what is
     /// returned, not with other rooms' traffic.
-    fn read(
-        &self,
-        nsp: &str,
-        rooms: &[String],
+    fn read<'a>(
+        &'a self,
+        nsp: &'a str,
+        rooms: &'a [String],
         after: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>>;
 
     /// Entries of one room (or `None`: the whole-namespace stream) before
     /// `before` (exclusive), newest last, at most `limit`: a history page.
-    fn history(
-        &self,
-        nsp: &str,
-        room: Option<&str>,
+    fn history<'a>(
+        &'a self,
+        nsp: &'a str,
+        room: Option<&'a str>,
         before: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>>;
 
     /// The last position handed out (0 when empty) and the oldest position
     /// still kept (entries before it were trimmed).
     fn bounds(&self) -> BoxFuture<'_, Result<(Seq, Seq), StoreError>>;
 
+    /// For a store shared by several nodes, its feed of every node's appends
+    /// (see [`SharedFeed`]); `None` for a store owned by one process: the
+    /// node then fans out its own appends directly. A store that wraps
+    /// another answers what the inner one does.
+    fn shared_feed(&self) -> Option<&dyn SharedFeed>;
+}
+
+/// Shorthands over [`EventLog::append_batch`], for every event log.
+pub trait EventLogExt: EventLog {
+    /// Appends plain entries in order; returns their positions.
+    fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>> {
+        let batch = entries.into_iter().map(Append::plain).collect();
+        let appended = self.append_batch(batch);
+        Box::pin(async move {
+            Ok(appended
+                .await?
+                .into_iter()
+                .map(|outcome| outcome.seq())
+                .collect())
+        })
+    }
+
+    /// Appends `entry` unless `key` was used before (in the entry's
+    /// namespace); the key is recorded in the same transaction.
+    fn append_once(
+        &self,
+        key: String,
+        entry: NewEntry,
+    ) -> BoxFuture<'_, Result<AppendOnce, StoreError>> {
+        let appended = self.append_batch(vec![Append::keyed(key, entry)]);
+        Box::pin(async move {
+            appended.await?.pop().ok_or(StoreError::Unavailable(
+                "the store answered no position".into(),
+            ))
+        })
+    }
+}
+
+impl<T: EventLog + ?Sized> EventLogExt for T {}
+
+/// For a store shared by several nodes: the entries every node appends.
+pub trait SharedFeed: Send + Sync {
+    /// A feed of every entry appended after `after`, by any node, in position
+    /// order (a node fans out what the feed brings, its own appends included,
+    /// so every node delivers in the same order). A feed that fails is resumed
+    /// from the last entry it gave, so a connection blip loses nothing.
+    fn feed(&self, after: Seq) -> Feed;
+}
+
+/// Session records, for connection state recovery.
+pub trait Sessions: Send + Sync + 'static {
     /// Creates or replaces a session record.
     fn save_session(&self, record: SessionRecord) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// The session record of `pid`.
-    fn load_session(&self, pid: &str) -> BoxFuture<'_, Result<Option<SessionRecord>, StoreError>>;
+    fn load_session<'a>(
+        &'a self,
+        pid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>>;
 
     /// Removes a session record.
-    fn delete_session(&self, pid: &str) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn delete_session<'a>(&'a self, pid: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+}
 
+/// Per-user inboxes: entries kept until their user acknowledges them.
+pub trait Inboxes: Send + Sync + 'static {
     /// Stores an entry in `user`'s inbox; returns its position.
-    fn inbox_push(
-        &self,
-        user: &str,
+    fn inbox_push<'a>(
+        &'a self,
+        user: &'a str,
         event: String,
         args: String,
         attachments: Vec<Bytes>,
-    ) -> BoxFuture<'_, Result<Seq, StoreError>>;
+    ) -> BoxFuture<'a, Result<Seq, StoreError>>;
 
     /// Unacknowledged entries of `user`'s inbox after `after`, oldest first.
-    fn inbox_pending(
-        &self,
-        user: &str,
+    fn inbox_pending<'a>(
+        &'a self,
+        user: &'a str,
         after: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<InboxEntry>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Vec<InboxEntry>, StoreError>>;
 
     /// Acknowledges every entry of `user`'s inbox up to `upto` (inclusive).
-    fn inbox_ack(&self, user: &str, upto: Seq) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn inbox_ack<'a>(&'a self, user: &'a str, upto: Seq) -> BoxFuture<'a, Result<(), StoreError>>;
+}
 
-    /// Drops entries and idempotency records past `retention`, and sessions
-    /// disconnected before `sessions_before_ms`. Returns how many entries went.
-    fn trim(
-        &self,
+/// Retention: what goes, and what a reader missed because it went.
+pub trait Retain: Send + Sync + 'static {
+    /// Drops entries and idempotency records past `retention` (or, for
+    /// `streams`, past their own retention: see [`StreamRetention`]), and
+    /// sessions disconnected before `sessions_before_ms`. Returns how many
+    /// entries went. A store that trims only globally (see
+    /// [`Retain::supports_stream_retention`]) fails with
+    /// [`StoreError::Unsupported`] when `streams` is not empty, keeping
+    /// everything.
+    fn trim<'a>(
+        &'a self,
         retention: Retention,
+        streams: &'a [StreamRetention],
         sessions_before_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>>;
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
 
-    /// Like [`Store::trim`], with `streams` kept by their own retention
-    /// instead of `retention` (see [`StreamRetention`]). Stores that trim
-    /// only globally fail when `streams` is not empty (see
-    /// [`Store::supports_stream_retention`]).
-    fn trim_streams(
-        &self,
-        retention: Retention,
-        streams: Vec<StreamRetention>,
-        sessions_before_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        if streams.is_empty() {
-            self.trim(retention, sessions_before_ms)
-        } else {
-            Box::pin(std::future::ready(Err(StoreError::Unsupported(
-                "per-stream retention",
-            ))))
-        }
-    }
-
-    /// True when [`Store::trim_streams`] takes per-stream retention.
-    fn supports_stream_retention(&self) -> bool {
-        false
-    }
+    /// True when [`Retain::trim`] takes per-stream retention.
+    fn supports_stream_retention(&self) -> bool;
 
     /// The highest position trimmed from any of `streams` of `nsp` (rooms;
     /// `""` for the whole-namespace stream), 0 if none: a reader of those
-    /// streams standing before it missed something that is gone. The default
-    /// is the store-wide mark of [`Store::bounds`], right for a store that
-    /// trims every stream alike.
-    fn trimmed(&self, nsp: &str, streams: &[String]) -> BoxFuture<'_, Result<Seq, StoreError>> {
-        let _ = (nsp, streams);
-        Box::pin(async move {
-            let (_, first) = self.bounds().await?;
-            Ok(first.saturating_sub(1))
-        })
-    }
+    /// streams standing before it missed something that is gone. A store
+    /// that trims every stream alike answers its store-wide mark (the
+    /// oldest position of [`EventLog::bounds`], less one).
+    fn trimmed<'a>(
+        &'a self,
+        nsp: &'a str,
+        streams: &'a [String],
+    ) -> BoxFuture<'a, Result<Seq, StoreError>>;
+}
 
-    /// For a store shared by several nodes: a feed of every entry appended
-    /// after `after`, by any node, in position order (a node fans out what the
-    /// feed brings, its own appends included, so every node delivers in the
-    /// same order). A feed that fails is resumed from the last entry it gave,
-    /// so a connection blip loses nothing. `None` (the default) for a store
-    /// owned by one process: the node fans out its own appends directly.
-    fn feed(&self, after: Seq) -> Option<Feed> {
-        let _ = after;
-        None
-    }
+/// Storage for delivery: an [`EventLog`] with [`Sessions`], [`Inboxes`] and
+/// [`Retain`]. Implemented for every type that has all four; used as
+/// `Arc<dyn Store>`.
+pub trait Store: EventLog + Sessions + Inboxes + Retain {}
 
-    /// True for a store shared by several nodes: it has a [`Store::feed`].
-    fn shared(&self) -> bool {
-        false
-    }
+impl<T: EventLog + Sessions + Inboxes + Retain + ?Sized> Store for T {}
+
+/// The store-wide trim mark, for a store that trims every stream alike: the
+/// answer of [`Retain::trimmed`] from [`EventLog::bounds`].
+pub async fn trimmed_from_bounds<S: EventLog + ?Sized>(store: &S) -> Result<Seq, StoreError> {
+    let (_, first) = store.bounds().await?;
+    Ok(first.saturating_sub(1))
 }
 
 /// Every entry appended to a shared store, by any node, in position order.
 pub type Feed =
     std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<Entry, StoreError>> + Send>>;
 
-/// A boxed future, so that [`Store`] can be used as `dyn Store`.
+/// The store traits, to call their methods on a concrete store
+/// (`use tether::store::prelude::*`).
+pub mod prelude {
+    pub use super::{EventLog, EventLogExt, Inboxes, Retain, Sessions, SharedFeed, Store};
+}
+
+/// A boxed future, so that the store traits can be used as `dyn Store`.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// Milliseconds since the Unix epoch.

@@ -15,8 +15,9 @@ use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Script, Value};
 
 use super::{
-    reaches, AppendOnce, BoxFuture, Entry, Feed, Health, InboxEntry, NewEntry, Retention, Seq,
-    SessionRecord, Store, StoreError, Target,
+    reaches, Append, AppendOnce, BoxFuture, Entry, EventLog, Feed, Health, InboxEntry, Inboxes,
+    NewEntry, Retain, Retention, Seq, SessionRecord, Sessions, SharedFeed, StoreError,
+    StreamRetention, Target,
 };
 
 /// Each attempt to open a connection gives up after this long.
@@ -298,13 +299,14 @@ impl Scripts {
 /// The Redis backend: a store shared by several Tether nodes.
 ///
 /// Every node connects with the same URL and prefix. A node's publisher only
-/// appends; every node fans out what [`Store::feed`] brings, its own appends
+/// appends; every node fans out what [`SharedFeed::feed`] brings, its own appends
 /// included, in position order, so all nodes deliver in one order.
 ///
 /// - Positions: one counter (`INCR`) per prefix. An append is ONE Lua script
 ///   (sent by SHA) that takes positions, writes the entries, indexes them and
-///   records idempotency keys, atomically; a call of [`Store::append`] with
-///   several entries is one script, one round trip. Concurrent calls share
+///   records idempotency keys, atomically; a call of
+///   [`EventLog::append_batch`] with several entries, plain and keyed, is one
+///   script, one round trip. Concurrent calls share
 ///   one multiplexed connection, so they are pipelined.
 /// - The log: one stream, `<prefix>:log`, with ids `<seq>-0` (so it is in
 ///   position order whichever node appended), holding each entry whole.
@@ -395,7 +397,7 @@ impl std::fmt::Debug for RedisStore {
 
 /// The epoch a node writes under, replaced when the store was reset. Each
 /// epoch's text is leaked (a few bytes per connect and per reset), so that
-/// [`Store::epoch`] can hand out a `&str` without a lock held.
+/// [`EventLog::epoch`] can hand out a `&str` without a lock held.
 struct EpochCell {
     current: RwLock<&'static str>,
     /// A new epoch was adopted and no feed started from it yet.
@@ -733,20 +735,17 @@ impl RedisStore {
     }
 
     /// Runs the append script on `entries` (with their idempotency keys).
-    async fn append_script(
-        &self,
-        entries: &[(Option<&str>, &NewEntry)],
-    ) -> Result<Vec<i64>, StoreError> {
+    async fn append_script(&self, entries: &[Append]) -> Result<Vec<i64>, StoreError> {
         let mut invocation = self.scripts.append.prepare_invoke();
         invocation
             .arg(&self.prefix)
             .arg(self.epoch.get())
             .arg(entries.len());
-        for (key, entry) in entries {
+        for Append { entry, key } in entries {
             let target = &entry.target;
             invocation
                 .arg(if key.is_some() { "1" } else { "0" })
-                .arg(key.unwrap_or(""))
+                .arg(key.as_deref().unwrap_or(""))
                 .arg(&target.nsp)
                 .arg(target.rooms.len());
             for room in &target.rooms {
@@ -1020,7 +1019,7 @@ impl RedisStore {
     }
 }
 
-impl Store for RedisStore {
+impl EventLog for RedisStore {
     fn epoch(&self) -> &str {
         self.epoch.get()
     }
@@ -1029,62 +1028,47 @@ impl Store for RedisStore {
         Box::pin(self.health())
     }
 
-    fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>> {
+    fn append_batch(
+        &self,
+        batch: Vec<Append>,
+    ) -> BoxFuture<'_, Result<Vec<AppendOnce>, StoreError>> {
         Box::pin(async move {
-            if entries.is_empty() {
+            if batch.is_empty() {
                 return Ok(Vec::new());
             }
-            let batch: Vec<(Option<&str>, &NewEntry)> = entries.iter().map(|e| (None, e)).collect();
             let out = self.append_script(&batch).await?;
             out.into_iter()
-                .map(|seq| Seq::try_from(seq).map_err(|_| corrupt("append reply")))
+                .map(|seq| {
+                    let position =
+                        Seq::try_from(seq.unsigned_abs()).map_err(|_| corrupt("append reply"))?;
+                    Ok(if seq < 0 {
+                        AppendOnce::Duplicate(position)
+                    } else {
+                        AppendOnce::Appended(position)
+                    })
+                })
                 .collect()
         })
     }
 
-    fn append_once(
-        &self,
-        key: String,
-        entry: NewEntry,
-    ) -> BoxFuture<'_, Result<AppendOnce, StoreError>> {
-        Box::pin(async move {
-            let out = self.append_script(&[(Some(&key), &entry)]).await?;
-            let seq = out[0];
-            let position =
-                Seq::try_from(seq.unsigned_abs()).map_err(|_| corrupt("append reply"))?;
-            Ok(if seq < 0 {
-                AppendOnce::Duplicate(position)
-            } else {
-                AppendOnce::Appended(position)
-            })
-        })
-    }
-
-    fn read(
-        &self,
-        nsp: &str,
-        rooms: &[String],
+    fn read<'a>(
+        &'a self,
+        nsp: &'a str,
+        rooms: &'a [String],
         after: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
-        let nsp = nsp.to_owned();
-        let rooms = rooms.to_vec();
-        Box::pin(async move { self.read_entries(&nsp, &rooms, after, limit).await })
+    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
+        Box::pin(self.read_entries(nsp, rooms, after, limit))
     }
 
-    fn history(
-        &self,
-        nsp: &str,
-        room: Option<&str>,
+    fn history<'a>(
+        &'a self,
+        nsp: &'a str,
+        room: Option<&'a str>,
         before: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
-        let nsp = nsp.to_owned();
-        let room = room.map(str::to_owned);
-        Box::pin(async move {
-            self.read_history(&nsp, room.as_deref(), before, limit)
-                .await
-        })
+    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
+        Box::pin(self.read_history(nsp, room, before, limit))
     }
 
     fn bounds(&self) -> BoxFuture<'_, Result<(Seq, Seq), StoreError>> {
@@ -1101,6 +1085,12 @@ impl Store for RedisStore {
         })
     }
 
+    fn shared_feed(&self) -> Option<&dyn SharedFeed> {
+        Some(self)
+    }
+}
+
+impl Sessions for RedisStore {
     fn save_session(&self, record: SessionRecord) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let mut stored = StoredSession::from(&record);
@@ -1135,8 +1125,10 @@ impl Store for RedisStore {
         })
     }
 
-    fn load_session(&self, pid: &str) -> BoxFuture<'_, Result<Option<SessionRecord>, StoreError>> {
-        let pid = pid.to_owned();
+    fn load_session<'a>(
+        &'a self,
+        pid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
         Box::pin(async move {
             let key = self.key(&format!("s:{pid}"));
             let json: Option<String> = self
@@ -1151,12 +1143,11 @@ impl Store for RedisStore {
             };
             let stored: StoredSession =
                 serde_json::from_str(&json).map_err(|_| corrupt("session"))?;
-            Ok(Some(stored.into_record(pid)))
+            Ok(Some(stored.into_record(pid.to_owned())))
         })
     }
 
-    fn delete_session(&self, pid: &str) -> BoxFuture<'_, Result<(), StoreError>> {
-        let pid = pid.to_owned();
+    fn delete_session<'a>(&'a self, pid: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let (key, index) = (self.key(&format!("s:{pid}")), self.key("sd"));
             let owned = self.key(&format!("so:{}", self.owner));
@@ -1168,33 +1159,34 @@ impl Store for RedisStore {
                     .ignore()
                     .cmd("SREM")
                     .arg(&owned)
-                    .arg(&pid)
+                    .arg(pid)
                     .ignore()
                     .cmd("ZREM")
                     .arg(&index)
-                    .arg(&pid)
+                    .arg(pid)
                     .ignore();
                 async move { pipe.query_async::<()>(&mut conn).await }
             })
             .await
         })
     }
+}
 
-    fn inbox_push(
-        &self,
-        user: &str,
+impl Inboxes for RedisStore {
+    fn inbox_push<'a>(
+        &'a self,
+        user: &'a str,
         event: String,
         args: String,
         attachments: Vec<Bytes>,
-    ) -> BoxFuture<'_, Result<Seq, StoreError>> {
-        let user = user.to_owned();
+    ) -> BoxFuture<'a, Result<Seq, StoreError>> {
         Box::pin(async move {
             let payload = encode_inbox_payload(&event, &args, &attachments);
             let mut invocation = self.scripts.inbox_push.prepare_invoke();
             invocation
                 .arg(&self.prefix)
                 .arg(self.epoch.get())
-                .arg(&user)
+                .arg(user)
                 .arg(payload);
             self.written(
                 self.once(|mut conn| async move { invocation.invoke_async(&mut conn).await }),
@@ -1203,12 +1195,12 @@ impl Store for RedisStore {
         })
     }
 
-    fn inbox_pending(
-        &self,
-        user: &str,
+    fn inbox_pending<'a>(
+        &'a self,
+        user: &'a str,
         after: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<InboxEntry>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<InboxEntry>, StoreError>> {
         let key = self.key(&format!("i:{user}"));
         Box::pin(async move {
             if limit == 0 {
@@ -1233,13 +1225,12 @@ impl Store for RedisStore {
         })
     }
 
-    fn inbox_ack(&self, user: &str, upto: Seq) -> BoxFuture<'_, Result<(), StoreError>> {
-        let user = user.to_owned();
+    fn inbox_ack<'a>(&'a self, user: &'a str, upto: Seq) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             let mut invocation = self.scripts.inbox_ack.prepare_invoke();
             invocation
                 .arg(&self.prefix)
-                .arg(&user)
+                .arg(user)
                 .arg(upto.min(MAX_SEQ));
             // Acknowledging twice is harmless: safe to retry.
             self.retried(|mut conn| {
@@ -1249,16 +1240,39 @@ impl Store for RedisStore {
             .await
         })
     }
+}
 
-    fn trim(
-        &self,
+impl Retain for RedisStore {
+    fn trim<'a>(
+        &'a self,
         retention: Retention,
+        streams: &'a [StreamRetention],
         sessions_before_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        if !streams.is_empty() {
+            return Box::pin(std::future::ready(Err(StoreError::Unsupported(
+                "per-stream retention",
+            ))));
+        }
         Box::pin(self.trim_all(retention, sessions_before_ms))
     }
 
-    fn feed(&self, after: Seq) -> Option<Feed> {
+    fn supports_stream_retention(&self) -> bool {
+        // Every stream is trimmed alike.
+        false
+    }
+
+    fn trimmed<'a>(
+        &'a self,
+        _nsp: &'a str,
+        _streams: &'a [String],
+    ) -> BoxFuture<'a, Result<Seq, StoreError>> {
+        Box::pin(super::trimmed_from_bounds(self))
+    }
+}
+
+impl SharedFeed for RedisStore {
+    fn feed(&self, after: Seq) -> Feed {
         self.feeds.fetch_add(1, Ordering::SeqCst);
         let epoch = self.epoch.get();
         // A feed made in the current epoch: the node has started over.
@@ -1279,14 +1293,7 @@ impl Store for RedisStore {
             ready: VecDeque::new(),
             failed: false,
         };
-        Some(Box::pin(futures_util::stream::unfold(
-            state,
-            FeedState::next,
-        )))
-    }
-
-    fn shared(&self) -> bool {
-        true
+        Box::pin(futures_util::stream::unfold(state, FeedState::next))
     }
 }
 

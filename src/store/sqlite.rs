@@ -14,8 +14,9 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Rows, Statement
 use tokio::sync::oneshot;
 
 use super::{
-    age_cutoff, now_ms, reaches, AppendOnce, BoxFuture, Cuts, Entry, Health, InboxEntry, NewEntry,
-    Retention, Seq, SessionRecord, Store, StoreError, StreamRetention, Target,
+    age_cutoff, now_ms, reaches, Append, AppendOnce, BoxFuture, Cuts, Entry, EventLog, Health,
+    InboxEntry, Inboxes, NewEntry, Retain, Retention, Seq, SessionRecord, Sessions, SharedFeed,
+    StoreError, StreamRetention, Target,
 };
 
 /// How durable a write is when it returns `Ok`.
@@ -169,7 +170,7 @@ impl DbError {
 /// - `idempotency(nsp, key, seq, ts_ms)`, `sessions(pid, ...)`,
 ///   `inbox(user, seq, ...)` and `inbox_acks(user, upto, last)`.
 ///
-/// Health ([`Store::check_health`]): unhealthy from a failed batch until the
+/// Health ([`EventLog::check_health`]): unhealthy from a failed batch until the
 /// health check's probe (a 64 KiB write: on a nearly full disk small writes
 /// still fit while messages do not) commits; and for good once the file at the path is not the file the store
 /// has open (deleted, or replaced by another: its device and inode changed).
@@ -413,7 +414,7 @@ impl Drop for SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
+impl EventLog for SqliteStore {
     fn epoch(&self) -> &str {
         &self.epoch
     }
@@ -466,59 +467,32 @@ impl Store for SqliteStore {
         })
     }
 
-    fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>> {
-        self.write(move |ctx| {
-            entries
-                .iter()
-                .map(|entry| insert_entry(ctx.conn, entry, ctx.ts_ms))
-                .collect()
-        })
+    fn append_batch(
+        &self,
+        batch: Vec<Append>,
+    ) -> BoxFuture<'_, Result<Vec<AppendOnce>, StoreError>> {
+        self.write(move |ctx| batch.iter().map(|append| append_one(ctx, append)).collect())
     }
 
-    fn append_once(
-        &self,
-        key: String,
-        entry: NewEntry,
-    ) -> BoxFuture<'_, Result<AppendOnce, StoreError>> {
-        self.write(move |ctx| {
-            let nsp = &entry.target.nsp;
-            let seen: Option<i64> = ctx
-                .conn
-                .prepare_cached("SELECT seq FROM idempotency WHERE nsp = ?1 AND key = ?2")?
-                .query_row(params![nsp, key], |row| row.get(0))
-                .optional()?;
-            if let Some(seq) = seen {
-                return Ok(AppendOnce::Duplicate(to_seq(seq)));
-            }
-            let seq = insert_entry(ctx.conn, &entry, ctx.ts_ms)?;
-            ctx.conn
-                .prepare_cached(
-                    "INSERT INTO idempotency(nsp, key, seq, ts_ms) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![nsp, key, to_i64(seq), ctx.ts_ms])?;
-            Ok(AppendOnce::Appended(seq))
-        })
-    }
-
-    fn read(
-        &self,
-        nsp: &str,
-        rooms: &[String],
+    fn read<'a>(
+        &'a self,
+        nsp: &'a str,
+        rooms: &'a [String],
         after: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
         let nsp = nsp.to_owned();
         let rooms = rooms.to_vec();
         self.read_with(move |conn| read_entries(conn, &nsp, &rooms, after, limit))
     }
 
-    fn history(
-        &self,
-        nsp: &str,
-        room: Option<&str>,
+    fn history<'a>(
+        &'a self,
+        nsp: &'a str,
+        room: Option<&'a str>,
         before: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
         let nsp = nsp.to_owned();
         let room = room.map(str::to_owned);
         self.read_with(move |conn| read_history(conn, &nsp, room, before, limit))
@@ -536,6 +510,13 @@ impl Store for SqliteStore {
         })
     }
 
+    fn shared_feed(&self) -> Option<&dyn SharedFeed> {
+        // One file, one process.
+        None
+    }
+}
+
+impl Sessions for SqliteStore {
     fn save_session(&self, record: SessionRecord) -> BoxFuture<'_, Result<(), StoreError>> {
         self.write(move |ctx| {
             let rooms = serde_json::to_string(&record.rooms)?;
@@ -559,7 +540,10 @@ impl Store for SqliteStore {
         })
     }
 
-    fn load_session(&self, pid: &str) -> BoxFuture<'_, Result<Option<SessionRecord>, StoreError>> {
+    fn load_session<'a>(
+        &'a self,
+        pid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
         let pid = pid.to_owned();
         self.read_with(move |conn| {
             let row = conn
@@ -597,7 +581,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn delete_session(&self, pid: &str) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn delete_session<'a>(&'a self, pid: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         let pid = pid.to_owned();
         self.write(move |ctx| {
             ctx.conn
@@ -606,14 +590,16 @@ impl Store for SqliteStore {
             Ok(())
         })
     }
+}
 
-    fn inbox_push(
-        &self,
-        user: &str,
+impl Inboxes for SqliteStore {
+    fn inbox_push<'a>(
+        &'a self,
+        user: &'a str,
         event: String,
         args: String,
         attachments: Vec<Bytes>,
-    ) -> BoxFuture<'_, Result<Seq, StoreError>> {
+    ) -> BoxFuture<'a, Result<Seq, StoreError>> {
         let user = user.to_owned();
         self.write(move |ctx| {
             let (upto, last): (i64, i64) = ctx
@@ -648,12 +634,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn inbox_pending(
-        &self,
-        user: &str,
+    fn inbox_pending<'a>(
+        &'a self,
+        user: &'a str,
         after: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<InboxEntry>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<InboxEntry>, StoreError>> {
         let user = user.to_owned();
         self.read_with(move |conn| {
             let mut stmt = conn.prepare_cached(
@@ -677,7 +663,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn inbox_ack(&self, user: &str, upto: Seq) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn inbox_ack<'a>(&'a self, user: &'a str, upto: Seq) -> BoxFuture<'a, Result<(), StoreError>> {
         let user = user.to_owned();
         self.write(move |ctx| {
             let upto = to_i64(upto);
@@ -693,21 +679,16 @@ impl Store for SqliteStore {
             Ok(())
         })
     }
+}
 
-    fn trim(
-        &self,
+impl Retain for SqliteStore {
+    fn trim<'a>(
+        &'a self,
         retention: Retention,
+        streams: &'a [StreamRetention],
         sessions_before_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        self.write(move |ctx| trim(ctx.conn, retention, &[], sessions_before_ms))
-    }
-
-    fn trim_streams(
-        &self,
-        retention: Retention,
-        streams: Vec<StreamRetention>,
-        sessions_before_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        let streams = streams.to_vec();
         self.write(move |ctx| trim(ctx.conn, retention, &streams, sessions_before_ms))
     }
 
@@ -715,7 +696,11 @@ impl Store for SqliteStore {
         true
     }
 
-    fn trimmed(&self, nsp: &str, streams: &[String]) -> BoxFuture<'_, Result<Seq, StoreError>> {
+    fn trimmed<'a>(
+        &'a self,
+        nsp: &'a str,
+        streams: &'a [String],
+    ) -> BoxFuture<'a, Result<Seq, StoreError>> {
         let nsp = nsp.to_owned();
         let streams = streams.to_vec();
         self.read_with(move |conn| {
@@ -948,6 +933,31 @@ impl Writer {
         self.conn.execute_batch("COMMIT")?;
         Ok(())
     }
+}
+
+/// Appends one entry of a batch, unless its key was used before.
+fn append_one(ctx: &Ctx<'_>, append: &Append) -> Result<AppendOnce, DbError> {
+    let Some(key) = &append.key else {
+        return Ok(AppendOnce::Appended(insert_entry(
+            ctx.conn,
+            &append.entry,
+            ctx.ts_ms,
+        )?));
+    };
+    let nsp = &append.entry.target.nsp;
+    let seen: Option<i64> = ctx
+        .conn
+        .prepare_cached("SELECT seq FROM idempotency WHERE nsp = ?1 AND key = ?2")?
+        .query_row(params![nsp, key], |row| row.get(0))
+        .optional()?;
+    if let Some(seq) = seen {
+        return Ok(AppendOnce::Duplicate(to_seq(seq)));
+    }
+    let seq = insert_entry(ctx.conn, &append.entry, ctx.ts_ms)?;
+    ctx.conn
+        .prepare_cached("INSERT INTO idempotency(nsp, key, seq, ts_ms) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![nsp, key, to_i64(seq), ctx.ts_ms])?;
+    Ok(AppendOnce::Appended(seq))
 }
 
 fn insert_entry(conn: &Connection, entry: &NewEntry, ts_ms: i64) -> Result<Seq, DbError> {
@@ -1198,7 +1208,7 @@ impl Readers {
 const LOAD_ENTRY: &str =
     "SELECT nsp, rooms, except_rooms, event, args, attachments, ts_ms FROM entries WHERE seq = ?1";
 
-/// `Store::read`: one cursor per stream (`''` and each room), merged by seq.
+/// `EventLog::read`: one cursor per stream (`''` and each room), merged by seq.
 fn read_entries(
     conn: &Connection,
     nsp: &str,
@@ -1249,7 +1259,7 @@ fn read_entries(
     Ok(out)
 }
 
-/// `Store::history`: one cursor on one stream, backwards.
+/// `EventLog::history`: one cursor on one stream, backwards.
 fn read_history(
     conn: &Connection,
     nsp: &str,
