@@ -50,6 +50,7 @@ redis_suite!(
     history_pages_backwards,
     append_once_first_time_and_duplicate,
     append_once_concurrent_same_key,
+    append_batch_mixes_plain_and_keyed,
     sessions_save_load_replace_delete,
     inbox_push_pending_ack,
     trim_by_count,

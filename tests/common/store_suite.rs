@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tether::store::prelude::*;
 use tether::store::{
-    now_ms, AppendOnce, NewEntry, Retention, SessionRecord, StreamRetention, Target,
+    now_ms, Append, AppendOnce, NewEntry, Retention, SessionRecord, StreamRetention, Target,
 };
 
 // ---------------------------------------------------------------------------
@@ -290,6 +290,48 @@ pub async fn append_once_first_time_and_duplicate(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(matches!(other, AppendOnce::Appended(s) if s > seq));
+}
+
+/// One batch of plain and keyed entries: positions in batch order, a key
+/// seen before (earlier, or earlier in the same batch) stores nothing and
+/// answers the first position.
+pub async fn append_batch_mixes_plain_and_keyed(store: Arc<dyn Store>) {
+    let first = store
+        .append_once("k1".into(), entry("/", &["a"], &[], "first"))
+        .await
+        .unwrap();
+    let out = store
+        .append_batch(vec![
+            Append::plain(entry("/", &["a"], &[], "p1")),
+            Append::keyed("k1", entry("/", &["a"], &[], "k1-again")),
+            Append::keyed("k2", entry("/", &["a"], &[], "k2")),
+            Append::plain(entry("/", &["a"], &[], "p2")),
+            Append::keyed("k2", entry("/", &["a"], &[], "k2-again")),
+            Append::keyed("k2", entry("/chat", &[], &[], "k2-other-nsp")),
+        ])
+        .await
+        .unwrap();
+    let s = first.seq();
+    assert_eq!(
+        out,
+        vec![
+            AppendOnce::Appended(s + 1),
+            AppendOnce::Duplicate(s),
+            AppendOnce::Appended(s + 2),
+            AppendOnce::Appended(s + 3),
+            AppendOnce::Duplicate(s + 2),
+            AppendOnce::Appended(s + 4),
+        ]
+    );
+    let events: Vec<String> = store
+        .read("/", &rooms(&["a"]), 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.entry.event)
+        .collect();
+    assert_eq!(events, ["first", "p1", "k2", "p2"]);
+    assert!(store.append_batch(vec![]).await.unwrap().is_empty());
 }
 
 pub async fn append_once_concurrent_same_key(store: Arc<dyn Store>) {
