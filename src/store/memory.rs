@@ -7,10 +7,11 @@ use std::ops::Bound;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use super::trim::{streams_of, TrimPlan};
 use super::{
-    age_cutoff, now_ms, reaches, Append, AppendOnce, BoxFuture, Cuts, Entry, EventLog, Health,
-    InboxEntry, Inboxes, NewEntry, Retain, Retention, Seq, SessionRecord, Sessions, SharedFeed,
-    StoreError, StreamRetention,
+    now_ms, reaches, Append, AppendOnce, BoxFuture, Entry, EventLog, Health, InboxEntry, Inboxes,
+    NewEntry, Retain, Retention, Seq, SessionRecord, Sessions, SharedFeed, StoreError,
+    StreamRetention,
 };
 
 /// A [`Store`](super::Store) in memory: nothing survives the process, and every instance
@@ -83,12 +84,6 @@ impl Default for MemoryStore {
 /// The answer of an operation done at the call.
 fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, Result<T, StoreError>> {
     Box::pin(std::future::ready(Ok(value)))
-}
-
-/// The streams an entry is in: its rooms, or `""` (the whole namespace).
-fn streams_of(rooms: &[String]) -> impl Iterator<Item = &str> {
-    let whole = rooms.is_empty().then_some("");
-    whole.into_iter().chain(rooms.iter().map(String::as_str))
 }
 
 impl State {
@@ -215,10 +210,9 @@ impl State {
         streams: &[StreamRetention],
         sessions_before_ms: i64,
     ) -> u64 {
-        let default_age = age_cutoff(retention.max_age);
-        let mut defaults: HashMap<String, Cuts> = HashMap::new();
+        let mut plan = TrimPlan::new(&retention);
         let mut candidates = BTreeSet::new();
-        if let Some(cutoff) = default_age {
+        if let Some(cutoff) = plan.default_age() {
             candidates.extend(
                 self.entries
                     .values()
@@ -227,66 +221,50 @@ impl State {
             );
         }
         for (name, ns) in &self.namespaces {
-            let mut cuts = Cuts {
-                age_cutoff_ms: default_age,
-                count_cut: None,
-            };
+            let mut count_cut = None;
             if let Some(max_count) = retention.max_count {
                 let excess = ns
                     .seqs
                     .len()
                     .saturating_sub(usize::try_from(max_count).unwrap_or(usize::MAX));
                 if excess > 0 {
-                    cuts.count_cut = ns.seqs.get(excess - 1).copied();
+                    count_cut = ns.seqs.get(excess - 1).copied();
                     candidates.extend(ns.seqs.iter().take(excess));
                 }
             }
-            defaults.insert(name.clone(), cuts);
+            plan.namespace(name, count_cut);
         }
-        let mut overrides: HashMap<(&str, &str), Cuts> = HashMap::new();
         for policy in streams {
-            let mut cuts = Cuts {
-                age_cutoff_ms: age_cutoff(policy.max_age),
-                count_cut: None,
-            };
             let stream = self
                 .namespaces
                 .get(&policy.nsp)
                 .and_then(|ns| ns.streams.get(&policy.room));
-            if let Some(stream) = stream {
-                if let Some(cutoff) = cuts.age_cutoff_ms {
-                    candidates.extend(
-                        stream.iter().take_while(|seq| {
-                            self.entries.get(seq).is_some_and(|e| e.ts_ms < cutoff)
-                        }),
-                    );
-                }
-                if let Some(max_count) = policy.max_count {
-                    let excess = stream
-                        .len()
-                        .saturating_sub(usize::try_from(max_count).unwrap_or(usize::MAX));
-                    if excess > 0 {
-                        cuts.count_cut = stream.iter().nth(excess - 1).copied();
-                        candidates.extend(stream.iter().take(excess));
-                    }
+            let mut count_cut = None;
+            if let (Some(stream), Some(max_count)) = (stream, policy.max_count) {
+                let excess = stream
+                    .len()
+                    .saturating_sub(usize::try_from(max_count).unwrap_or(usize::MAX));
+                if excess > 0 {
+                    count_cut = stream.iter().nth(excess - 1).copied();
+                    candidates.extend(stream.iter().take(excess));
                 }
             }
-            overrides.insert((policy.nsp.as_str(), policy.room.as_str()), cuts);
+            let cuts = plan.stream(policy, count_cut);
+            if let (Some(stream), Some(cutoff)) = (stream, cuts.age_cutoff_ms) {
+                candidates.extend(
+                    stream
+                        .iter()
+                        .take_while(|seq| self.entries.get(seq).is_some_and(|e| e.ts_ms < cutoff)),
+                );
+            }
         }
         let doomed: Vec<Seq> = candidates
             .into_iter()
             .filter(|seq| {
-                let Some(entry) = self.entries.get(seq) else {
-                    return false;
-                };
-                let nsp = entry.entry.target.nsp.as_str();
-                let kept = streams_of(&entry.entry.target.rooms).any(|room| {
-                    overrides
-                        .get(&(nsp, room))
-                        .or_else(|| defaults.get(nsp))
-                        .is_some_and(|cuts| cuts.keeps(entry.seq, entry.ts_ms))
-                });
-                !kept
+                self.entries.get(seq).is_some_and(|entry| {
+                    let target = &entry.entry.target;
+                    !plan.keeps(&target.nsp, &target.rooms, entry.seq, entry.ts_ms)
+                })
             })
             .collect();
         let removed = doomed.len() as u64;

@@ -11,6 +11,7 @@
 mod memory;
 mod redis;
 mod sqlite;
+mod trim;
 
 use std::time::Duration;
 
@@ -271,26 +272,6 @@ impl StreamRetention {
         self.max_count = Some(count);
         self
     }
-}
-
-/// The positions at or below which an entry goes, from one set of limits:
-/// entries older than `age_cutoff_ms` or at or below `count_cut`.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Cuts {
-    pub(crate) age_cutoff_ms: Option<i64>,
-    pub(crate) count_cut: Option<Seq>,
-}
-
-impl Cuts {
-    /// True when these limits keep an entry.
-    pub(crate) fn keeps(&self, seq: Seq, ts_ms: i64) -> bool {
-        self.age_cutoff_ms.is_none_or(|c| ts_ms >= c) && self.count_cut.is_none_or(|c| seq > c)
-    }
-}
-
-/// The cutoff time of `age` from now.
-pub(crate) fn age_cutoff(age: Option<Duration>) -> Option<i64> {
-    age.map(|a| now_ms().saturating_sub(i64::try_from(a.as_millis()).unwrap_or(i64::MAX)))
 }
 
 /// The event log: entries appended in position order and read back by
