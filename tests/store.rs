@@ -194,7 +194,36 @@ async fn sqlite_open_fails_cleanly() {
     let dir = TempDb::new();
     let missing_dir = dir.path().join("no-such-dir").join("store.db");
     let err = SqliteStore::open(&missing_dir, Durability::Fsync).unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Unavailable(_) | StoreError::Backend { .. }),
+        "{err:?}"
+    );
+}
+
+/// An entry whose columns cannot be decoded is reported as corrupt (the
+/// data is bad, not the backend), with the decoding error as the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_corrupt_entry_is_corrupt_not_unavailable() {
+    let db = TempDb::new();
+    let store = SqliteStore::open(db.path(), Durability::Fsync).unwrap();
+    let seqs = store
+        .append(vec![entry("/", &["a"], &[], "fine")])
+        .await
+        .unwrap();
+    let raw = rusqlite::Connection::open(db.path()).unwrap();
+    raw.execute(
+        "UPDATE entries SET except_rooms = 'not json' WHERE seq = ?1",
+        [seqs[0] as i64],
+    )
+    .unwrap();
+    let err = store.read("/", &rooms(&["a"]), 0, 10).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { what, .. } if what.contains("JSON")),
+        "{err:?}"
+    );
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+    assert!(!err.is_unavailable());
+    assert!(err.to_string().starts_with("corrupt store data: "), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,15 +255,46 @@ async fn sqlite_failing_batch_fails_whole_and_keeps_the_rest() {
     let push = store.inbox_push("ann", "m".into(), "[]".into(), vec![]);
     raw.execute_batch("COMMIT").unwrap();
     let (r1, r2, r3, r4, r5, r6) = tokio::join!(ok_append, poisoned, once, save, delete, push);
-    assert!(matches!(r1, Err(StoreError::Unavailable(_))), "{r1:?}");
     assert!(
-        matches!(&r2, Err(StoreError::Unavailable(m)) if m.contains("poisoned")),
+        matches!(
+            r1,
+            Err(StoreError::Unavailable(_) | StoreError::Backend { .. })
+        ),
+        "{r1:?}"
+    );
+    assert!(
+        matches!(&r2, Err(e @ StoreError::Backend { .. })
+            if e.to_string().contains("poisoned") && std::error::Error::source(e).is_some()),
         "{r2:?}"
     );
-    assert!(matches!(r3, Err(StoreError::Unavailable(_))), "{r3:?}");
-    assert!(matches!(r4, Err(StoreError::Unavailable(_))), "{r4:?}");
-    assert!(matches!(r5, Err(StoreError::Unavailable(_))), "{r5:?}");
-    assert!(matches!(r6, Err(StoreError::Unavailable(_))), "{r6:?}");
+    assert!(
+        matches!(
+            r3,
+            Err(StoreError::Unavailable(_) | StoreError::Backend { .. })
+        ),
+        "{r3:?}"
+    );
+    assert!(
+        matches!(
+            r4,
+            Err(StoreError::Unavailable(_) | StoreError::Backend { .. })
+        ),
+        "{r4:?}"
+    );
+    assert!(
+        matches!(
+            r5,
+            Err(StoreError::Unavailable(_) | StoreError::Backend { .. })
+        ),
+        "{r5:?}"
+    );
+    assert!(
+        matches!(
+            r6,
+            Err(StoreError::Unavailable(_) | StoreError::Backend { .. })
+        ),
+        "{r6:?}"
+    );
 
     // Nothing of the batch was kept; what was there before is intact.
     let read = store.read("/", &rooms(&["a"]), 0, 100).await.unwrap();

@@ -13,6 +13,7 @@ mod redis;
 mod sqlite;
 mod trim;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,20 +25,76 @@ pub use sqlite::{Durability, SessionInfo, SqliteStore, StreamInfo};
 /// A position in the store. Increasing; never reused within one epoch.
 pub type Seq = u64;
 
+/// An error of a backend, kept as the source of a [`StoreError`].
+pub type BackendError = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why a store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The backend failed (I/O, disk full, connection lost). Nothing of the
-    /// failed operation was kept.
+    /// The store cannot serve the operation now (a full publish queue, an
+    /// answer that did not come in time, a store reset under the node, a
+    /// file replaced). Nothing of the failed operation was kept.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The backend failed (I/O, disk full, connection lost); its own error is
+    /// the source. Nothing of the failed operation was kept.
+    #[error("store unavailable: {message}")]
+    Backend {
+        /// What failed, for humans (the backend error's text, with context).
+        message: String,
+        /// The backend's error (`rusqlite::Error`, `redis::RedisError`).
+        #[source]
+        source: BackendError,
+    },
+    /// What the store holds cannot be decoded (an entry, a session or an
+    /// inbox entry written by something else, or damaged): the data is bad,
+    /// not the backend, and trying again does not help.
+    #[error("corrupt store data: {what}")]
+    Corrupt {
+        /// What was being decoded, and how it failed.
+        what: String,
+        /// The decoding error, when there is one.
+        #[source]
+        source: Option<BackendError>,
+    },
     /// The store was closed.
     #[error("store closed")]
     Closed,
     /// The store does not support this operation.
     #[error("not supported by this store: {0}")]
     Unsupported(&'static str),
+}
+
+impl StoreError {
+    /// A failure of the backend, with its error as the source.
+    pub fn backend(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Backend {
+            message: message.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// Data that cannot be decoded, without a decoding error of its own.
+    pub fn corrupt(what: impl Into<String>) -> Self {
+        StoreError::Corrupt {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// True when the store could not serve the operation now
+    /// ([`StoreError::Unavailable`] or [`StoreError::Backend`]): trying
+    /// again later may work.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Backend { .. }
+        )
+    }
 }
 
 /// Whether a store can keep what it is given now (see

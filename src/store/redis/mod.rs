@@ -121,7 +121,9 @@ const MAX_SEQ: Seq = (1 << 53) - 1;
 /// write that returned `Ok` survives a crash of Redis. Use
 /// `maxmemory-policy noeviction`: an evicted key loses data silently.
 ///
-/// Failures: every error is [`StoreError::Unavailable`]. Connections are
+/// Failures: a Redis error is [`StoreError::Backend`] (with the error as its
+/// source), a timeout or a reset [`StoreError::Unavailable`], and what cannot
+/// be decoded [`StoreError::Corrupt`]. Connections are
 /// opened with a timeout, commands have a response timeout and every
 /// operation an overall bound, so a Redis that is down makes operations fail,
 /// never hang; the connection is re-established by itself when Redis returns.
@@ -221,23 +223,29 @@ impl EpochCell {
 
 /// True when a store error is the scripts' epoch check failing.
 fn is_reset(e: &StoreError) -> bool {
-    matches!(e, StoreError::Unavailable(m) if m.contains("TETHERRESET"))
+    matches!(
+        e,
+        StoreError::Unavailable(m) | StoreError::Backend { message: m, .. }
+            if m.contains("TETHERRESET")
+    )
 }
 
 /// The reason for health, without the "store unavailable" of the error.
 fn reason(e: &StoreError) -> String {
     match e {
-        StoreError::Unavailable(m) => m.clone(),
+        StoreError::Unavailable(m) | StoreError::Backend { message: m, .. } => m.clone(),
         other => other.to_string(),
     }
 }
 
+/// A Redis error, kept as the source.
 fn unavailable(e: RedisError) -> StoreError {
-    StoreError::Unavailable(format!("redis: {e}"))
+    StoreError::backend(format!("redis: {e}"), e)
 }
 
+/// What Redis holds (or answered) cannot be decoded.
 fn corrupt(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("redis: corrupt {what}"))
+    StoreError::corrupt(format!("redis {what}"))
 }
 
 /// True for an error after which the same command may succeed on a new
@@ -558,7 +566,7 @@ impl Sessions for RedisStore {
             // Held connected under this node's lease.
             stored.owner = record.connected.then(|| self.owner.clone());
             let json = serde_json::to_string(&stored)
-                .map_err(|e| StoreError::Unavailable(format!("cannot encode a session: {e}")))?;
+                .map_err(|e| StoreError::backend(format!("cannot encode a session: {e}"), e))?;
             let (key, index) = (self.key(&format!("s:{}", record.pid)), self.key("sd"));
             let (owned, owners) = (self.key(&format!("so:{}", self.owner)), self.key("owners"));
             self.retried(|mut conn| {
@@ -603,7 +611,10 @@ impl Sessions for RedisStore {
                 return Ok(None);
             };
             let stored: StoredSession =
-                serde_json::from_str(&json).map_err(|_| corrupt("session"))?;
+                serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                    what: format!("redis session: {e}"),
+                    source: Some(Arc::new(e)),
+                })?;
             Ok(Some(stored.into_record(pid.to_owned())))
         })
     }

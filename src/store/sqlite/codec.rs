@@ -17,7 +17,10 @@ pub(super) fn encode_attachments(attachments: &[Bytes]) -> Vec<u8> {
 }
 
 pub(super) fn decode_attachments(mut blob: &[u8]) -> Result<Vec<Bytes>, DbError> {
-    let corrupt = || DbError("corrupt attachments column".into());
+    let corrupt = || DbError::Corrupt {
+        what: "corrupt attachments column".into(),
+        source: None,
+    };
     let mut out = Vec::new();
     while !blob.is_empty() {
         let (len, rest) = blob.split_first_chunk::<4>().ok_or_else(corrupt)?;

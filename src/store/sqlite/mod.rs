@@ -62,25 +62,66 @@ const PROBE_BYTES: i64 = 64 * 1024;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The health reason once the store's file is gone from its path.
 const FILE_REPLACED: &str = "store file was deleted or replaced";
-/// A failure inside this backend; becomes [`StoreError::Unavailable`].
+/// A failure inside this backend; becomes a [`StoreError`] keeping its
+/// source.
 #[derive(Debug)]
-struct DbError(String);
+enum DbError {
+    /// SQLite failed.
+    Sqlite(rusqlite::Error),
+    /// A column holds what cannot be decoded.
+    Corrupt {
+        what: String,
+        source: Option<serde_json::Error>,
+    },
+    /// The file cannot be used as a store (schema version, journal mode).
+    Refused(String),
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbError::Sqlite(e) => e.fmt(f),
+            DbError::Corrupt {
+                what,
+                source: Some(e),
+            } => write!(f, "{what}: {e}"),
+            DbError::Corrupt { what, source: None } => f.write_str(what),
+            DbError::Refused(reason) => f.write_str(reason),
+        }
+    }
+}
 
 impl From<rusqlite::Error> for DbError {
     fn from(e: rusqlite::Error) -> Self {
-        DbError(e.to_string())
+        DbError::Sqlite(e)
     }
 }
 
 impl From<serde_json::Error> for DbError {
     fn from(e: serde_json::Error) -> Self {
-        DbError(format!("corrupt JSON column: {e}"))
+        DbError::Corrupt {
+            what: "corrupt JSON column".into(),
+            source: Some(e),
+        }
     }
 }
 
 impl DbError {
     fn into_store(self) -> StoreError {
-        StoreError::Unavailable(self.0)
+        match self {
+            DbError::Sqlite(e) => StoreError::backend(e.to_string(), e),
+            DbError::Corrupt { what, source } => {
+                let what = match &source {
+                    Some(e) => format!("{what}: {e}"),
+                    None => what,
+                };
+                StoreError::Corrupt {
+                    what,
+                    source: source.map(|e| Arc::new(e) as super::BackendError),
+                }
+            }
+            DbError::Refused(reason) => StoreError::Unavailable(reason),
+        }
     }
 }
 
@@ -91,8 +132,9 @@ impl DbError {
 /// every command already queued (up to 4096), runs them all in one
 /// transaction and commits once (one fsync with [`Durability::Fsync`]); only
 /// then does it answer each caller. If anything in the batch fails, the whole
-/// transaction is rolled back and every command of the batch gets
-/// [`StoreError::Unavailable`]; the thread goes on with later batches.
+/// transaction is rolled back and every command of the batch gets its
+/// error ([`StoreError::Backend`], with SQLite's error as the source); the
+/// thread goes on with later batches.
 /// Commands are queued at the call (not at the first poll), so they run in
 /// the order of the calls.
 ///
@@ -198,7 +240,7 @@ impl SqliteStore {
         let handle = std::thread::Builder::new()
             .name("tether-store-writer".into())
             .spawn(move || writer.run())
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| StoreError::backend(format!("cannot start the writer thread: {e}"), e))?;
         Ok(SqliteStore {
             epoch,
             jobs: Some(jobs),
@@ -249,7 +291,7 @@ impl SqliteStore {
         Box::pin(async move {
             match tokio::task::spawn_blocking(move || readers.run(op)).await {
                 Ok(result) => result.map_err(DbError::into_store),
-                Err(e) => Err(StoreError::Unavailable(format!("read task failed: {e}"))),
+                Err(e) => Err(StoreError::backend(format!("read task failed: {e}"), e)),
             }
         })
     }

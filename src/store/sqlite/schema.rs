@@ -106,7 +106,7 @@ pub(super) fn open_writer(
         |r| r.get(0),
     )?;
     if version != SCHEMA_VERSION {
-        return Err(DbError(format!(
+        return Err(DbError::Refused(format!(
             "store schema version {version} is not supported (expected {SCHEMA_VERSION})"
         )));
     }
@@ -130,7 +130,7 @@ pub(super) fn set_pragmas(conn: &Connection, durability: Durability) -> Result<(
     let mode: String =
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(DbError(format!(
+        return Err(DbError::Refused(format!(
             "cannot use WAL mode (journal_mode is {mode}); the store needs a file on a local disk"
         )));
     }

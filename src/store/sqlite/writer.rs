@@ -104,10 +104,10 @@ impl Writer {
                         tracing::error!(error = %rollback, "store rollback failed");
                     }
                 }
-                tracing::warn!(error = %e.0, commands = batch.len(), "store batch failed; rolled back");
+                tracing::warn!(error = %e, commands = batch.len(), "store batch failed; rolled back");
                 metrics::counter!("tether_store_commit_failures_total").increment(1);
-                *self.failure.lock() = Some(format!("last commit failed: {}", e.0));
-                Some(StoreError::Unavailable(e.0))
+                *self.failure.lock() = Some(format!("last commit failed: {e}"));
+                Some(e.into_store())
             }
         };
         for job in batch {
