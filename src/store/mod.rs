@@ -7,6 +7,16 @@
 //! commit). Positions ("offsets") are one sequence per store, increasing; a
 //! stream (a room of a namespace) sees a subsequence of it, so one offset tells
 //! where a client stands in every stream at once.
+//!
+//! A store is four concerns, one trait each, every method stated by every
+//! store (no default bodies, so a store that wraps another forwards all of
+//! them): [`EventLog`] (appends, reads, bounds, health, and
+//! [`EventLog::shared_feed`] for a store several nodes share: a
+//! [`SharedFeed`]), [`Sessions`], [`Inboxes`] and [`Retain`] (trimming).
+//! [`Store`] is all four, implemented for every type that has them.
+//! [`EventLogExt`] adds shorthands over the batch append
+//! ([`EventLogExt::append`], [`EventLogExt::append_once`]); to call the
+//! methods on a concrete store, `use tether::store::prelude::*`.
 
 mod memory;
 mod redis;
