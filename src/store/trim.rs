@@ -68,13 +68,15 @@ impl TrimPlan {
     }
 
     /// Adds a namespace under the default limits, its count cut being the
-    /// position at or below which the default count lets entries go.
-    pub(crate) fn namespace(&mut self, nsp: &str, count_cut: Option<Seq>) {
+    /// position at or below which the default count lets entries go; returns
+    /// its limits.
+    pub(crate) fn namespace(&mut self, nsp: &str, count_cut: Option<Seq>) -> Cuts {
         let cuts = Cuts {
             age_cutoff_ms: self.default_age,
             count_cut,
         };
         self.defaults.insert(nsp.to_owned(), cuts);
+        cuts
     }
 
     /// Adds a stream with a policy of its own; returns its limits.
@@ -88,20 +90,6 @@ impl TrimPlan {
             .or_default()
             .insert(policy.room.clone(), cuts);
         cuts
-    }
-
-    /// The default limits of each namespace added.
-    pub(crate) fn namespaces(&self) -> impl Iterator<Item = (&str, &Cuts)> {
-        self.defaults.iter().map(|(nsp, cuts)| (nsp.as_str(), cuts))
-    }
-
-    /// The limits of each stream with a policy of its own: (namespace, room).
-    pub(crate) fn streams(&self) -> impl Iterator<Item = (&str, &str, &Cuts)> {
-        self.overrides.iter().flat_map(|(nsp, rooms)| {
-            rooms
-                .iter()
-                .map(move |(room, cuts)| (nsp.as_str(), room.as_str(), cuts))
-        })
     }
 
     /// True when some stream of the entry (namespace `nsp`, targeting
@@ -148,7 +136,5 @@ mod tests {
         assert!(!plan.keeps("/", &rooms(&["typing"]), 7, 0));
         assert!(plan.keeps("/", &rooms(&["typing"]), 8, 0));
         assert!(plan.keeps("/", &rooms(&["chat"]), 7, 0));
-        assert_eq!(plan.streams().count(), 1);
-        assert_eq!(plan.namespaces().count(), 1);
     }
 }

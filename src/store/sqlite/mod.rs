@@ -24,7 +24,7 @@ use schema::*;
 use trim::*;
 use writer::*;
 
-use super::trim::{streams_of, TrimPlan};
+use super::trim::{streams_of, Cuts, TrimPlan};
 use super::{
     now_ms, reaches, Append, AppendOnce, BoxFuture, Entry, EventLog, Health, InboxEntry, Inboxes,
     NewEntry, Retain, Retention, Seq, SessionRecord, Sessions, SharedFeed, StoreError,

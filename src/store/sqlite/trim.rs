@@ -15,6 +15,9 @@ pub(super) fn trim(
     sessions_before_ms: i64,
 ) -> Result<u64, DbError> {
     let mut plan = TrimPlan::new(&retention);
+    // The limits to sweep by: each namespace's defaults, each stream's own.
+    let mut defaults: Vec<(String, Cuts)> = Vec::new();
+    let mut overrides: Vec<(&str, &str, Cuts)> = Vec::new();
     let mut namespace: Option<String> = None;
     loop {
         // Walk the namespaces through the index, one seek each.
@@ -39,7 +42,7 @@ pub(super) fn trim(
                 .map(to_seq),
             None => None,
         };
-        plan.namespace(nsp, count_cut);
+        defaults.push((nsp.clone(), plan.namespace(nsp, count_cut)));
     }
     // Each stream's own limits.
     for policy in streams {
@@ -56,7 +59,7 @@ pub(super) fn trim(
                 .map(to_seq),
             None => None,
         };
-        plan.stream(policy, count_cut);
+        overrides.push((&policy.nsp, &policy.room, plan.stream(policy, count_cut)));
     }
     let keeps = |seq: i64, nsp: &str, rooms: &[String], ts_ms: i64| {
         plan.keeps(nsp, rooms, to_seq(seq), ts_ms)
@@ -108,15 +111,15 @@ pub(super) fn trim(
             &[&cutoff],
         )?;
     }
-    for (nsp, cuts) in plan.namespaces() {
+    for (nsp, cuts) in &defaults {
         if let Some(cut) = cuts.count_cut {
             sweep(
                 &format!("SELECT {COLS} FROM entries e WHERE e.nsp = ?3 AND e.seq > ?1 AND e.seq <= ?4 ORDER BY e.seq LIMIT ?2"),
-                &[&nsp, &to_i64(cut)],
+                &[nsp, &to_i64(cut)],
             )?;
         }
     }
-    for (nsp, room, cuts) in plan.streams() {
+    for (nsp, room, cuts) in &overrides {
         let from_targets = format!(
             "SELECT {COLS} FROM entry_targets t JOIN entries e ON e.seq = t.seq
              WHERE t.nsp = ?3 AND t.room = ?4 AND t.seq > ?1 AND {{}} ORDER BY t.seq LIMIT ?2"
