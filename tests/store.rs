@@ -99,6 +99,17 @@ mod per_stream {
     suite!(per_stream_retention);
 }
 
+#[path = "common/faulty_store.rs"]
+mod faulty_store;
+
+/// A store that wraps another (here a `MemoryStore` the test can take down)
+/// keeps the inner store's per-stream retention and trim marks: every method
+/// is stated, none falls back to a default that changes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrapping_store_keeps_per_stream_retention() {
+    store_suite::per_stream_retention(std::sync::Arc::new(faulty_store::FaultyStore::new())).await;
+}
+
 // ---------------------------------------------------------------------------
 // SQLite only
 
