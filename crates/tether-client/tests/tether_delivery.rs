@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{init_tracing, wait_for, within, Inbox};
 use serde_json::{json, Value};
-use tether::store::{AppendOnce, MemoryStore, Store};
+use tether::store::{MemoryStore, Store};
 use tether::{Event, Socket, SocketIo};
 use tether_client::{Client, DisconnectReason, Lifecycle, Reconnection, Transport};
 
@@ -37,8 +37,9 @@ async fn publish_chat(io: &SocketIo, content: String, key: String) -> Value {
         .publish_once(key, "chat message", (content,))
         .await;
     match outcome {
-        Ok(AppendOnce::Appended(seq)) => json!({ "seq": seq, "duplicate": false }),
-        Ok(AppendOnce::Duplicate(seq)) => json!({ "seq": seq, "duplicate": true }),
+        Ok(outcome) => {
+            json!({ "seq": outcome.seq(), "duplicate": outcome.is_duplicate() })
+        }
         Err(e) => json!({ "error": e.to_string() }),
     }
 }

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use common::{init_tracing, within, Inbox};
 use serde_json::{json, Value};
 use tether::store::{
-    AppendOnce, BoxFuture, Entry, InboxEntry, MemoryStore, NewEntry, Retention, Seq, SessionRecord,
-    Store, StoreError,
+    Append, AppendOnce, BoxFuture, Entry, EventLog, InboxEntry, Inboxes, MemoryStore, Retain,
+    Retention, Seq, SessionRecord, Sessions, SharedFeed, Store, StoreError, StreamRetention,
 };
 use tether::{Event, Socket, SocketIo};
 use tether_client::{Client, Stream};
@@ -139,8 +139,9 @@ async fn chat_server() -> ChatServer {
                         None => return,
                     };
                     let ack = match outcome {
-                        Ok(AppendOnce::Appended(seq)) => json!({ "seq": seq, "duplicate": false }),
-                        Ok(AppendOnce::Duplicate(seq)) => json!({ "seq": seq, "duplicate": true }),
+                        Ok(outcome) => {
+                            json!({ "seq": outcome.seq(), "duplicate": outcome.is_duplicate() })
+                        }
                         Err(e) => json!({ "error": e.to_string() }),
                     };
                     if first_try && content == format!("message {HELD}") {
@@ -489,84 +490,106 @@ struct AckWatch {
     acks: watch::Sender<Vec<(String, Seq)>>,
 }
 
-impl Store for AckWatch {
+impl EventLog for AckWatch {
     fn epoch(&self) -> &str {
         self.inner.epoch()
     }
     fn check_health(&self) -> BoxFuture<'_, tether::store::Health> {
         self.inner.check_health()
     }
-    fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>> {
-        self.inner.append(entries)
-    }
-    fn append_once(
+    fn append_batch(
         &self,
-        key: String,
-        entry: NewEntry,
-    ) -> BoxFuture<'_, Result<AppendOnce, StoreError>> {
-        self.inner.append_once(key, entry)
+        batch: Vec<Append>,
+    ) -> BoxFuture<'_, Result<Vec<AppendOnce>, StoreError>> {
+        self.inner.append_batch(batch)
     }
-    fn read(
-        &self,
-        nsp: &str,
-        rooms: &[String],
+    fn read<'a>(
+        &'a self,
+        nsp: &'a str,
+        rooms: &'a [String],
         after: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
         self.inner.read(nsp, rooms, after, limit)
     }
-    fn history(
-        &self,
-        nsp: &str,
-        room: Option<&str>,
+    fn history<'a>(
+        &'a self,
+        nsp: &'a str,
+        room: Option<&'a str>,
         before: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
         self.inner.history(nsp, room, before, limit)
     }
     fn bounds(&self) -> BoxFuture<'_, Result<(Seq, Seq), StoreError>> {
         self.inner.bounds()
     }
+    fn shared_feed(&self) -> Option<&dyn SharedFeed> {
+        self.inner.shared_feed()
+    }
+}
+
+impl Sessions for AckWatch {
     fn save_session(&self, record: SessionRecord) -> BoxFuture<'_, Result<(), StoreError>> {
         self.inner.save_session(record)
     }
-    fn load_session(&self, pid: &str) -> BoxFuture<'_, Result<Option<SessionRecord>, StoreError>> {
+    fn load_session<'a>(
+        &'a self,
+        pid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
         self.inner.load_session(pid)
     }
-    fn delete_session(&self, pid: &str) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn delete_session<'a>(&'a self, pid: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         self.inner.delete_session(pid)
     }
-    fn inbox_push(
-        &self,
-        user: &str,
+}
+
+impl Inboxes for AckWatch {
+    fn inbox_push<'a>(
+        &'a self,
+        user: &'a str,
         event: String,
         args: String,
         attachments: Vec<Bytes>,
-    ) -> BoxFuture<'_, Result<Seq, StoreError>> {
+    ) -> BoxFuture<'a, Result<Seq, StoreError>> {
         self.inner.inbox_push(user, event, args, attachments)
     }
-    fn inbox_pending(
-        &self,
-        user: &str,
+    fn inbox_pending<'a>(
+        &'a self,
+        user: &'a str,
         after: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<InboxEntry>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<InboxEntry>, StoreError>> {
         self.inner.inbox_pending(user, after, limit)
     }
-    fn inbox_ack(&self, user: &str, upto: Seq) -> BoxFuture<'_, Result<(), StoreError>> {
-        let user = user.to_owned();
+    fn inbox_ack<'a>(&'a self, user: &'a str, upto: Seq) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            self.inner.inbox_ack(&user, upto).await?;
-            self.acks.send_modify(|acks| acks.push((user, upto)));
+            self.inner.inbox_ack(user, upto).await?;
+            self.acks
+                .send_modify(|acks| acks.push((user.to_owned(), upto)));
             Ok(())
         })
     }
-    fn trim(
-        &self,
+}
+
+impl Retain for AckWatch {
+    fn trim<'a>(
+        &'a self,
         retention: Retention,
+        streams: &'a [StreamRetention],
         sessions_before_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        self.inner.trim(retention, sessions_before_ms)
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        self.inner.trim(retention, streams, sessions_before_ms)
+    }
+    fn supports_stream_retention(&self) -> bool {
+        self.inner.supports_stream_retention()
+    }
+    fn trimmed<'a>(
+        &'a self,
+        nsp: &'a str,
+        streams: &'a [String],
+    ) -> BoxFuture<'a, Result<Seq, StoreError>> {
+        self.inner.trimmed(nsp, streams)
     }
 }
 

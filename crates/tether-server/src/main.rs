@@ -315,12 +315,12 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
 
 /// `/healthz`: 200 `ok`, or 503 with the reason.
 fn health_response(health: Health) -> Response<Body> {
-    match health {
-        Health::Healthy => {
+    match health.reason() {
+        None => {
             metrics::gauge!(tether::metrics::STORE_HEALTHY).set(1.0);
             static_response("ok\n", "text/plain")
         }
-        Health::Unhealthy(reason) => {
+        Some(reason) => {
             metrics::gauge!(tether::metrics::STORE_HEALTHY).set(0.0);
             tracing::warn!(%reason, "health check failed");
             let mut res = Response::new(Body::from(Bytes::from(format!(

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tether::store::{Durability, NewEntry, SqliteStore, Store, Target};
+use tether::store::{Durability, EventLogExt, NewEntry, SqliteStore, Target};
 use tokio::net::TcpSocket;
 use tokio_websockets::{ClientBuilder, Message};
 

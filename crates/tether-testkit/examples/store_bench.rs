@@ -12,7 +12,7 @@
 //! transaction (one commit, one fsync with `synchronous=FULL`). The baseline is
 //! slow, so it runs at most `BASELINE_MAX` (and N) messages or `BASELINE_SECS`
 //! seconds; figures are per second. Then the replay speed: reading the N
-//! entries of one room back through `Store::read` in pages of 1000.
+//! entries of one room back through `EventLog::read` in pages of 1000.
 //!
 //! Files go to DIR (default: the system temp dir) and are removed at the end.
 //! Fsync figures mean something only on a real disk, not a tmpfs.
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tether::store::{Durability, NewEntry, SqliteStore, Store, Target};
+use tether::store::{Durability, EventLog, EventLogExt, NewEntry, SqliteStore, Target};
 
 /// Default number of appends per durability level.
 const DEFAULT_N: usize = 50_000;
@@ -212,7 +212,7 @@ async fn main() -> Result<(), BoxError> {
     }
     if let Some((total, rate)) = replayed {
         println!();
-        println!("replay: {total} entries of one room through Store::read, pages of {PAGE}: {rate:.0} msg/s");
+        println!("replay: {total} entries of one room through EventLog::read, pages of {PAGE}: {rate:.0} msg/s");
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tether::store::{AppendOnce, Store};
+use tether::store::Store;
 use tether::{Args, ConnectError, Event, Socket, SocketIo};
 
 /// Settings of a delivery contract server.
@@ -138,12 +138,10 @@ fn handlers(io: &SocketIo, store: &Arc<dyn Store>, opts: &Options, socket: &Sock
                 .publish_once(client_offset, "chat message", (content,))
                 .await;
             let _ = match result {
-                Ok(AppendOnce::Appended(seq)) => {
-                    ev.ack((json!({ "seq": seq, "duplicate": false }),))
-                }
-                Ok(AppendOnce::Duplicate(seq)) => {
-                    ev.ack((json!({ "seq": seq, "duplicate": true }),))
-                }
+                Ok(outcome) => ev.ack((json!({
+                    "seq": outcome.seq(),
+                    "duplicate": outcome.is_duplicate()
+                }),)),
                 Err(e) => ev.ack((error(e),)),
             };
         }

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use tether::store::{
-    AppendOnce, BoxFuture, Entry, Health, InboxEntry, MemoryStore, NewEntry, Retention, Seq,
-    SessionRecord, Store, StoreError,
+    Append, AppendOnce, BoxFuture, Entry, EventLog, Health, InboxEntry, Inboxes, MemoryStore,
+    Retain, Retention, Seq, SessionRecord, Sessions, SharedFeed, StoreError, StreamRetention,
 };
 use tokio::sync::watch;
 
@@ -66,7 +66,7 @@ macro_rules! pass {
     };
 }
 
-impl Store for FaultyStore {
+impl EventLog for FaultyStore {
     fn epoch(&self) -> &str {
         self.inner.epoch()
     }
@@ -76,37 +76,39 @@ impl Store for FaultyStore {
             Err(e) => Box::pin(std::future::ready(Health::Unhealthy(e.to_string()))),
         }
     }
-    fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>> {
-        pass!(self, self.inner.append(entries))
-    }
-    fn append_once(
+    fn append_batch(
         &self,
-        key: String,
-        entry: NewEntry,
-    ) -> BoxFuture<'_, Result<AppendOnce, StoreError>> {
-        pass!(self, self.inner.append_once(key, entry))
+        batch: Vec<Append>,
+    ) -> BoxFuture<'_, Result<Vec<AppendOnce>, StoreError>> {
+        pass!(self, self.inner.append_batch(batch))
     }
-    fn read(
-        &self,
-        nsp: &str,
-        rooms: &[String],
+    fn read<'a>(
+        &'a self,
+        nsp: &'a str,
+        rooms: &'a [String],
         after: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
         pass!(self, self.inner.read(nsp, rooms, after, limit))
     }
-    fn history(
-        &self,
-        nsp: &str,
-        room: Option<&str>,
+    fn history<'a>(
+        &'a self,
+        nsp: &'a str,
+        room: Option<&'a str>,
         before: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
         pass!(self, self.inner.history(nsp, room, before, limit))
     }
     fn bounds(&self) -> BoxFuture<'_, Result<(Seq, Seq), StoreError>> {
         pass!(self, self.inner.bounds())
     }
+    fn shared_feed(&self) -> Option<&dyn SharedFeed> {
+        self.inner.shared_feed()
+    }
+}
+
+impl Sessions for FaultyStore {
     fn save_session(&self, record: SessionRecord) -> BoxFuture<'_, Result<(), StoreError>> {
         let mut open = self.saves_open.subscribe();
         Box::pin(async move {
@@ -115,37 +117,60 @@ impl Store for FaultyStore {
             self.inner.save_session(record).await
         })
     }
-    fn load_session(&self, pid: &str) -> BoxFuture<'_, Result<Option<SessionRecord>, StoreError>> {
+    fn load_session<'a>(
+        &'a self,
+        pid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
         pass!(self, self.inner.load_session(pid))
     }
-    fn delete_session(&self, pid: &str) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn delete_session<'a>(&'a self, pid: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         pass!(self, self.inner.delete_session(pid))
     }
-    fn inbox_push(
-        &self,
-        user: &str,
+}
+
+impl Inboxes for FaultyStore {
+    fn inbox_push<'a>(
+        &'a self,
+        user: &'a str,
         event: String,
         args: String,
         attachments: Vec<Bytes>,
-    ) -> BoxFuture<'_, Result<Seq, StoreError>> {
+    ) -> BoxFuture<'a, Result<Seq, StoreError>> {
         pass!(self, self.inner.inbox_push(user, event, args, attachments))
     }
-    fn inbox_pending(
-        &self,
-        user: &str,
+    fn inbox_pending<'a>(
+        &'a self,
+        user: &'a str,
         after: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<InboxEntry>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<InboxEntry>, StoreError>> {
         pass!(self, self.inner.inbox_pending(user, after, limit))
     }
-    fn inbox_ack(&self, user: &str, upto: Seq) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn inbox_ack<'a>(&'a self, user: &'a str, upto: Seq) -> BoxFuture<'a, Result<(), StoreError>> {
         pass!(self, self.inner.inbox_ack(user, upto))
     }
-    fn trim(
-        &self,
+}
+
+impl Retain for FaultyStore {
+    fn trim<'a>(
+        &'a self,
         retention: Retention,
+        streams: &'a [StreamRetention],
         sessions_before_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        pass!(self, self.inner.trim(retention, sessions_before_ms))
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        pass!(
+            self,
+            self.inner.trim(retention, streams, sessions_before_ms)
+        )
+    }
+    fn supports_stream_retention(&self) -> bool {
+        self.inner.supports_stream_retention()
+    }
+    fn trimmed<'a>(
+        &'a self,
+        nsp: &'a str,
+        streams: &'a [String],
+    ) -> BoxFuture<'a, Result<Seq, StoreError>> {
+        pass!(self, self.inner.trimmed(nsp, streams))
     }
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use tether::store::prelude::*;
 use tether::store::{
-    now_ms, AppendOnce, NewEntry, Retention, SessionRecord, Store, StreamRetention, Target,
+    now_ms, Append, AppendOnce, NewEntry, Retention, SessionRecord, StreamRetention, Target,
 };
 
 // ---------------------------------------------------------------------------
@@ -291,6 +292,48 @@ pub async fn append_once_first_time_and_duplicate(store: Arc<dyn Store>) {
     assert!(matches!(other, AppendOnce::Appended(s) if s > seq));
 }
 
+/// One batch of plain and keyed entries: positions in batch order, a key
+/// seen before (earlier, or earlier in the same batch) stores nothing and
+/// answers the first position.
+pub async fn append_batch_mixes_plain_and_keyed(store: Arc<dyn Store>) {
+    let first = store
+        .append_once("k1".into(), entry("/", &["a"], &[], "first"))
+        .await
+        .unwrap();
+    let out = store
+        .append_batch(vec![
+            Append::plain(entry("/", &["a"], &[], "p1")),
+            Append::keyed("k1", entry("/", &["a"], &[], "k1-again")),
+            Append::keyed("k2", entry("/", &["a"], &[], "k2")),
+            Append::plain(entry("/", &["a"], &[], "p2")),
+            Append::keyed("k2", entry("/", &["a"], &[], "k2-again")),
+            Append::keyed("k2", entry("/chat", &[], &[], "k2-other-nsp")),
+        ])
+        .await
+        .unwrap();
+    let s = first.seq();
+    assert_eq!(
+        out,
+        vec![
+            AppendOnce::Appended(s + 1),
+            AppendOnce::Duplicate(s),
+            AppendOnce::Appended(s + 2),
+            AppendOnce::Appended(s + 3),
+            AppendOnce::Duplicate(s + 2),
+            AppendOnce::Appended(s + 4),
+        ]
+    );
+    let events: Vec<String> = store
+        .read("/", &rooms(&["a"]), 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.entry.event)
+        .collect();
+    assert_eq!(events, ["first", "p1", "k2", "p2"]);
+    assert!(store.append_batch(vec![]).await.unwrap().is_empty());
+}
+
 pub async fn append_once_concurrent_same_key(store: Arc<dyn Store>) {
     let (x, y) = tokio::join!(
         store.append_once("same".into(), entry("/", &["a"], &[], "x")),
@@ -462,6 +505,7 @@ pub async fn trim_by_count(store: Arc<dyn Store>) {
                 max_age: None,
                 max_count: Some(4),
             },
+            &[],
             i64::MIN,
         )
         .await
@@ -498,7 +542,7 @@ pub async fn trim_by_count(store: Arc<dyn Store>) {
         max_age: None,
         max_count: Some(100),
     };
-    assert_eq!(store.trim(none, i64::MIN).await.unwrap(), 0);
+    assert_eq!(store.trim(none, &[], i64::MIN).await.unwrap(), 0);
 }
 
 pub async fn trim_by_age(store: Arc<dyn Store>) {
@@ -514,7 +558,7 @@ pub async fn trim_by_age(store: Arc<dyn Store>) {
         max_count: None,
     };
     assert_eq!(
-        store.trim(hour, i64::MIN).await.unwrap(),
+        store.trim(hour, &[], i64::MIN).await.unwrap(),
         0,
         "nothing is an hour old"
     );
@@ -529,7 +573,7 @@ pub async fn trim_by_age(store: Arc<dyn Store>) {
         max_age: Some(Duration::ZERO),
         max_count: None,
     };
-    assert_eq!(store.trim(zero, i64::MIN).await.unwrap(), 2);
+    assert_eq!(store.trim(zero, &[], i64::MIN).await.unwrap(), 2);
     assert!(store
         .read("/", &rooms(&["a"]), 0, 100)
         .await
@@ -564,7 +608,7 @@ pub async fn trim_everything_never_reuses_positions(store: Arc<dyn Store>) {
         max_age: None,
         max_count: Some(0),
     };
-    assert_eq!(store.trim(all, i64::MIN).await.unwrap(), 3);
+    assert_eq!(store.trim(all, &[], i64::MIN).await.unwrap(), 3);
     assert!(store
         .read("/", &rooms(&["a"]), 0, 100)
         .await
@@ -603,7 +647,7 @@ pub async fn trim_drops_old_disconnected_sessions(store: Arc<dyn Store>) {
         .save_session(session("gone-new", false, 5_000))
         .await
         .unwrap();
-    store.trim(Retention::default(), 1_000).await.unwrap();
+    store.trim(Retention::default(), &[], 1_000).await.unwrap();
     assert!(
         store.load_session("live-old").await.unwrap().is_some(),
         "connected sessions stay"
@@ -631,7 +675,7 @@ pub async fn bounds_track_last_and_oldest(store: Arc<dyn Store>) {
         max_age: None,
         max_count: Some(2),
     };
-    assert_eq!(store.trim(two, i64::MIN).await.unwrap(), 1);
+    assert_eq!(store.trim(two, &[], i64::MIN).await.unwrap(), 1);
     assert_eq!(store.bounds().await.unwrap(), (seqs[2], seqs[0] + 1));
     // The inbox has its own positions.
     store
@@ -738,10 +782,7 @@ pub async fn per_stream_retention(store: Arc<dyn Store>) {
         StreamRetention::new("/", "typing").max_count(3),
         StreamRetention::new("/", "news").max_age(Duration::from_secs(3600)),
     ];
-    let removed = store
-        .trim_streams(default, streams.clone(), i64::MIN)
-        .await
-        .unwrap();
+    let removed = store.trim(default, &streams, i64::MIN).await.unwrap();
     assert_eq!(removed, 5 + 7, "every chat entry and t0..t6");
     let typing = store.read("/", &rooms(&["typing"]), 0, 100).await.unwrap();
     assert_eq!(
@@ -771,18 +812,9 @@ pub async fn per_stream_retention(store: Arc<dyn Store>) {
     assert_eq!(store.trimmed("/other", &rooms(&["chat"])).await.unwrap(), 0);
 
     // Trimming again steps over the kept entries and removes nothing.
-    assert_eq!(
-        store
-            .trim_streams(default, streams, i64::MIN)
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(store.trim(default, &streams, i64::MIN).await.unwrap(), 0);
     // Without the overrides, the default takes the rest.
-    assert_eq!(
-        store.trim_streams(default, vec![], i64::MIN).await.unwrap(),
-        7
-    );
+    assert_eq!(store.trim(default, &[], i64::MIN).await.unwrap(), 7);
     assert!(store
         .read("/", &rooms(&["typing", "news"]), 0, 100)
         .await

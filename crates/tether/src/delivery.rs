@@ -23,7 +23,7 @@ use tether_proto::tether::Offset;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::SendBudget;
-use crate::store::{AppendOnce, Entry, NewEntry, Seq, Store, StoreError};
+use crate::store::{Append, AppendOnce, Entry, NewEntry, Seq, Store, StoreError};
 
 /// Connection state recovery settings.
 ///
@@ -466,43 +466,27 @@ async fn publish_batch(
 ) {
     {
         let started = std::time::Instant::now();
-        // Every request of the batch goes to the store at once (plain ones in
-        // one call), so the store commits them together; none is fanned out
-        // before all are stored, and each batch's positions follow the
-        // previous batch's.
-        let (plain, keyed): (Vec<usize>, Vec<usize>) =
-            (0..batch.len()).partition(|&i| batch[i].key.is_none());
-        let plain_entries: Vec<NewEntry> = plain.iter().map(|&i| batch[i].entry.clone()).collect();
-        let plain_done = async {
-            if plain_entries.is_empty() {
-                Ok(Vec::new())
-            } else {
-                store.append(plain_entries).await
-            }
+        // Every request of the batch, plain and keyed, goes to the store in
+        // one append, so the store commits them together (one round trip for
+        // a networked store); none is fanned out before all are stored, and
+        // each batch's positions follow the previous batch's.
+        let appends: Vec<Append> = batch
+            .iter()
+            .map(|p| Append {
+                entry: p.entry.clone(),
+                key: p.key.clone(),
+            })
+            .collect();
+        let results: Vec<Result<AppendOnce, StoreError>> = match store.append_batch(appends).await {
+            Ok(outcomes) if outcomes.len() == batch.len() => outcomes.into_iter().map(Ok).collect(),
+            Ok(_) => vec![
+                Err(StoreError::Unavailable(
+                    "the store answered a batch with the wrong number of positions".into()
+                ));
+                batch.len()
+            ],
+            Err(e) => vec![Err(e); batch.len()],
         };
-        let keyed_done = futures_util::future::join_all(keyed.iter().map(|&i| {
-            let key = batch[i].key.clone().unwrap_or_default();
-            store.append_once(key, batch[i].entry.clone())
-        }));
-        let (plain_result, keyed_results) =
-            futures_util::future::join(plain_done, keyed_done).await;
-        let mut results: Vec<Result<AppendOnce, StoreError>> =
-            vec![Err(StoreError::Closed); batch.len()];
-        match plain_result {
-            Ok(seqs) => {
-                for (&i, seq) in plain.iter().zip(seqs) {
-                    results[i] = Ok(AppendOnce::Appended(seq));
-                }
-            }
-            Err(e) => {
-                for &i in &plain {
-                    results[i] = Err(e.clone());
-                }
-            }
-        }
-        for (&i, result) in keyed.iter().zip(keyed_results) {
-            results[i] = result;
-        }
         metrics::histogram!(crate::metrics::STORE_COMMIT_SECONDS)
             .record(started.elapsed().as_secs_f64());
         let duplicates = results

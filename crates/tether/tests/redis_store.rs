@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tether::store::{now_ms, AppendOnce, Health, RedisStore, Retention, Store, StoreError};
+use tether::store::prelude::*;
+use tether::store::{now_ms, AppendOnce, Health, RedisStore, Retention, StoreError};
 
 use store_suite::*;
 use tether_testkit::store_suite;
@@ -47,6 +48,7 @@ redis_suite!(
     history_pages_backwards,
     append_once_first_time_and_duplicate,
     append_once_concurrent_same_key,
+    append_batch_mixes_plain_and_keyed,
     sessions_save_load_replace_delete,
     inbox_push_pending_ack,
     trim_by_count,
@@ -84,7 +86,10 @@ fn keys_of(url: &str, prefix: &str) -> Vec<String> {
 }
 
 fn is_unavailable<T: std::fmt::Debug>(result: &Result<T, StoreError>) -> bool {
-    matches!(result, Err(StoreError::Unavailable(_)))
+    matches!(
+        result,
+        Err(StoreError::Unavailable(_) | StoreError::Backend { .. })
+    )
 }
 
 #[test]
@@ -92,16 +97,25 @@ fn connect_to_nothing_fails_fast_and_cleanly() {
     let started = Instant::now();
     let port = support::free_port();
     let err = RedisStore::connect(&format!("redis://127.0.0.1:{port}/"), "p").unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Unavailable(_) | StoreError::Backend { .. }),
+        "{err:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
     let err = RedisStore::connect("http://nope", "p").unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Unavailable(_) | StoreError::Backend { .. }),
+        "{err:?}"
+    );
     let err = RedisStore::connect("redis://127.0.0.1:1/", "").unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Unavailable(_) | StoreError::Backend { .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,7 +196,7 @@ async fn a_reset_ends_the_feed_and_health_says_so_until_a_new_feed() {
     };
     let a = scope.store();
     assert_eq!(a.check_health().await, Health::Healthy);
-    let mut feed = a.feed(0).expect("a shared store has a feed");
+    let mut feed = a.shared_feed().expect("a shared store has a feed").feed(0);
     a.append(vec![entry("/", &[], &[], "1")]).await.unwrap();
     assert_eq!(events(&take(&mut feed, 1).await), ["1"]);
 
@@ -206,7 +220,7 @@ async fn a_reset_ends_the_feed_and_health_says_so_until_a_new_feed() {
         "{end:?}"
     );
     // A feed of the new life: the node has started over.
-    let mut feed = a.feed(0).unwrap();
+    let mut feed = a.shared_feed().expect("a shared store has a feed").feed(0);
     assert_eq!(a.check_health().await, Health::Healthy);
     assert_eq!(
         a.append(vec![entry("/", &[], &[], "new")]).await.unwrap(),
@@ -242,7 +256,7 @@ async fn sessions_of_a_node_whose_lease_lapsed_are_disconnected_then_purged() {
     tokio::time::sleep(lease + Duration::from_millis(300)).await;
 
     let before = now_ms();
-    live.trim(Retention::default(), 0).await.unwrap();
+    live.trim(Retention::default(), &[], 0).await.unwrap();
     for pid in ["d1", "d2"] {
         let record = live.load_session(pid).await.unwrap().unwrap();
         assert!(!record.connected, "{record:?}");
@@ -259,7 +273,9 @@ async fn sessions_of_a_node_whose_lease_lapsed_are_disconnected_then_purged() {
         );
     }
     // The purge takes them like any other disconnected session.
-    live.trim(Retention::default(), now_ms() + 1).await.unwrap();
+    live.trim(Retention::default(), &[], now_ms() + 1)
+        .await
+        .unwrap();
     assert!(live.load_session("d1").await.unwrap().is_none());
     assert!(live.load_session("d2").await.unwrap().is_none());
     assert!(live.load_session("l1").await.unwrap().is_some());
@@ -297,12 +313,19 @@ async fn feed_brings_every_node_s_appends_once_in_position_order() {
         return;
     };
     let nodes: Vec<Arc<RedisStore>> = (0..3).map(|_| Arc::new(scope.store())).collect();
-    assert!(nodes.iter().all(|n| n.shared()));
+    assert!(nodes.iter().all(|n| n.shared_feed().is_some()));
     let before = nodes[0]
         .append(vec![entry("/", &[], &[], "before")])
         .await
         .unwrap()[0];
-    let mut feeds: Vec<_> = nodes.iter().map(|n| n.feed(before).unwrap()).collect();
+    let mut feeds: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            n.shared_feed()
+                .expect("a shared store has a feed")
+                .feed(before)
+        })
+        .collect();
 
     // 3 nodes x 3 tasks, each 40 appends: plain (some in batches of 3) and
     // idempotent ones, to rooms, the namespace and another namespace.
@@ -387,7 +410,10 @@ async fn feed_brings_every_node_s_appends_once_in_position_order() {
 
     // A feed started in the middle gives what follows, only.
     let all = first.unwrap();
-    let mut late = nodes[1].feed(all[99]).unwrap();
+    let mut late = nodes[1]
+        .shared_feed()
+        .expect("a shared store has a feed")
+        .feed(all[99]);
     let rest = take(&mut late, total - 100).await;
     assert_eq!(rest.iter().map(|e| e.seq).collect::<Vec<_>>(), all[100..]);
 }
@@ -408,7 +434,10 @@ async fn a_feed_whose_connection_dies_fails_and_a_new_one_resumes() {
         )
         .await
         .unwrap();
-    let mut feed = store.feed(0).unwrap();
+    let mut feed = store
+        .shared_feed()
+        .expect("a shared store has a feed")
+        .feed(0);
     assert_eq!(events(&take(&mut feed, 3).await), ["e0", "e1", "e2"]);
 
     // The feed blocks in XREAD on its own connection: kill that connection.
@@ -432,7 +461,10 @@ async fn a_feed_whose_connection_dies_fails_and_a_new_one_resumes() {
         .await
         .expect("the feed notices within 10 s");
     assert!(
-        matches!(failed, Some(Err(StoreError::Unavailable(_)))),
+        matches!(
+            failed,
+            Some(Err(StoreError::Unavailable(_) | StoreError::Backend { .. }))
+        ),
         "{failed:?}"
     );
     assert!(feed.next().await.is_none(), "a failed feed ends");
@@ -442,7 +474,10 @@ async fn a_feed_whose_connection_dies_fails_and_a_new_one_resumes() {
         .append(vec![entry("/", &[], &[], "e3"), entry("/", &[], &[], "e4")])
         .await
         .unwrap();
-    let mut resumed = store.feed(seqs[2]).unwrap();
+    let mut resumed = store
+        .shared_feed()
+        .expect("a shared store has a feed")
+        .feed(seqs[2]);
     let got = take(&mut resumed, 2).await;
     assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), more);
 }
@@ -521,7 +556,7 @@ async fn idempotency_records_get_the_age_retention_as_ttl() {
         max_age: Some(Duration::from_secs(3600)),
         max_count: None,
     };
-    store.trim(hour, i64::MIN).await.unwrap();
+    store.trim(hour, &[], i64::MIN).await.unwrap();
     store
         .append_once("k2".into(), entry("/", &[], &[], "2"))
         .await
@@ -531,7 +566,10 @@ async fn idempotency_records_get_the_age_retention_as_ttl() {
         ttl > 3_600_000 && ttl <= 7_200_000,
         "the retention plus a margin: {ttl} ms"
     );
-    store.trim(Retention::default(), i64::MIN).await.unwrap();
+    store
+        .trim(Retention::default(), &[], i64::MIN)
+        .await
+        .unwrap();
     store
         .append_once("k3".into(), entry("/", &[], &[], "3"))
         .await
@@ -565,7 +603,7 @@ async fn trimming_everything_leaves_no_index_behind() {
         max_age: None,
         max_count: Some(0),
     };
-    assert_eq!(store.trim(all, 1_000).await.unwrap(), 3);
+    assert_eq!(store.trim(all, &[], 1_000).await.unwrap(), 3);
     store.delete_session("live").await.unwrap();
     assert_eq!(
         keys_of(&scope.url, &scope.prefix),
@@ -627,7 +665,7 @@ async fn binary_and_odd_names_round_trip() {
         max_age: None,
         max_count: Some(0),
     };
-    assert_eq!(store.trim(all, i64::MIN).await.unwrap(), 2);
+    assert_eq!(store.trim(all, &[], i64::MIN).await.unwrap(), 2);
     assert_eq!(
         keys_of(&scope.url, &scope.prefix),
         ["epoch", "i:u:1", "ia:u:1", "log", "seq", "trimmed", "ts"]
@@ -652,7 +690,10 @@ async fn redis_down_fails_fast_then_service_resumes_by_itself() {
         .save_session(session("p1", true, now_ms()))
         .await
         .unwrap();
-    let mut feed = store.feed(first).unwrap();
+    let mut feed = store
+        .shared_feed()
+        .expect("a shared store has a feed")
+        .feed(first);
 
     tokio::task::block_in_place(|| redis.stop());
     let started = Instant::now();
@@ -666,7 +707,12 @@ async fn redis_down_fails_fast_then_service_resumes_by_itself() {
     assert!(is_unavailable(&store.load_session("p1").await));
     let feed_failed = tokio::time::timeout(Duration::from_secs(15), feed.next()).await;
     assert!(
-        matches!(feed_failed, Ok(Some(Err(StoreError::Unavailable(_))))),
+        matches!(
+            feed_failed,
+            Ok(Some(Err(
+                StoreError::Unavailable(_) | StoreError::Backend { .. }
+            )))
+        ),
         "{feed_failed:?}"
     );
     let elapsed = started.elapsed();
@@ -696,6 +742,9 @@ async fn redis_down_fails_fast_then_service_resumes_by_itself() {
     assert!(store.load_session("p1").await.unwrap().is_some());
     let again = RedisStore::connect(&url, "down").unwrap();
     assert_eq!(again.epoch(), epoch, "an AOF restart keeps the life");
-    let mut feed = store.feed(first).unwrap();
+    let mut feed = store
+        .shared_feed()
+        .expect("a shared store has a feed")
+        .feed(first);
     assert_eq!(events(&take(&mut feed, 1).await), ["after"]);
 }

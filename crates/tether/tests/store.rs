@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use tether::store::prelude::*;
 use tether::store::{
-    now_ms, AppendOnce, Durability, Health, MemoryStore, Retention, SqliteStore, Store, StoreError,
+    now_ms, AppendOnce, Durability, Health, MemoryStore, Retention, SqliteStore, StoreError,
 };
 
 use store_suite::*;
@@ -47,6 +48,7 @@ suite!(
     history_pages_backwards,
     append_once_first_time_and_duplicate,
     append_once_concurrent_same_key,
+    append_batch_mixes_plain_and_keyed,
     sessions_save_load_replace_delete,
     inbox_push_pending_ack,
     trim_by_count,
@@ -62,6 +64,16 @@ mod per_stream {
     //! stream alike and says so: `supports_stream_retention` is false).
     use super::store_suite;
     suite!(per_stream_retention);
+}
+
+use tether_testkit::faulty_store;
+
+/// A store that wraps another (here a `MemoryStore` the test can take down)
+/// keeps the inner store's per-stream retention and trim marks: every method
+/// is stated, none falls back to a default that changes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrapping_store_keeps_per_stream_retention() {
+    store_suite::per_stream_retention(std::sync::Arc::new(faulty_store::FaultyStore::new())).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -102,6 +114,7 @@ async fn sqlite_reopen_keeps_epoch_and_data() {
                 max_age: None,
                 max_count: Some(2),
             },
+            &[],
             i64::MIN,
         )
         .await
@@ -158,7 +171,36 @@ async fn sqlite_open_fails_cleanly() {
     let dir = TempDb::new();
     let missing_dir = dir.path().join("no-such-dir").join("store.db");
     let err = SqliteStore::open(&missing_dir, Durability::Fsync).unwrap_err();
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Unavailable(_) | StoreError::Backend { .. }),
+        "{err:?}"
+    );
+}
+
+/// An entry whose columns cannot be decoded is reported as corrupt (the
+/// data is bad, not the backend), with the decoding error as the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_corrupt_entry_is_corrupt_not_unavailable() {
+    let db = TempDb::new();
+    let store = SqliteStore::open(db.path(), Durability::Fsync).unwrap();
+    let seqs = store
+        .append(vec![entry("/", &["a"], &[], "fine")])
+        .await
+        .unwrap();
+    let raw = rusqlite::Connection::open(db.path()).unwrap();
+    raw.execute(
+        "UPDATE entries SET except_rooms = 'not json' WHERE seq = ?1",
+        [seqs[0] as i64],
+    )
+    .unwrap();
+    let err = store.read("/", &rooms(&["a"]), 0, 10).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { what, .. } if what.contains("JSON")),
+        "{err:?}"
+    );
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+    assert!(!err.is_unavailable());
+    assert!(err.to_string().starts_with("corrupt store data: "), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,15 +232,46 @@ async fn sqlite_failing_batch_fails_whole_and_keeps_the_rest() {
     let push = store.inbox_push("ann", "m".into(), "[]".into(), vec![]);
     raw.execute_batch("COMMIT").unwrap();
     let (r1, r2, r3, r4, r5, r6) = tokio::join!(ok_append, poisoned, once, save, delete, push);
-    assert!(matches!(r1, Err(StoreError::Unavailable(_))), "{r1:?}");
     assert!(
-        matches!(&r2, Err(StoreError::Unavailable(m)) if m.contains("poisoned")),
+        matches!(
+            r1,
+            Err(StoreError::Unavailable(_) | StoreError::Backend { .. })
+        ),
+        "{r1:?}"
+    );
+    assert!(
+        matches!(&r2, Err(e @ StoreError::Backend { .. })
+            if e.to_string().contains("poisoned") && std::error::Error::source(e).is_some()),
         "{r2:?}"
     );
-    assert!(matches!(r3, Err(StoreError::Unavailable(_))), "{r3:?}");
-    assert!(matches!(r4, Err(StoreError::Unavailable(_))), "{r4:?}");
-    assert!(matches!(r5, Err(StoreError::Unavailable(_))), "{r5:?}");
-    assert!(matches!(r6, Err(StoreError::Unavailable(_))), "{r6:?}");
+    assert!(
+        matches!(
+            r3,
+            Err(StoreError::Unavailable(_) | StoreError::Backend { .. })
+        ),
+        "{r3:?}"
+    );
+    assert!(
+        matches!(
+            r4,
+            Err(StoreError::Unavailable(_) | StoreError::Backend { .. })
+        ),
+        "{r4:?}"
+    );
+    assert!(
+        matches!(
+            r5,
+            Err(StoreError::Unavailable(_) | StoreError::Backend { .. })
+        ),
+        "{r5:?}"
+    );
+    assert!(
+        matches!(
+            r6,
+            Err(StoreError::Unavailable(_) | StoreError::Backend { .. })
+        ),
+        "{r6:?}"
+    );
 
     // Nothing of the batch was kept; what was there before is intact.
     let read = store.read("/", &rooms(&["a"]), 0, 100).await.unwrap();
@@ -306,11 +379,11 @@ async fn sqlite_disconnect_sessions_starts_their_window_now() {
     let gone = store.load_session("gone").await.unwrap().unwrap();
     assert_eq!(gone.updated_ms, 1, "already disconnected: unchanged");
     // The purge takes them like any other disconnected session.
-    store.trim(Retention::default(), before).await.unwrap();
+    store.trim(Retention::default(), &[], before).await.unwrap();
     assert!(store.load_session("gone").await.unwrap().is_none());
     assert!(store.load_session("live").await.unwrap().is_some());
     store
-        .trim(Retention::default(), now_ms() + 1)
+        .trim(Retention::default(), &[], now_ms() + 1)
         .await
         .unwrap();
     assert!(store.load_session("live").await.unwrap().is_none());
@@ -339,7 +412,7 @@ async fn sqlite_trim_by_age_keeps_newer_entries() {
         max_age: Some(Duration::from_secs(3600)),
         max_count: None,
     };
-    assert_eq!(store.trim(hour, i64::MIN).await.unwrap(), 3);
+    assert_eq!(store.trim(hour, &[], i64::MIN).await.unwrap(), 3);
     let read = store.read("/", &rooms(&["a"]), 0, 100).await.unwrap();
     assert_eq!(events(&read), ["e3", "e4"]);
     assert_eq!(store.bounds().await.unwrap(), (seqs[4], seqs[2] + 1));

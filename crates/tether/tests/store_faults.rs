@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tether::store::Store;
+use tether::store::Sessions;
 use tether::{Config, EmitError, Event, Socket, SocketIo};
 use tokio_websockets::{ClientBuilder, Message};
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tether::store::{RedisStore, Store};
+use tether::store::{EventLog, RedisStore};
 
 /// Errors reading or cleaning the Redis store.
 #[derive(Debug, thiserror::Error)]

@@ -300,7 +300,7 @@ impl SocketIo {
                 config.stream_retention.clone(),
                 recovery.max_disconnection,
             );
-            feed = store.shared().then(|| store.clone());
+            feed = store.shared_feed().is_some().then(|| store.clone());
             Arc::new(DeliveryCtx {
                 publisher: Publisher::start(store.clone(), feed.is_none()),
                 store,
@@ -528,7 +528,7 @@ fn spawn_retention(
                 crate::store::now_ms()
                     .saturating_sub(i64::try_from(w.as_millis()).unwrap_or(i64::MAX))
             });
-            if let Err(e) = store.trim_streams(retention, streams.clone(), before).await {
+            if let Err(e) = store.trim(retention, &streams, before).await {
                 tracing::warn!(error = %e, "retention trim failed");
             }
         }
@@ -575,7 +575,7 @@ async fn run_feed(io: Weak<IoInner>, store: Arc<dyn Store>) {
             io.engine
                 .close_all(tether_proto::engine::CloseReason::ForcedClose);
         }
-        let Some(mut feed) = store.feed(after) else {
+        let Some(mut feed) = store.shared_feed().map(|shared| shared.feed(after)) else {
             return;
         };
         loop {

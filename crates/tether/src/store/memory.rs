@@ -7,12 +7,14 @@ use std::ops::Bound;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use super::trim::{streams_of, TrimPlan};
 use super::{
-    age_cutoff, now_ms, reaches, AppendOnce, BoxFuture, Cuts, Entry, Health, InboxEntry, NewEntry,
-    Retention, Seq, SessionRecord, Store, StoreError, StreamRetention,
+    now_ms, reaches, Append, AppendOnce, BoxFuture, Entry, EventLog, Health, InboxEntry, Inboxes,
+    NewEntry, Retain, Retention, Seq, SessionRecord, Sessions, SharedFeed, StoreError,
+    StreamRetention,
 };
 
-/// A [`Store`] in memory: nothing survives the process, and every instance
+/// A [`Store`](super::Store) in memory: nothing survives the process, and every instance
 /// has its own random epoch.
 ///
 /// Every operation runs at the call, under one [`parking_lot::Mutex`], and
@@ -82,12 +84,6 @@ impl Default for MemoryStore {
 /// The answer of an operation done at the call.
 fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, Result<T, StoreError>> {
     Box::pin(std::future::ready(Ok(value)))
-}
-
-/// The streams an entry is in: its rooms, or `""` (the whole namespace).
-fn streams_of(rooms: &[String]) -> impl Iterator<Item = &str> {
-    let whole = rooms.is_empty().then_some("");
-    whole.into_iter().chain(rooms.iter().map(String::as_str))
 }
 
 impl State {
@@ -214,10 +210,9 @@ impl State {
         streams: &[StreamRetention],
         sessions_before_ms: i64,
     ) -> u64 {
-        let default_age = age_cutoff(retention.max_age);
-        let mut defaults: HashMap<String, Cuts> = HashMap::new();
+        let mut plan = TrimPlan::new(&retention);
         let mut candidates = BTreeSet::new();
-        if let Some(cutoff) = default_age {
+        if let Some(cutoff) = plan.default_age() {
             candidates.extend(
                 self.entries
                     .values()
@@ -226,66 +221,50 @@ impl State {
             );
         }
         for (name, ns) in &self.namespaces {
-            let mut cuts = Cuts {
-                age_cutoff_ms: default_age,
-                count_cut: None,
-            };
+            let mut count_cut = None;
             if let Some(max_count) = retention.max_count {
                 let excess = ns
                     .seqs
                     .len()
                     .saturating_sub(usize::try_from(max_count).unwrap_or(usize::MAX));
                 if excess > 0 {
-                    cuts.count_cut = ns.seqs.get(excess - 1).copied();
+                    count_cut = ns.seqs.get(excess - 1).copied();
                     candidates.extend(ns.seqs.iter().take(excess));
                 }
             }
-            defaults.insert(name.clone(), cuts);
+            plan.namespace(name, count_cut);
         }
-        let mut overrides: HashMap<(&str, &str), Cuts> = HashMap::new();
         for policy in streams {
-            let mut cuts = Cuts {
-                age_cutoff_ms: age_cutoff(policy.max_age),
-                count_cut: None,
-            };
             let stream = self
                 .namespaces
                 .get(&policy.nsp)
                 .and_then(|ns| ns.streams.get(&policy.room));
-            if let Some(stream) = stream {
-                if let Some(cutoff) = cuts.age_cutoff_ms {
-                    candidates.extend(
-                        stream.iter().take_while(|seq| {
-                            self.entries.get(seq).is_some_and(|e| e.ts_ms < cutoff)
-                        }),
-                    );
-                }
-                if let Some(max_count) = policy.max_count {
-                    let excess = stream
-                        .len()
-                        .saturating_sub(usize::try_from(max_count).unwrap_or(usize::MAX));
-                    if excess > 0 {
-                        cuts.count_cut = stream.iter().nth(excess - 1).copied();
-                        candidates.extend(stream.iter().take(excess));
-                    }
+            let mut count_cut = None;
+            if let (Some(stream), Some(max_count)) = (stream, policy.max_count) {
+                let excess = stream
+                    .len()
+                    .saturating_sub(usize::try_from(max_count).unwrap_or(usize::MAX));
+                if excess > 0 {
+                    count_cut = stream.iter().nth(excess - 1).copied();
+                    candidates.extend(stream.iter().take(excess));
                 }
             }
-            overrides.insert((policy.nsp.as_str(), policy.room.as_str()), cuts);
+            let cuts = plan.stream(policy, count_cut);
+            if let (Some(stream), Some(cutoff)) = (stream, cuts.age_cutoff_ms) {
+                candidates.extend(
+                    stream
+                        .iter()
+                        .take_while(|seq| self.entries.get(seq).is_some_and(|e| e.ts_ms < cutoff)),
+                );
+            }
         }
         let doomed: Vec<Seq> = candidates
             .into_iter()
             .filter(|seq| {
-                let Some(entry) = self.entries.get(seq) else {
-                    return false;
-                };
-                let nsp = entry.entry.target.nsp.as_str();
-                let kept = streams_of(&entry.entry.target.rooms).any(|room| {
-                    overrides
-                        .get(&(nsp, room))
-                        .or_else(|| defaults.get(nsp))
-                        .is_some_and(|cuts| cuts.keeps(entry.seq, entry.ts_ms))
-                });
-                !kept
+                self.entries.get(seq).is_some_and(|entry| {
+                    let target = &entry.entry.target;
+                    !plan.keeps(&target.nsp, &target.rooms, entry.seq, entry.ts_ms)
+                })
             })
             .collect();
         let removed = doomed.len() as u64;
@@ -297,12 +276,29 @@ impl State {
         removed
     }
 
-    fn trim(&mut self, retention: Retention, sessions_before_ms: i64) -> u64 {
-        self.trim_streams(retention, &[], sessions_before_ms)
+    /// Appends `entry` unless its `key` was used before in its namespace.
+    fn append_keyed(&mut self, key: Option<String>, entry: NewEntry, ts_ms: i64) -> AppendOnce {
+        let Some(key) = key else {
+            return AppendOnce::Appended(self.append(entry, ts_ms));
+        };
+        let seen = self
+            .namespaces
+            .get(&entry.target.nsp)
+            .and_then(|ns| ns.keys.get(&key))
+            .copied();
+        if let Some(seq) = seen {
+            return AppendOnce::Duplicate(seq);
+        }
+        let nsp = entry.target.nsp.clone();
+        let seq = self.append(entry, ts_ms);
+        let ns = self.namespaces.entry(nsp).or_default();
+        ns.key_of.insert(seq, key.clone());
+        ns.keys.insert(key, seq);
+        AppendOnce::Appended(seq)
     }
 }
 
-impl Store for MemoryStore {
+impl EventLog for MemoryStore {
     fn epoch(&self) -> &str {
         &self.epoch
     }
@@ -312,53 +308,36 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Health::Healthy))
     }
 
-    fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>> {
+    fn append_batch(
+        &self,
+        batch: Vec<Append>,
+    ) -> BoxFuture<'_, Result<Vec<AppendOnce>, StoreError>> {
         let mut state = self.state.lock();
         let ts = state.next_ts();
-        let seqs = entries.into_iter().map(|e| state.append(e, ts)).collect();
-        ready(seqs)
+        let outcomes = batch
+            .into_iter()
+            .map(|Append { entry, key }| state.append_keyed(key, entry, ts))
+            .collect();
+        ready(outcomes)
     }
 
-    fn append_once(
-        &self,
-        key: String,
-        entry: NewEntry,
-    ) -> BoxFuture<'_, Result<AppendOnce, StoreError>> {
-        let mut state = self.state.lock();
-        let seen = state
-            .namespaces
-            .get(&entry.target.nsp)
-            .and_then(|ns| ns.keys.get(&key))
-            .copied();
-        if let Some(seq) = seen {
-            return ready(AppendOnce::Duplicate(seq));
-        }
-        let ts = state.next_ts();
-        let nsp = entry.target.nsp.clone();
-        let seq = state.append(entry, ts);
-        let ns = state.namespaces.entry(nsp).or_default();
-        ns.key_of.insert(seq, key.clone());
-        ns.keys.insert(key, seq);
-        ready(AppendOnce::Appended(seq))
-    }
-
-    fn read(
-        &self,
-        nsp: &str,
-        rooms: &[String],
+    fn read<'a>(
+        &'a self,
+        nsp: &'a str,
+        rooms: &'a [String],
         after: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
         ready(self.state.lock().read(nsp, rooms, after, limit))
     }
 
-    fn history(
-        &self,
-        nsp: &str,
-        room: Option<&str>,
+    fn history<'a>(
+        &'a self,
+        nsp: &'a str,
+        room: Option<&'a str>,
         before: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
         ready(self.state.lock().history(nsp, room, before, limit))
     }
 
@@ -367,6 +346,13 @@ impl Store for MemoryStore {
         ready((state.last_seq, state.trimmed_upto + 1))
     }
 
+    fn shared_feed(&self) -> Option<&dyn SharedFeed> {
+        // Owned by one process.
+        None
+    }
+}
+
+impl Sessions for MemoryStore {
     fn save_session(&self, record: SessionRecord) -> BoxFuture<'_, Result<(), StoreError>> {
         self.state
             .lock()
@@ -375,22 +361,27 @@ impl Store for MemoryStore {
         ready(())
     }
 
-    fn load_session(&self, pid: &str) -> BoxFuture<'_, Result<Option<SessionRecord>, StoreError>> {
+    fn load_session<'a>(
+        &'a self,
+        pid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>> {
         ready(self.state.lock().sessions.get(pid).cloned())
     }
 
-    fn delete_session(&self, pid: &str) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn delete_session<'a>(&'a self, pid: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         self.state.lock().sessions.remove(pid);
         ready(())
     }
+}
 
-    fn inbox_push(
-        &self,
-        user: &str,
+impl Inboxes for MemoryStore {
+    fn inbox_push<'a>(
+        &'a self,
+        user: &'a str,
         event: String,
         args: String,
         attachments: Vec<Bytes>,
-    ) -> BoxFuture<'_, Result<Seq, StoreError>> {
+    ) -> BoxFuture<'a, Result<Seq, StoreError>> {
         let mut state = self.state.lock();
         let ts_ms = state.next_ts();
         let inbox = state.inboxes.entry(user.to_owned()).or_default();
@@ -411,12 +402,12 @@ impl Store for MemoryStore {
         ready(seq)
     }
 
-    fn inbox_pending(
-        &self,
-        user: &str,
+    fn inbox_pending<'a>(
+        &'a self,
+        user: &'a str,
         after: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<InboxEntry>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<InboxEntry>, StoreError>> {
         let state = self.state.lock();
         let pending = state
             .inboxes
@@ -434,7 +425,7 @@ impl Store for MemoryStore {
         ready(pending)
     }
 
-    fn inbox_ack(&self, user: &str, upto: Seq) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn inbox_ack<'a>(&'a self, user: &'a str, upto: Seq) -> BoxFuture<'a, Result<(), StoreError>> {
         let mut state = self.state.lock();
         let inbox = state.inboxes.entry(user.to_owned()).or_default();
         inbox.upto = inbox.upto.max(upto);
@@ -442,25 +433,19 @@ impl Store for MemoryStore {
         inbox.entries = kept;
         ready(())
     }
+}
 
-    fn trim(
-        &self,
+impl Retain for MemoryStore {
+    fn trim<'a>(
+        &'a self,
         retention: Retention,
+        streams: &'a [StreamRetention],
         sessions_before_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        ready(self.state.lock().trim(retention, sessions_before_ms))
-    }
-
-    fn trim_streams(
-        &self,
-        retention: Retention,
-        streams: Vec<StreamRetention>,
-        sessions_before_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
         ready(
             self.state
                 .lock()
-                .trim_streams(retention, &streams, sessions_before_ms),
+                .trim_streams(retention, streams, sessions_before_ms),
         )
     }
 
@@ -468,7 +453,11 @@ impl Store for MemoryStore {
         true
     }
 
-    fn trimmed(&self, nsp: &str, streams: &[String]) -> BoxFuture<'_, Result<Seq, StoreError>> {
+    fn trimmed<'a>(
+        &'a self,
+        nsp: &'a str,
+        streams: &'a [String],
+    ) -> BoxFuture<'a, Result<Seq, StoreError>> {
         let state = self.state.lock();
         let mark = streams
             .iter()

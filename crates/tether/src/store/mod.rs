@@ -7,12 +7,24 @@
 //! commit). Positions ("offsets") are one sequence per store, increasing; a
 //! stream (a room of a namespace) sees a subsequence of it, so one offset tells
 //! where a client stands in every stream at once.
+//!
+//! A store is four concerns, one trait each, every method stated by every
+//! store (no default bodies, so a store that wraps another forwards all of
+//! them): [`EventLog`] (appends, reads, bounds, health, and
+//! [`EventLog::shared_feed`] for a store several nodes share: a
+//! [`SharedFeed`]), [`Sessions`], [`Inboxes`] and [`Retain`] (trimming).
+//! [`Store`] is all four, implemented for every type that has them.
+//! [`EventLogExt`] adds shorthands over the batch append
+//! ([`EventLogExt::append`], [`EventLogExt::append_once`]); to call the
+//! methods on a concrete store, `use tether::store::prelude::*`.
 
 mod memory;
 mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod trim;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,14 +37,39 @@ pub use sqlite::{Durability, SessionInfo, SqliteStore, StreamInfo};
 /// A position in the store. Increasing; never reused within one epoch.
 pub type Seq = u64;
 
+/// An error of a backend, kept as the source of a [`StoreError`].
+pub type BackendError = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why a store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The backend failed (I/O, disk full, connection lost). Nothing of the
-    /// failed operation was kept.
+    /// The store cannot serve the operation now (a full publish queue, an
+    /// answer that did not come in time, a store reset under the node, a
+    /// file replaced). Nothing of the failed operation was kept.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The backend failed (I/O, disk full, connection lost); its own error is
+    /// the source. Nothing of the failed operation was kept.
+    #[error("store unavailable: {message}")]
+    Backend {
+        /// What failed, for humans (the backend error's text, with context).
+        message: String,
+        /// The backend's error (`rusqlite::Error`, `redis::RedisError`).
+        #[source]
+        source: BackendError,
+    },
+    /// What the store holds cannot be decoded (an entry, a session or an
+    /// inbox entry written by something else, or damaged): the data is bad,
+    /// not the backend, and trying again does not help.
+    #[error("corrupt store data: {what}")]
+    Corrupt {
+        /// What was being decoded, and how it failed.
+        what: String,
+        /// The decoding error, when there is one.
+        #[source]
+        source: Option<BackendError>,
+    },
     /// The store was closed.
     #[error("store closed")]
     Closed,
@@ -41,8 +78,41 @@ pub enum StoreError {
     Unsupported(&'static str),
 }
 
-/// Whether a store can keep what it is given now (see [`Store::check_health`]).
+impl StoreError {
+    /// A failure of the backend, with its error as the source.
+    pub fn backend(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Backend {
+            message: message.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// Data that cannot be decoded, without a decoding error of its own.
+    pub fn corrupt(what: impl Into<String>) -> Self {
+        StoreError::Corrupt {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// True when the store could not serve the operation now
+    /// ([`StoreError::Unavailable`] or [`StoreError::Backend`]): trying
+    /// again later may work.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Backend { .. }
+        )
+    }
+}
+
+/// Whether a store can keep what it is given now (see
+/// [`EventLog::check_health`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Health {
     /// Writes go through.
     Healthy,
@@ -56,6 +126,14 @@ impl Health {
     /// True for [`Health::Healthy`].
     pub fn is_healthy(&self) -> bool {
         matches!(self, Health::Healthy)
+    }
+
+    /// Why the store is unhealthy; `None` when healthy.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Health::Healthy => None,
+            Health::Unhealthy(reason) => Some(reason),
+        }
     }
 }
 
@@ -95,10 +173,46 @@ pub struct Entry {
     pub entry: NewEntry,
 }
 
-/// The outcome of an idempotent append.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One entry of a batch append ([`EventLog::append_batch`]): plain, or keyed
+/// (idempotent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Append {
+    /// The entry.
+    pub entry: NewEntry,
+    /// An idempotency key, unique within the entry's namespace: when it was
+    /// used before (by an earlier append, or earlier in the same batch), the
+    /// entry is not stored again. The key is recorded with the entry, in the
+    /// same transaction, and lives as long as the entry.
+    pub key: Option<String>,
+}
+
+impl Append {
+    /// An entry appended whatever was appended before.
+    pub fn plain(entry: NewEntry) -> Self {
+        Append { entry, key: None }
+    }
+
+    /// An entry appended unless `key` was used before in its namespace.
+    pub fn keyed(key: impl Into<String>, entry: NewEntry) -> Self {
+        Append {
+            entry,
+            key: Some(key.into()),
+        }
+    }
+}
+
+impl From<NewEntry> for Append {
+    fn from(entry: NewEntry) -> Self {
+        Append::plain(entry)
+    }
+}
+
+/// The outcome of one entry of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AppendOnce {
-    /// First time this key was seen: the entry was appended at this position.
+    /// The entry was appended at this position (a plain entry, or the first
+    /// time its key was seen).
     Appended(Seq),
     /// The key was seen before: nothing was appended; this is the position the
     /// first append got.
@@ -111,6 +225,16 @@ impl AppendOnce {
         match self {
             AppendOnce::Appended(s) | AppendOnce::Duplicate(s) => *s,
         }
+    }
+
+    /// True when this append stored the entry.
+    pub fn is_appended(&self) -> bool {
+        matches!(self, AppendOnce::Appended(_))
+    }
+
+    /// True when the key was seen before and nothing was stored.
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, AppendOnce::Duplicate(_))
     }
 }
 
@@ -219,30 +343,11 @@ impl StreamRetention {
     }
 }
 
-/// The positions at or below which an entry goes, from one set of limits:
-/// entries older than `age_cutoff_ms` or at or below `count_cut`.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Cuts {
-    pub(crate) age_cutoff_ms: Option<i64>,
-    pub(crate) count_cut: Option<Seq>,
-}
-
-impl Cuts {
-    /// True when these limits keep an entry.
-    pub(crate) fn keeps(&self, seq: Seq, ts_ms: i64) -> bool {
-        self.age_cutoff_ms.is_none_or(|c| ts_ms >= c) && self.count_cut.is_none_or(|c| seq > c)
-    }
-}
-
-/// The cutoff time of `age` from now.
-pub(crate) fn age_cutoff(age: Option<Duration>) -> Option<i64> {
-    age.map(|a| now_ms().saturating_sub(i64::try_from(a.as_millis()).unwrap_or(i64::MAX)))
-}
-
-/// Storage for delivery. Every method is atomic: it either happens whole, or
-/// fails with nothing kept. Writes are durable when they return `Ok` (per the
-/// backend's durability setting).
-pub trait Store: Send + Sync + 'static {
+/// The event log: entries appended in position order and read back by
+/// stream. Every method is atomic: it either happens whole, or fails with
+/// nothing kept. Writes are durable when they return `Ok` (per the backend's
+/// durability setting).
+pub trait EventLog: Send + Sync + 'static {
     /// Identifies this life of the store: it changes when the store is reset
     /// (a new file, a flushed database), so offsets from another life are
     /// recognised.
@@ -257,138 +362,183 @@ pub trait Store: Send + Sync + 'static {
     /// checks (`/healthz`), so it is cheap and bounded in time.
     fn check_health(&self) -> BoxFuture<'_, Health>;
 
-    /// Appends entries in order; returns their positions.
-    fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>>;
-
-    /// Appends `entry` unless `key` was used before (in namespace `nsp`);
-    /// the key is recorded in the same transaction.
-    fn append_once(
+    /// Appends a batch of plain and keyed entries, in order, in one
+    /// transaction (one round trip for a networked store); returns per entry
+    /// its new position, or the position its key got before. Positions of one
+    /// batch increase in batch order.
+    fn append_batch(
         &self,
-        key: String,
-        entry: NewEntry,
-    ) -> BoxFuture<'_, Result<AppendOnce, StoreError>>;
+        batch: Vec<Append>,
+    ) -> BoxFuture<'_, Result<Vec<AppendOnce>, StoreError>>;
 
     /// Entries after `after` (exclusive) targeting any of `rooms` in `nsp`, or
     /// the whole namespace, in order, at most `limit`. Cost grows with what is
     /// returned, not with other rooms' traffic.
-    fn read(
-        &self,
-        nsp: &str,
-        rooms: &[String],
+    fn read<'a>(
+        &'a self,
+        nsp: &'a str,
+        rooms: &'a [String],
         after: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>>;
 
     /// Entries of one room (or `None`: the whole-namespace stream) before
     /// `before` (exclusive), newest last, at most `limit`: a history page.
-    fn history(
-        &self,
-        nsp: &str,
-        room: Option<&str>,
+    fn history<'a>(
+        &'a self,
+        nsp: &'a str,
+        room: Option<&'a str>,
         before: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>>;
 
     /// The last position handed out (0 when empty) and the oldest position
     /// still kept (entries before it were trimmed).
     fn bounds(&self) -> BoxFuture<'_, Result<(Seq, Seq), StoreError>>;
 
+    /// For a store shared by several nodes, its feed of every node's appends
+    /// (see [`SharedFeed`]); `None` for a store owned by one process: the
+    /// node then fans out its own appends directly. A store that wraps
+    /// another answers what the inner one does.
+    fn shared_feed(&self) -> Option<&dyn SharedFeed>;
+}
+
+/// Shorthands over [`EventLog::append_batch`], for every event log.
+pub trait EventLogExt: EventLog {
+    /// Appends plain entries in order; returns their positions.
+    fn append(&self, entries: Vec<NewEntry>) -> BoxFuture<'_, Result<Vec<Seq>, StoreError>> {
+        let batch = entries.into_iter().map(Append::plain).collect();
+        let appended = self.append_batch(batch);
+        Box::pin(async move {
+            Ok(appended
+                .await?
+                .into_iter()
+                .map(|outcome| outcome.seq())
+                .collect())
+        })
+    }
+
+    /// Appends `entry` unless `key` was used before (in the entry's
+    /// namespace); the key is recorded in the same transaction.
+    fn append_once(
+        &self,
+        key: String,
+        entry: NewEntry,
+    ) -> BoxFuture<'_, Result<AppendOnce, StoreError>> {
+        let appended = self.append_batch(vec![Append::keyed(key, entry)]);
+        Box::pin(async move {
+            appended.await?.pop().ok_or(StoreError::Unavailable(
+                "the store answered no position".into(),
+            ))
+        })
+    }
+}
+
+impl<T: EventLog + ?Sized> EventLogExt for T {}
+
+/// For a store shared by several nodes: the entries every node appends.
+pub trait SharedFeed: Send + Sync {
+    /// A feed of every entry appended after `after`, by any node, in position
+    /// order (a node fans out what the feed brings, its own appends included,
+    /// so every node delivers in the same order). A feed that fails is resumed
+    /// from the last entry it gave, so a connection blip loses nothing.
+    fn feed(&self, after: Seq) -> Feed;
+}
+
+/// Session records, for connection state recovery.
+pub trait Sessions: Send + Sync + 'static {
     /// Creates or replaces a session record.
     fn save_session(&self, record: SessionRecord) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// The session record of `pid`.
-    fn load_session(&self, pid: &str) -> BoxFuture<'_, Result<Option<SessionRecord>, StoreError>>;
+    fn load_session<'a>(
+        &'a self,
+        pid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionRecord>, StoreError>>;
 
     /// Removes a session record.
-    fn delete_session(&self, pid: &str) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn delete_session<'a>(&'a self, pid: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+}
 
+/// Per-user inboxes: entries kept until their user acknowledges them.
+pub trait Inboxes: Send + Sync + 'static {
     /// Stores an entry in `user`'s inbox; returns its position.
-    fn inbox_push(
-        &self,
-        user: &str,
+    fn inbox_push<'a>(
+        &'a self,
+        user: &'a str,
         event: String,
         args: String,
         attachments: Vec<Bytes>,
-    ) -> BoxFuture<'_, Result<Seq, StoreError>>;
+    ) -> BoxFuture<'a, Result<Seq, StoreError>>;
 
     /// Unacknowledged entries of `user`'s inbox after `after`, oldest first.
-    fn inbox_pending(
-        &self,
-        user: &str,
+    fn inbox_pending<'a>(
+        &'a self,
+        user: &'a str,
         after: Seq,
         limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<InboxEntry>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Vec<InboxEntry>, StoreError>>;
 
     /// Acknowledges every entry of `user`'s inbox up to `upto` (inclusive).
-    fn inbox_ack(&self, user: &str, upto: Seq) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn inbox_ack<'a>(&'a self, user: &'a str, upto: Seq) -> BoxFuture<'a, Result<(), StoreError>>;
+}
 
-    /// Drops entries and idempotency records past `retention`, and sessions
-    /// disconnected before `sessions_before_ms`. Returns how many entries went.
-    fn trim(
-        &self,
+/// Retention: what goes, and what a reader missed because it went.
+pub trait Retain: Send + Sync + 'static {
+    /// Drops entries and idempotency records past `retention` (or, for
+    /// `streams`, past their own retention: see [`StreamRetention`]), and
+    /// sessions disconnected before `sessions_before_ms`. Returns how many
+    /// entries went. A store that trims only globally (see
+    /// [`Retain::supports_stream_retention`]) fails with
+    /// [`StoreError::Unsupported`] when `streams` is not empty, keeping
+    /// everything.
+    fn trim<'a>(
+        &'a self,
         retention: Retention,
+        streams: &'a [StreamRetention],
         sessions_before_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>>;
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
 
-    /// Like [`Store::trim`], with `streams` kept by their own retention
-    /// instead of `retention` (see [`StreamRetention`]). Stores that trim
-    /// only globally fail when `streams` is not empty (see
-    /// [`Store::supports_stream_retention`]).
-    fn trim_streams(
-        &self,
-        retention: Retention,
-        streams: Vec<StreamRetention>,
-        sessions_before_ms: i64,
-    ) -> BoxFuture<'_, Result<u64, StoreError>> {
-        if streams.is_empty() {
-            self.trim(retention, sessions_before_ms)
-        } else {
-            Box::pin(std::future::ready(Err(StoreError::Unsupported(
-                "per-stream retention",
-            ))))
-        }
-    }
-
-    /// True when [`Store::trim_streams`] takes per-stream retention.
-    fn supports_stream_retention(&self) -> bool {
-        false
-    }
+    /// True when [`Retain::trim`] takes per-stream retention.
+    fn supports_stream_retention(&self) -> bool;
 
     /// The highest position trimmed from any of `streams` of `nsp` (rooms;
     /// `""` for the whole-namespace stream), 0 if none: a reader of those
-    /// streams standing before it missed something that is gone. The default
-    /// is the store-wide mark of [`Store::bounds`], right for a store that
-    /// trims every stream alike.
-    fn trimmed(&self, nsp: &str, streams: &[String]) -> BoxFuture<'_, Result<Seq, StoreError>> {
-        let _ = (nsp, streams);
-        Box::pin(async move {
-            let (_, first) = self.bounds().await?;
-            Ok(first.saturating_sub(1))
-        })
-    }
+    /// streams standing before it missed something that is gone. A store
+    /// that trims every stream alike answers its store-wide mark (the
+    /// oldest position of [`EventLog::bounds`], less one).
+    fn trimmed<'a>(
+        &'a self,
+        nsp: &'a str,
+        streams: &'a [String],
+    ) -> BoxFuture<'a, Result<Seq, StoreError>>;
+}
 
-    /// For a store shared by several nodes: a feed of every entry appended
-    /// after `after`, by any node, in position order (a node fans out what the
-    /// feed brings, its own appends included, so every node delivers in the
-    /// same order). A feed that fails is resumed from the last entry it gave,
-    /// so a connection blip loses nothing. `None` (the default) for a store
-    /// owned by one process: the node fans out its own appends directly.
-    fn feed(&self, after: Seq) -> Option<Feed> {
-        let _ = after;
-        None
-    }
+/// Storage for delivery: an [`EventLog`] with [`Sessions`], [`Inboxes`] and
+/// [`Retain`]. Implemented for every type that has all four; used as
+/// `Arc<dyn Store>`.
+pub trait Store: EventLog + Sessions + Inboxes + Retain {}
 
-    /// True for a store shared by several nodes: it has a [`Store::feed`].
-    fn shared(&self) -> bool {
-        false
-    }
+impl<T: EventLog + Sessions + Inboxes + Retain + ?Sized> Store for T {}
+
+/// The store-wide trim mark, for a store that trims every stream alike: the
+/// answer of [`Retain::trimmed`] from [`EventLog::bounds`].
+pub async fn trimmed_from_bounds<S: EventLog + ?Sized>(store: &S) -> Result<Seq, StoreError> {
+    let (_, first) = store.bounds().await?;
+    Ok(first.saturating_sub(1))
 }
 
 /// Every entry appended to a shared store, by any node, in position order.
 pub type Feed =
     std::pin::Pin<Box<dyn futures_core::Stream<Item = Result<Entry, StoreError>> + Send>>;
 
-/// A boxed future, so that [`Store`] can be used as `dyn Store`.
+/// The store traits, to call their methods on a concrete store
+/// (`use tether::store::prelude::*`).
+pub mod prelude {
+    pub use super::{EventLog, EventLogExt, Inboxes, Retain, Sessions, SharedFeed, Store};
+}
+
+/// A boxed future, so that the store traits can be used as `dyn Store`.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// Milliseconds since the Unix epoch.
