@@ -2,8 +2,8 @@
 //! message bus (Redis).
 //!
 //! Stored events already reach every node through the store's feed (see
-//! [`crate::store::RedisStore`]). What is not stored travels here, over the
-//! bus ([`Transport`]; Redis pub/sub with [`RedisTransport`]): requests that
+//! `store::RedisStore`). What is not stored travels here, over the bus
+//! ([`Transport`]; Redis pub/sub with `RedisTransport`, feature `redis`): requests that
 //! act on the sockets of every node (`fetch_sockets`, `sockets_join`,
 //! `sockets_leave`, `disconnect_sockets`, broadcasts with acknowledgements)
 //! and server-side emits that are not stored (volatile). The bus may lose a
@@ -32,6 +32,7 @@
 
 mod local;
 mod membership;
+#[cfg(feature = "redis")]
 mod redis;
 mod remote;
 mod request;
@@ -52,6 +53,7 @@ use tokio::time::Instant;
 
 pub use crate::error::{ClusterError, TransportError};
 pub(crate) use local::{LocalNode, LocalSocket};
+#[cfg(feature = "redis")]
 pub use redis::RedisTransport;
 pub use remote::RemoteSocket;
 pub use transport::{BoxFuture, Channel, Subscription, Transport};
@@ -100,7 +102,7 @@ impl Default for ClusterOptions {
 
 /// A store whose backend also carries the cluster: every node shares it
 /// (its feed brings the stored events of every node), and it opens a
-/// [`Transport`] on the same backend ([`crate::store::RedisStore`]).
+/// [`Transport`] on the same backend (`store::RedisStore`, feature `redis`).
 pub trait ClusterStore: crate::store::Store {
     /// A transport to the other nodes sharing this store. Called within a
     /// tokio runtime.

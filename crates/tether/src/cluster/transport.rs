@@ -1,7 +1,7 @@
 //! What the cluster needs from the bus its nodes share: channels to publish
 //! on and subscribe to, and a registry of the nodes' heartbeats.
 //!
-//! [`crate::cluster::RedisTransport`] is the Redis one (pub/sub and a sorted
+//! `RedisTransport` (feature `redis`) is the Redis one (pub/sub and a sorted
 //! set). Another backend fits when it has a publish/subscribe of its own
 //! (PostgreSQL's `LISTEN`/`NOTIFY` and a table of heartbeats, say): the
 //! messages are small JSON documents, loss is tolerated (requests have

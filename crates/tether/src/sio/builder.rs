@@ -91,7 +91,7 @@ impl Builder {
 
     /// A node of the cluster of every server sharing `store` (see
     /// [`SocketIo::cluster`]), over a transport on the store's own backend
-    /// ([`crate::store::RedisStore`]: Redis pub/sub); the store is also the
+    /// (`store::RedisStore`, feature `redis`: Redis pub/sub); the store is also the
     /// delivery store.
     pub fn cluster<S: ClusterStore>(mut self, store: Arc<S>, options: ClusterOptions) -> Self {
         self.store = Some(store.clone());
@@ -103,7 +103,7 @@ impl Builder {
     /// A node of the cluster of every server on `transport` (see
     /// [`crate::cluster::Transport`]), with `store` as the delivery store.
     /// The store must be shared by every node (its feed brings them each
-    /// other's stored events), as [`crate::store::RedisStore`] is.
+    /// other's stored events), as `store::RedisStore` is.
     pub fn cluster_with(
         mut self,
         store: Arc<dyn Store>,

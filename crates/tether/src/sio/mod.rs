@@ -244,10 +244,14 @@ impl SocketIo {
     /// every node sharing it (see [`crate::cluster`]). Must be called within a
     /// tokio runtime.
     ///
+    /// With the Redis store (feature `redis`):
+    ///
     /// ```no_run
+    /// # #[cfg(feature = "redis")]
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::sync::Arc;
     /// use tether::{cluster::ClusterOptions, store::RedisStore, Config, SocketIo};
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    ///
     /// let store = Arc::new(RedisStore::connect("redis://127.0.0.1:6379/", "tether")?);
     /// let io = SocketIo::with_cluster(Config::default(), store, ClusterOptions::default())?;
     /// let everywhere = io.to("lobby").fetch_sockets().await?;

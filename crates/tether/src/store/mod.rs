@@ -19,6 +19,7 @@
 //! methods on a concrete store, `use tether::store::prelude::*`.
 
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
 pub use redis::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SessionInfo, SqliteStore, StreamInfo};
