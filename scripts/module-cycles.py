@@ -292,6 +292,18 @@ class Crate:
 
     def resolve(self, scope: Module, segs: list[str], depth: int = 0) -> Module | None:
         """The module defining what `segs`, named in `scope`, names."""
+        key = (scope, tuple(segs))
+        memo = self.__dict__.setdefault("_resolved", {})
+        if key in memo:
+            return memo[key]
+        # A path being resolved further up names itself again (two glob
+        # imports of each other's modules): no answer along this way.
+        memo[key] = None
+        found = self._resolve(scope, segs, depth)
+        memo[key] = found
+        return found
+
+    def _resolve(self, scope: Module, segs: list[str], depth: int) -> Module | None:
         begun = self.start(scope, segs)
         if begun is None or depth > 32:
             return None
