@@ -108,17 +108,15 @@ pub fn unique_prefix(test: &str) -> String {
     format!("tether-test:{test}:{:016x}", rand::random::<u64>())
 }
 
-/// Deletes every key under `prefix:` (SCAN + DEL).
-pub fn delete_prefix(url: &str, prefix: &str) -> Result<usize, String> {
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-    let mut conn = client
-        .get_connection_with_timeout(Duration::from_secs(1))
-        .map_err(|e| e.to_string())?;
-    conn.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
+/// Deletes every key under `prefix:` (SCAN + DEL); returns how many.
+pub fn delete_prefix(url: &str, prefix: &str) -> Result<usize, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let pattern = format!("{}:*", glob_escape(prefix));
     let mut cursor = 0u64;
     let mut deleted = 0;
+    // Bounded: SCAN returns to cursor 0 after one full pass.
     loop {
         let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
             .arg(cursor)
@@ -126,13 +124,9 @@ pub fn delete_prefix(url: &str, prefix: &str) -> Result<usize, String> {
             .arg(&pattern)
             .arg("COUNT")
             .arg(1000)
-            .query(&mut conn)
-            .map_err(|e| e.to_string())?;
+            .query(&mut conn)?;
         if !keys.is_empty() {
-            deleted += redis::cmd("DEL")
-                .arg(&keys)
-                .query::<usize>(&mut conn)
-                .map_err(|e| e.to_string())?;
+            deleted += redis::cmd("DEL").arg(&keys).query::<usize>(&mut conn)?;
         }
         if next == 0 {
             return Ok(deleted);
@@ -141,6 +135,7 @@ pub fn delete_prefix(url: &str, prefix: &str) -> Result<usize, String> {
     }
 }
 
+/// Escapes the glob characters of a SCAN pattern.
 fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -382,5 +377,16 @@ impl Drop for Node {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(Duration::from_secs(2));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_escape;
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+        assert_eq!(glob_escape("tether-bench:1:ff"), "tether-bench:1:ff");
     }
 }

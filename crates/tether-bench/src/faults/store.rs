@@ -2,8 +2,6 @@
 //! `RedisStore` (as `tether history` reads a SQLite file), and its keys
 //! deleted afterwards.
 
-use std::time::Duration;
-
 use tether::store::{EventLog, RedisStore};
 
 /// Errors reading or cleaning the Redis store.
@@ -45,50 +43,5 @@ pub async fn redis_messages(url: &str, prefix: &str) -> Result<Vec<(u64, String)
 
 /// Deletes every key under `prefix:` (SCAN + DEL); returns how many.
 pub fn delete_prefix(url: &str, prefix: &str) -> Result<usize, RedisError> {
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let pattern = format!("{}:*", glob_escape(prefix));
-    let mut cursor = 0u64;
-    let mut deleted = 0;
-    // Bounded: SCAN returns to cursor 0 after one full pass.
-    loop {
-        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query(&mut conn)?;
-        if !keys.is_empty() {
-            deleted += redis::cmd("DEL").arg(&keys).query::<usize>(&mut conn)?;
-        }
-        if next == 0 {
-            return Ok(deleted);
-        }
-        cursor = next;
-    }
-}
-
-/// Escapes the glob characters of a SCAN pattern.
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn glob_characters_are_escaped() {
-        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
-        assert_eq!(glob_escape("tether-bench:1:ff"), "tether-bench:1:ff");
-    }
+    Ok(tether_testkit::redis::delete_prefix(url, prefix)?)
 }

@@ -205,33 +205,12 @@ impl Socket {
             .mgr
             .send(MgrCmd::Connect(self.inner.nsp.clone()))
             .map_err(|_| Error::Closed)?;
-        let result = status
-            .wait_for(|s| !matches!(s, Status::Connecting | Status::Idle))
-            .await
-            .map(|s| s.clone());
-        match result {
-            Ok(Status::Connected) => Ok(()),
-            Ok(Status::Refused(e)) => Err(Error::Refused(e)),
-            Ok(Status::Failed(n)) => Err(Error::ReconnectFailed(n)),
-            Ok(Status::Unreachable(e)) => Err(Error::Open(e)),
-            _ => Err(Error::Closed),
-        }
+        settled(&mut status).await
     }
 
     /// Waits until the socket is connected (after a reconnection, say).
     pub async fn wait_connected(&self) -> Result<(), Error> {
-        let mut status = self.inner.status.subscribe();
-        let result = status
-            .wait_for(|s| !matches!(s, Status::Connecting | Status::Idle))
-            .await
-            .map(|s| s.clone());
-        match result {
-            Ok(Status::Connected) => Ok(()),
-            Ok(Status::Refused(e)) => Err(Error::Refused(e)),
-            Ok(Status::Failed(n)) => Err(Error::ReconnectFailed(n)),
-            Ok(Status::Unreachable(e)) => Err(Error::Open(e)),
-            _ => Err(Error::Closed),
-        }
+        settled(&mut self.inner.status.subscribe()).await
     }
 
     /// Leaves the namespace; the manager closes when no socket is left.
@@ -424,5 +403,20 @@ impl Socket {
     /// Emits buffered while disconnected.
     pub fn buffered(&self) -> usize {
         self.inner.state().buffer.len()
+    }
+}
+
+/// Waits until `status` leaves connecting: `Ok` once connected, else why not.
+async fn settled(status: &mut tokio::sync::watch::Receiver<Status>) -> Result<(), Error> {
+    let result = status
+        .wait_for(|s| !matches!(s, Status::Connecting | Status::Idle))
+        .await
+        .map(|s| s.clone());
+    match result {
+        Ok(Status::Connected) => Ok(()),
+        Ok(Status::Refused(e)) => Err(Error::Refused(e)),
+        Ok(Status::Failed(n)) => Err(Error::ReconnectFailed(n)),
+        Ok(Status::Unreachable(e)) => Err(Error::Open(e)),
+        _ => Err(Error::Closed),
     }
 }

@@ -46,6 +46,19 @@ impl MessageIds {
 }
 
 impl SocketInner {
+    /// Admits one emit of `event` to the retry queue (a reserved name or a
+    /// full queue is refused); [`SocketInner::dequeued`] gives the slot back.
+    pub(super) fn take_slot(&self, event: &str) -> Result<(), EmitError> {
+        if RESERVED.contains(&event) {
+            return Err(EmitError::Reserved(event.to_owned()));
+        }
+        if self.queued.load(Ordering::Acquire) >= self.opts.buffer_capacity {
+            return Err(EmitError::BufferFull);
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
     /// One emit left the retry queue.
     pub(super) fn dequeued(&self) {
         if self.queued.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -62,14 +75,8 @@ impl SocketInner {
         args: Args,
         msg_id: &str,
     ) -> Result<oneshot::Receiver<Result<Args, AckError>>, EmitError> {
-        if RESERVED.contains(&event) {
-            return Err(EmitError::Reserved(event.to_owned()));
-        }
-        if self.queued.load(Ordering::Acquire) >= self.opts.buffer_capacity {
-            return Err(EmitError::BufferFull);
-        }
+        self.take_slot(event)?;
         let (reply, rx) = oneshot::channel();
-        self.queued.fetch_add(1, Ordering::AcqRel);
         let (socket, queue, name) = (Arc::downgrade(self), self.queue.clone(), event.to_owned());
         let stored = args.clone();
         file.insert(

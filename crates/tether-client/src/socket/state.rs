@@ -616,14 +616,8 @@ impl SocketInner {
         event: &str,
         args: Args,
     ) -> Result<oneshot::Receiver<Result<Args, AckError>>, EmitError> {
-        if RESERVED.contains(&event) {
-            return Err(EmitError::Reserved(event.to_owned()));
-        }
-        if self.queued.load(Ordering::Acquire) >= self.opts.buffer_capacity {
-            return Err(EmitError::BufferFull);
-        }
+        self.take_slot(event)?;
         let (reply, rx) = oneshot::channel();
-        self.queued.fetch_add(1, Ordering::AcqRel);
         let item = QueueItem {
             event: event.to_owned(),
             args,

@@ -130,16 +130,8 @@ impl EngineConn {
 
     /// Queues frames for the client, all or none.
     pub fn send(&self, frames: &[Frame]) -> Result<(), SendError> {
-        let result = {
-            let mut session = self.session.lock();
-            let result = session.send(frames.iter().cloned());
-            self.settle(&session);
-            result
-        };
-        if result.is_ok() {
-            self.outgoing.notify_waiters();
-        }
-        result
+        let result = self.queue(&mut self.session.lock(), frames);
+        self.notify_if_queued(result)
     }
 
     /// Queues frames for the client, all or none, only if the server's send
@@ -159,11 +151,21 @@ impl EngineConn {
             } else {
                 // Counted already: the queue's share grows by as much.
                 self.charged.fetch_add(size, Ordering::AcqRel);
-                let result = session.send(frames.iter().cloned());
-                self.settle(&session);
-                result
+                self.queue(&mut session, frames)
             }
         };
+        self.notify_if_queued(result)
+    }
+
+    /// Queues `frames` on the locked `session` and settles its accounting.
+    fn queue(&self, session: &mut Session, frames: &[Frame]) -> Result<(), SendError> {
+        let result = session.send(frames.iter().cloned());
+        self.settle(session);
+        result
+    }
+
+    /// Wakes the writer when frames were queued; passes `result` on.
+    fn notify_if_queued(&self, result: Result<(), SendError>) -> Result<(), SendError> {
         if result.is_ok() {
             self.outgoing.notify_waiters();
         }

@@ -204,14 +204,7 @@ impl Namespace {
         {
             return; // a newer socket of the same session holds this id now
         }
-        let rooms: Vec<String> = self
-            .rooms
-            .read()
-            .by_socket
-            .get(id)
-            .map(|r| r.iter().cloned().collect())
-            .unwrap_or_default();
-        self.leave(id, rooms);
+        self.leave(id, self.rooms_of(id));
         self.sockets.write().remove(id);
     }
 
