@@ -7,6 +7,12 @@
 //   node bench/speed.mjs [--seconds 5] [--conns 50] [--subs 1000] [--idle 10000]
 //                        [--replay 20000] [--modes off,on] [--no-build]
 //                        [--json FILE] [--markdown FILE]
+//                        [--baseline BIN] [--phases idle,echo,fanout,ingest,replay]
+//
+// `--baseline BIN` compares with another build of bench_server (say one built
+// from an earlier commit, copied aside) instead of Node: the same phases,
+// alternating, ratios against the baseline; no store figures nor targets.
+// `--phases` runs only the phases named.
 //
 // Phases, on a freshly started server each time:
 //   idle     open --idle connections (200 at a time): connections per second,
@@ -42,6 +48,10 @@ const SUBS = Number(opt("subs", 1000));
 const IDLE = Number(opt("idle", 10000));
 const REPLAY = Number(opt("replay", 20000));
 const MODES = opt("modes", "off,on").split(",");
+const BASELINE = opt("baseline");
+const PEER = BASELINE ? "baseline" : "node";
+const PHASES = opt("phases")?.split(",");
+if (BASELINE && !existsSync(BASELINE)) throw new Error(`--baseline ${BASELINE}: no such file`);
 const CLK_TCK = 100;
 const ROOM = "room";
 
@@ -76,9 +86,10 @@ async function until(cond, ms, what) {
 }
 
 async function startServer(kind, durable) {
-  const bin = kind === "tether"
-    ? [`${root}/target/release/examples/bench_server`, [...(durable ? ["--durable"] : []), "0"]]
-    : ["node", [`${root}/bench/node-bench-server.mjs`, ...(durable ? ["--durable"] : []), "0"]];
+  const flags = [...(durable ? ["--durable"] : []), "0"];
+  const bin = kind === "tether" ? [`${root}/target/release/examples/bench_server`, flags]
+    : kind === "baseline" ? [BASELINE, flags]
+    : ["node", [`${root}/bench/node-bench-server.mjs`, ...flags]];
   const [cmd, args] = canPin ? ["taskset", ["-c", "0", ...bin[0] === "node" ? [process.execPath] : [bin[0]], ...bin[1]]] : bin;
   const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
   const port = await new Promise((resolve, reject) => {
@@ -265,12 +276,14 @@ async function replay(port, pid) {
   return { replayed_per_s: REPLAY / ((t1 - t0) / 1000), server_cpu_us_per_event: (cpu * 1e6) / REPLAY, recovered: recovered ? 1 : 0 };
 }
 
+const fmt = (v) => (v >= 100 ? Math.round(v).toLocaleString("en-US") : v.toFixed(2));
 const results = {};
 for (const mode of MODES) {
   const durable = mode === "on";
   results[mode] = {};
-  for (const kind of ["tether", "node"]) {
-    const phases = { idle, echo, fanout, ...(durable ? { ingest, replay } : {}) };
+  for (const kind of ["tether", PEER]) {
+    const all = { idle, echo, fanout, ...(durable ? { ingest, replay } : {}) };
+    const phases = Object.fromEntries(Object.entries(all).filter(([name]) => !PHASES || PHASES.includes(name)));
     const out = {};
     for (const [name, phase] of Object.entries(phases)) {
       const server = await startServer(kind, durable);
@@ -285,6 +298,22 @@ for (const mode of MODES) {
   }
 }
 
+if (BASELINE) {
+  // Against another build of Tether: the ratios, nothing else.
+  console.log(`speed against ${BASELINE}: echo ${SECONDS}s × ${CONNS} connections, fan-out to ${SUBS}, idle ${IDLE}, replay ${REPLAY}; pinned: ${canPin ? "server core 0, load core 1" : "no"}`);
+  for (const mode of MODES) {
+    for (const [phase, figures] of Object.entries(results[mode].tether)) {
+      for (const [key, a] of Object.entries(figures)) {
+        const b = results[mode].baseline[phase][key];
+        console.log(`recovery ${mode}`.padEnd(12) + ` ${`${phase}.${key}`.padEnd(44)} tether ${fmt(a).padStart(12)}   baseline ${fmt(b).padStart(12)}   ratio ${(a / b).toFixed(2)}`);
+      }
+    }
+  }
+  const jsonOut = opt("json");
+  if (jsonOut) writeFileSync(jsonOut, JSON.stringify(results, null, 2));
+  process.exit(0);
+}
+
 // The store's own figures (same machine, same run).
 const storeRun = spawnSync(`${root}/target/release/examples/store_bench`, [], { encoding: "utf8" });
 if (storeRun.status !== 0) throw new Error(`store_bench failed: ${storeRun.stderr}`);
@@ -297,7 +326,6 @@ results.store = {
   one_txn_per_message_appends_per_s: Number(few[2]), read_replay_per_s: Number(replayRow[2]),
 };
 
-const fmt = (v) => (v >= 100 ? Math.round(v).toLocaleString("en-US") : v.toFixed(2));
 const rows = [];
 for (const mode of MODES) {
   for (const [phase, figures] of Object.entries(results[mode].tether)) {
