@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use tether::cluster::ClusterOptions;
 use tether::engine::Body;
@@ -87,8 +87,44 @@ enum Command {
     },
 }
 
+/// The command line parser, with each setting's default in `serve --help`
+/// (the defaults are `Settings::default()`, merged after the TOML file, so
+/// they are not clap defaults).
+fn command() -> clap::Command {
+    let defaults = serde_json::to_value(Settings::default()).unwrap_or_default();
+    Cli::command().mut_subcommand("serve", |mut serve| {
+        let Some(defaults) = defaults.as_object() else {
+            return serve;
+        };
+        for (name, value) in defaults {
+            if !serve.get_arguments().any(|a| a.get_id() == name.as_str()) {
+                continue;
+            }
+            let shown = match value {
+                serde_json::Value::String(s) if s.is_empty() => "none".to_owned(),
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            serve = serve.mut_arg(name, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                let long = arg.get_long_help().map(ToString::to_string);
+                let arg = arg.help(format!("{help} [default: {shown}]"));
+                match long {
+                    Some(long) => arg.long_help(format!("{long}\n\n[default: {shown}]")),
+                    None => arg,
+                }
+            });
+        }
+        serve
+    })
+}
+
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -207,6 +243,17 @@ fn init_logs(format: &str) {
 async fn serve(args: ServeArgs) -> Result<(), AnyError> {
     let mut signals = Signals::new()?;
     let settings = Settings::load(&args)?;
+    if args.check {
+        settings.config()?;
+        settings.serve_options()?;
+        println!("settings ok");
+        if let Some(values) = serde_json::to_value(&settings)?.as_object() {
+            for (name, value) in values {
+                println!("{name} = {value}");
+            }
+        }
+        return Ok(());
+    }
     init_logs(&settings.log_format);
     let config = settings.config()?;
     let serve_options = settings.serve_options()?;

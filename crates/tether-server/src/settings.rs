@@ -103,6 +103,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Check the settings (flags, TETHER_* variables, the TOML file), print
+    /// them and exit without serving (the store is not opened).
+    #[arg(long)]
+    #[serde(skip)]
+    pub check: bool,
 }
 
 /// The merged settings, as read.

@@ -893,3 +893,83 @@ fn history_prints_messages_as_clients_get_them() {
         );
     }
 }
+
+// ---------------------------------------------------------------- operator --
+
+/// `tether serve ARGS --check` (settings read and checked, nothing served)
+/// in `dir` with `env`.
+fn check(dir: &TempDir, args: &[&str], env: &[(&str, &str)]) -> Finished {
+    let mut full = vec!["serve"];
+    full.extend_from_slice(args);
+    full.push("--check");
+    run(&mut tether(dir.path(), &full, env), EXIT_BUDGET).expect("tether serve --check ends")
+}
+
+/// `serve --help` gives each setting's default, read from the settings'
+/// own defaults (they are merged after the TOML file, so they are not clap
+/// defaults and clap does not show them by itself).
+#[test]
+fn serve_help_shows_each_default() {
+    let dir = TempDir::new("help-defaults");
+    let out = run(
+        &mut tether(dir.path(), &["serve", "--help"], &[]),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // Each flag's section: from its `--flag <VALUE>` line to the next flag.
+    let section = |flag: &str| -> String {
+        let mut lines = out
+            .stdout
+            .lines()
+            .skip_while(|l| !l.trim_start().split([' ', ',']).any(|word| word == flag));
+        let first = lines.next().unwrap_or_default().to_owned();
+        let rest: Vec<&str> = lines
+            .take_while(|l| !l.trim_start().starts_with('-'))
+            .collect();
+        format!("{first}\n{}", rest.join("\n"))
+    };
+    for (flag, default) in [
+        ("--host", "127.0.0.1"),
+        ("--port", "3000"),
+        ("--store", "tether.db"),
+        ("--redis-prefix", "tether"),
+        ("--durability", "fsync"),
+        ("--recovery-window", "10m"),
+        ("--retention-age", "30d"),
+        ("--retention-count", "0"),
+        ("--stream-retention", "none"),
+        ("--max-payload", "1000000"),
+        ("--max-connections", "100000"),
+        ("--max-buffer", "4194304"),
+        ("--max-buffer-total", "268435456"),
+        ("--header-read-timeout", "10s"),
+        ("--body-read-timeout", "20s"),
+        ("--write-timeout", "60s"),
+        ("--max-connections-per-ip", "0"),
+        ("--cors-origins", "none"),
+        ("--log-format", "pretty"),
+    ] {
+        let text = section(flag);
+        assert!(
+            text.contains(&format!("[default: {default}]")),
+            "`serve --help` does not give {flag}'s default {default}:\n{text}\n\nall of it:\n{}",
+            out.stdout
+        );
+    }
+    // What the help says is what a server with no setting uses.
+    let out = check(&dir, &[], &[]);
+    assert!(out.status.success(), "{out:?}");
+    for line in [
+        "port = 3000",
+        "store = \"tether.db\"",
+        "recovery_window = \"10m\"",
+        "retention_age = \"30d\"",
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l == line),
+            "{line}:\n{}",
+            out.stdout
+        );
+    }
+}
