@@ -40,7 +40,8 @@ struct Cli {
 enum Command {
     /// Run the chat app (page at `/`, Socket.IO at `/socket.io/`) until SIGTERM or SIGINT.
     Serve(Box<ServeArgs>),
-    /// Print a page of stored messages (newest last).
+    /// Print a page of stored messages (newest last), a line each:
+    /// position, time (RFC 3339, UTC), event, arguments (JSON), tab-separated.
     History {
         /// The SQLite store file.
         #[arg(long, default_value = "tether.db")]
@@ -57,6 +58,9 @@ enum Command {
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Print each time as milliseconds since the Unix epoch instead.
+        #[arg(long)]
+        epoch_ms: bool,
     },
     /// Print the store's positions: the latest and the oldest kept.
     Bounds {
@@ -212,6 +216,7 @@ fn main() -> std::process::ExitCode {
                 room,
                 before,
                 limit,
+                epoch_ms,
             } => {
                 let store = open_existing(&store)?;
                 let page = store
@@ -220,10 +225,14 @@ fn main() -> std::process::ExitCode {
                 for entry in page {
                     let args =
                         tether::proto::socketio::event_array(None, &tether::delivered_args(&entry));
+                    let time = if epoch_ms {
+                        entry.ts_ms.to_string()
+                    } else {
+                        rfc3339(entry.ts_ms)
+                    };
                     println!(
-                        "{}\t{}\t{}\t{}",
+                        "{}\t{time}\t{}\t{}",
                         entry.seq,
-                        entry.ts_ms,
                         entry.entry.event,
                         args.get()
                     );
@@ -286,6 +295,18 @@ type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
 fn open_existing(path: &str) -> Result<Arc<dyn Store>, AnyError> {
     Ok(Arc::new(open_sqlite(path)?))
+}
+
+/// A time in milliseconds since the Unix epoch as RFC 3339, UTC, to the
+/// millisecond (`2026-12-03T17:30:09.123Z`).
+fn rfc3339(ms: impl TryInto<u64>) -> String {
+    match ms.try_into() {
+        Ok(ms) => humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+        )
+        .to_string(),
+        Err(_) => "before 1970".to_owned(),
+    }
 }
 
 fn open_sqlite(path: &str) -> Result<SqliteStore, AnyError> {

@@ -701,9 +701,9 @@ fn graceful_shutdown_loses_nothing_and_tools_show_the_store() {
         "probe",
     ];
     for (k, row) in rows.iter().enumerate() {
-        assert_eq!(row.len(), 4, "seq, ts_ms, event, args: {row:?}");
+        assert_eq!(row.len(), 4, "seq, time, event, args: {row:?}");
         assert_eq!(row[0], (197 + k).to_string(), "{}", out.stdout);
-        assert!(row[1].parse::<i64>().is_ok_and(|t| t > 0), "ts_ms: {row:?}");
+        assert!(humantime::parse_rfc3339(row[1]).is_ok(), "time: {row:?}");
         assert_eq!(row[2], "chat message");
         let args: serde_json::Value =
             serde_json::from_str(row[3]).unwrap_or_else(|e| panic!("args not JSON ({e}): {row:?}"));
@@ -1182,4 +1182,75 @@ fn store_errors_name_the_path_and_the_problem() {
         !out.status.success() && out.stderr.contains("notes.txt: not a SQLite database"),
         "{out:?}"
     );
+}
+
+/// `tether history` prints each time as RFC 3339 (UTC, milliseconds), and
+/// as milliseconds since the epoch with `--epoch-ms`; the other columns
+/// stay what they were.
+#[test]
+fn history_prints_readable_times() {
+    use tether::store::prelude::*;
+    let dir = TempDir::new("history-times");
+    let path = dir.path().join("chat.db");
+    let before = std::time::SystemTime::now();
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store =
+            tether::store::SqliteStore::open(&path, tether::store::Durability::Fsync).unwrap();
+        rt.block_on(store.append(vec![tether::store::NewEntry {
+            target: tether::store::Target {
+                nsp: "/".into(),
+                ..Default::default()
+            },
+            event: "chat message".into(),
+            args: r#"["hello"]"#.into(),
+            attachments: Vec::new(),
+        }]))
+        .unwrap();
+    }
+    let epoch_ms = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    };
+    let (from, to) = (epoch_ms(before), epoch_ms(std::time::SystemTime::now()));
+
+    let out = run(
+        &mut tether(dir.path(), &["history", "--store", "chat.db"], &[]),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let row: Vec<&str> = out.stdout.trim_end().split('\t').collect();
+    assert_eq!(row.len(), 4, "{}", out.stdout);
+    assert_eq!(
+        (row[0], row[2], row[3]),
+        ("1", "chat message", r#"["hello"]"#)
+    );
+    let time = row[1];
+    assert!(
+        time.len() == 24 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "RFC 3339 UTC with milliseconds (2026-12-03T17:30:09.123Z): {time:?}"
+    );
+    let parsed = humantime::parse_rfc3339(time).unwrap_or_else(|e| panic!("{time:?}: {e}"));
+    assert!(
+        (from..=to).contains(&epoch_ms(parsed)),
+        "{time} not within the append"
+    );
+
+    let out = run(
+        &mut tether(
+            dir.path(),
+            &["history", "--store", "chat.db", "--epoch-ms"],
+            &[],
+        ),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let row: Vec<&str> = out.stdout.trim_end().split('\t').collect();
+    assert_eq!(row.len(), 4, "{}", out.stdout);
+    let ms: i64 = row[1].parse().unwrap_or_else(|e| panic!("{row:?}: {e}"));
+    assert_eq!(ms, epoch_ms(parsed), "the same time, in milliseconds");
 }
