@@ -10,14 +10,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use tether::cluster::ClusterOptions;
 use tether::engine::Body;
 use tether::store::{Durability, Health, MemoryStore, RedisStore, SqliteStore, Store};
 use tether::SocketIo;
 
-use settings::{ServeArgs, Settings};
+use settings::{Given, ServeArgs, Settings};
 
 /// The chat page.
 const PAGE: &str = include_str!("../web/index.html");
@@ -39,7 +40,8 @@ struct Cli {
 enum Command {
     /// Run the chat app (page at `/`, Socket.IO at `/socket.io/`) until SIGTERM or SIGINT.
     Serve(Box<ServeArgs>),
-    /// Print a page of stored messages (newest last).
+    /// Print a page of stored messages (newest last), a line each:
+    /// position, time (RFC 3339, UTC), event, arguments (JSON), tab-separated.
     History {
         /// The SQLite store file.
         #[arg(long, default_value = "tether.db")]
@@ -56,6 +58,9 @@ enum Command {
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Print each time as milliseconds since the Unix epoch instead.
+        #[arg(long)]
+        epoch_ms: bool,
     },
     /// Print the store's positions: the latest and the oldest kept.
     Bounds {
@@ -87,8 +92,108 @@ enum Command {
     },
 }
 
+/// The command line parser, with each setting's default in `serve --help`
+/// (the defaults are `Settings::default()`, merged after the TOML file, so
+/// they are not clap defaults).
+fn command() -> clap::Command {
+    let defaults = serde_json::to_value(Settings::default()).unwrap_or_default();
+    Cli::command().mut_subcommand("serve", |mut serve| {
+        let Some(defaults) = defaults.as_object() else {
+            return serve;
+        };
+        for (name, value) in defaults {
+            if !serve.get_arguments().any(|a| a.get_id() == name.as_str()) {
+                continue;
+            }
+            let shown = match value {
+                serde_json::Value::String(s) if s.is_empty() => "none".to_owned(),
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            serve = serve.mut_arg(name, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                let long = arg.get_long_help().map(ToString::to_string);
+                let arg = arg.help(format!("{help} [default: {shown}]"));
+                match long {
+                    Some(long) => arg.long_help(format!("{long}\n\n[default: {shown}]")),
+                    None => arg,
+                }
+            });
+        }
+        serve
+    })
+}
+
+/// A bad value from an environment variable, said with the variable's
+/// name (clap names the flag, `--port`, whichever gave the value).
+fn env_error(err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        err.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = arg.strip_prefix("--")?.split([' ', '=']).next()?;
+    let cli = command();
+    let serve = cli.find_subcommand("serve")?;
+    let found = serve.get_arguments().find(|a| a.get_long() == Some(long))?;
+    let var = found.get_env()?.to_str()?.to_owned();
+    let value = std::env::var_os(&var)?;
+    // The value was the variable's if the same error does not come back
+    // without it (a flag on the command line wins over the variable).
+    let id = found.get_id().as_str().to_owned();
+    let again = command()
+        .mut_subcommand("serve", |s| s.mut_arg(&id, |a| a.env(None::<&str>)))
+        .try_get_matches();
+    if let Err(again) = again {
+        if again.kind() == err.kind()
+            && again.get(ContextKind::InvalidArg) == err.get(ContextKind::InvalidArg)
+        {
+            return None;
+        }
+    }
+    let why = std::error::Error::source(err)
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "not a valid value".to_owned());
+    Some(format!(
+        "bad value for `{id}` (environment variable {var}): {value:?}: {why}"
+    ))
+}
+
+/// Where each setting of `serve` was given.
+fn given(matches: &clap::ArgMatches, name: &str) -> Given {
+    match matches
+        .try_get_raw(name)
+        .ok()
+        .flatten()
+        .and(matches.value_source(name))
+    {
+        Some(ValueSource::CommandLine) => Given::Flag,
+        Some(ValueSource::EnvVariable) => Given::Env,
+        _ => Given::Neither,
+    }
+}
+
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = match command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(err) => match env_error(&err) {
+            Some(message) => {
+                eprintln!("tether: {message}");
+                return std::process::ExitCode::from(2);
+            }
+            None => err.exit(),
+        },
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
+    let serve_matches = matches.subcommand_matches("serve").cloned();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -101,13 +206,17 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve(*args).await,
+            Command::Serve(args) => {
+                let matches = serve_matches.unwrap_or_default();
+                serve(*args, |name| given(&matches, name)).await
+            }
             Command::History {
                 store,
                 nsp,
                 room,
                 before,
                 limit,
+                epoch_ms,
             } => {
                 let store = open_existing(&store)?;
                 let page = store
@@ -116,10 +225,14 @@ fn main() -> std::process::ExitCode {
                 for entry in page {
                     let args =
                         tether::proto::socketio::event_array(None, &tether::delivered_args(&entry));
+                    let time = if epoch_ms {
+                        entry.ts_ms.to_string()
+                    } else {
+                        rfc3339(entry.ts_ms)
+                    };
                     println!(
-                        "{}\t{}\t{}\t{}",
+                        "{}\t{time}\t{}\t{}",
                         entry.seq,
-                        entry.ts_ms,
                         entry.entry.event,
                         args.get()
                     );
@@ -184,11 +297,90 @@ fn open_existing(path: &str) -> Result<Arc<dyn Store>, AnyError> {
     Ok(Arc::new(open_sqlite(path)?))
 }
 
-fn open_sqlite(path: &str) -> Result<SqliteStore, AnyError> {
-    if !Path::new(path).exists() {
-        return Err(format!("no store at {path}").into());
+/// A time in milliseconds since the Unix epoch as RFC 3339, UTC, to the
+/// millisecond (`2026-12-03T17:30:09.123Z`).
+fn rfc3339(ms: impl TryInto<u64>) -> String {
+    match ms.try_into() {
+        Ok(ms) => humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+        )
+        .to_string(),
+        Err(_) => "before 1970".to_owned(),
     }
-    Ok(SqliteStore::open(path, Durability::Fsync)?)
+}
+
+fn open_sqlite(path: &str) -> Result<SqliteStore, AnyError> {
+    open_sqlite_with(path, Durability::Fsync, true)
+}
+
+/// Opens the SQLite store at `path`, with an error that names the path and
+/// says what is wrong (no such directory, a directory, a read-only file, a
+/// file that is not a SQLite database). `must_exist`: the tools read a store,
+/// they do not create one.
+fn open_sqlite_with(
+    path: &str,
+    durability: Durability,
+    must_exist: bool,
+) -> Result<SqliteStore, AnyError> {
+    check_store_file(path, must_exist)?;
+    SqliteStore::open(path, durability).map_err(|e| format!("store {path}: {e}").into())
+}
+
+fn check_store_file(path: &str, must_exist: bool) -> Result<(), String> {
+    let file = Path::new(path);
+    match std::fs::metadata(file) {
+        Ok(meta) if meta.is_dir() => Err(format!(
+            "store {path}: is a directory: give the path of a SQLite file"
+        )),
+        Ok(meta) => {
+            if meta.permissions().readonly() {
+                return Err(format!(
+                    "store {path}: the file is read-only: Tether writes to its store \
+                     (give it write permission, or another file)"
+                ));
+            }
+            let mut header = [0u8; 16];
+            let read = std::fs::File::open(file).and_then(|mut f| {
+                use std::io::Read;
+                let mut n = 0;
+                while n < header.len() {
+                    match f.read(&mut header[n..])? {
+                        0 => break,
+                        k => n += k,
+                    }
+                }
+                Ok(n)
+            });
+            match read {
+                // An empty file is a new database to SQLite.
+                Ok(0) => Ok(()),
+                Ok(n) if n == header.len() && &header == b"SQLite format 3\0" => Ok(()),
+                Ok(_) => Err(format!(
+                    "store {path}: not a SQLite database (the file exists but holds something \
+                     else: give another path, or move it away)"
+                )),
+                Err(e) => Err(format!("store {path}: cannot read it: {e}")),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if must_exist {
+                return Err(format!("no store at {path}"));
+            }
+            let dir = match file.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            if dir.is_dir() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "store {path}: the directory {} does not exist (create it first)",
+                    dir.display()
+                ))
+            }
+        }
+        Err(e) => Err(format!("store {path}: {e}")),
+    }
 }
 
 fn init_logs(format: &str) {
@@ -204,9 +396,20 @@ fn init_logs(format: &str) {
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), AnyError> {
+async fn serve(args: ServeArgs, given: impl Fn(&str) -> Given) -> Result<(), AnyError> {
     let mut signals = Signals::new()?;
-    let settings = Settings::load(&args)?;
+    let settings = Settings::load(&args, given)?;
+    if args.check {
+        settings.config()?;
+        settings.serve_options()?;
+        println!("settings ok");
+        if let Some(values) = serde_json::to_value(&settings)?.as_object() {
+            for (name, value) in values {
+                println!("{name} = {value}");
+            }
+        }
+        return Ok(());
+    }
     init_logs(&settings.log_format);
     let config = settings.config()?;
     let serve_options = settings.serve_options()?;
@@ -220,10 +423,10 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
     // On Redis the node joins the cluster of every node sharing the prefix:
     // fetch_sockets, broadcast acks and the like reach all of them.
     let (io, store): (SocketIo, Arc<dyn Store>) = if settings.store.starts_with("redis://") {
-        let redis = Arc::new(RedisStore::connect(
-            &settings.store,
-            &settings.redis_prefix,
-        )?);
+        let redis = Arc::new(
+            RedisStore::connect(&settings.store, &settings.redis_prefix)
+                .map_err(|e| format!("store {}: {e}", settings.store))?,
+        );
         let io = SocketIo::with_cluster(config, redis.clone(), ClusterOptions::default())?;
         (io, redis)
     } else {
@@ -234,7 +437,7 @@ async fn serve(args: ServeArgs) -> Result<(), AnyError> {
                 "relaxed" => Durability::Relaxed,
                 _ => Durability::Fsync,
             };
-            let store = SqliteStore::open(&settings.store, durability)?;
+            let store = open_sqlite_with(&settings.store, durability, false)?;
             // This process owns the file: sessions left connected by one that
             // died are disconnected as of now, so the recovery window applies.
             let orphans = store.disconnect_sessions().await?;

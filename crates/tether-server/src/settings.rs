@@ -91,7 +91,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_MAX_CONNECTIONS_PER_IP")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections_per_ip: Option<usize>,
-    /// Other origins allowed to connect (comma-separated, `*` for any).
+    /// Other origins allowed to connect, comma-separated, each
+    /// `scheme://host[:port]` as browsers send it (lowercase, no path, no
+    /// default port): `https://chat.example.com,http://localhost:8080`;
+    /// `*` for any.
     #[arg(long, env = "TETHER_CORS_ORIGINS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors_origins: Option<String>,
@@ -103,6 +106,26 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Check the settings (flags, TETHER_* variables, the TOML file), print
+    /// them and exit without serving (the store is not opened).
+    #[arg(long)]
+    #[serde(skip)]
+    pub check: bool,
+}
+
+/// Where a setting of `ServeArgs` was given (flags and environment variables
+/// are told apart by clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Given {
+    Flag,
+    Env,
+    /// Neither: the TOML file or the default.
+    Neither,
+}
+
+/// The environment variable of setting `name`: `TETHER_PORT` for `port`.
+pub fn env_var(name: &str) -> String {
+    format!("TETHER_{}", name.to_ascii_uppercase())
 }
 
 /// The merged settings, as read.
@@ -160,12 +183,61 @@ impl Default for Settings {
 /// A setting with a bad value.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    /// The TOML file or a value could not be read.
+    /// The TOML file or a value in it could not be read (the message names
+    /// the file and the key as written there).
     #[error("{0}")]
-    Read(#[from] Box<figment::Error>),
+    Read(String),
     /// A value is out of its range or format.
     #[error("bad value for `{name}`: {why}")]
     Invalid { name: &'static str, why: String },
+    /// The same, saying where the value was given (`--flag`, an environment
+    /// variable, the TOML file).
+    #[error("bad value for `{name}`{place}: {why}")]
+    Given {
+        name: &'static str,
+        place: String,
+        why: String,
+    },
+}
+
+/// A figment error in plain words: the key as the user wrote it and the file
+/// it is in (figment's own says `for key "default.port"`).
+fn read_error(err: figment::Error) -> SettingsError {
+    use figment::error::Kind;
+    let mut lines = Vec::new();
+    for e in err {
+        let file = e
+            .metadata
+            .as_ref()
+            .and_then(|m| m.source.as_ref())
+            .map(|s| s.to_string());
+        let place = file
+            .as_ref()
+            .map(|f| format!(" in {f}"))
+            .unwrap_or_default();
+        let key = e.path.join(".");
+        lines.push(match &e.kind {
+            Kind::UnknownField(field, known) => {
+                let wanted = field.replace('-', "_").to_ascii_lowercase();
+                let hint = match known.iter().find(|k| **k == wanted) {
+                    Some(k) => format!(": did you mean `{k}`?"),
+                    None => format!(" (the keys are {})", known.join(", ")),
+                };
+                let key = if key.is_empty() || key == *field {
+                    field.clone()
+                } else {
+                    key
+                };
+                format!("unknown key `{key}`{place}{hint}")
+            }
+            kind if !key.is_empty() => format!("bad value for `{key}`{place}: {kind}"),
+            kind => match file {
+                Some(file) => format!("cannot read {file}: {kind}"),
+                None => format!("bad settings: {kind}"),
+            },
+        });
+    }
+    SettingsError::Read(lines.join("\n"))
 }
 
 fn invalid(name: &'static str, why: impl Into<String>) -> SettingsError {
@@ -192,8 +264,16 @@ pub fn parse_duration(name: &'static str, text: &str) -> Result<Option<Duration>
         )
     })?;
     let secs = match unit {
+        "" => {
+            return Err(invalid(
+                name,
+                format!(
+                    "{text:?} has no unit: write {n}s for seconds (or {n}ms, {n}m, {n}h, {n}d)"
+                ),
+            ))
+        }
         "ms" => return Ok(Some(Duration::from_millis(n))),
-        "s" | "" => n,
+        "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86_400,
@@ -236,9 +316,103 @@ pub fn parse_stream_retention(
     Ok(streams)
 }
 
+/// `cors_origins`: `*`, or origins as browsers send them in `Origin`
+/// (`scheme://host[:port]`, compared as they are).
+pub fn parse_origins(text: &str) -> Result<Vec<String>, SettingsError> {
+    let mut origins = Vec::new();
+    for origin in text.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        if origin != "*" {
+            check_origin(origin).map_err(|why| {
+                invalid(
+                    "cors_origins",
+                    format!(
+                        "{origin:?} is not an origin ({why}): write scheme://host[:port], \
+                         like https://chat.example.com or http://localhost:8080, or *"
+                    ),
+                )
+            })?;
+        }
+        origins.push(origin.to_owned());
+    }
+    Ok(origins)
+}
+
+fn check_origin(origin: &str) -> Result<(), &'static str> {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return Err("no scheme://");
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !scheme_ok {
+        return Err("bad scheme");
+    }
+    if let Some(at) = rest.find(['/', '?', '#']) {
+        return Err(if &rest[at..] == "/" {
+            "no trailing slash: browsers send none"
+        } else {
+            "an origin has no path, query or fragment"
+        });
+    }
+    if rest.contains('@') {
+        return Err("an origin has no user name");
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let Some((addr, after)) = v6.split_once(']') else {
+            return Err("unclosed [ in the host");
+        };
+        if addr.is_empty()
+            || !addr
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
+            return Err("bad IPv6 address");
+        }
+        match after {
+            "" => (addr, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (addr, Some(port)),
+                None => return Err("junk after the IPv6 address"),
+            },
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("no host");
+    }
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ':')
+    {
+        return Err("bad character in the host");
+    }
+    if origin.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err("browsers send it in lowercase");
+    }
+    if let Some(port) = port {
+        let Ok(port) = port.parse::<u16>() else {
+            return Err("the port is not a number from 1 to 65535");
+        };
+        if port == 0 {
+            return Err("the port is not a number from 1 to 65535");
+        }
+        if (scheme == "http" && port == 80) || (scheme == "https" && port == 443) {
+            return Err("leave out the default port: browsers do");
+        }
+    }
+    Ok(())
+}
+
 impl Settings {
-    /// Merges defaults < TOML file < environment/flags.
-    pub fn load(args: &ServeArgs) -> Result<Self, SettingsError> {
+    /// Merges defaults < TOML file < environment/flags. `given` tells where
+    /// a setting of `args` came from, so that an error names it as the user
+    /// gave it.
+    pub fn load(args: &ServeArgs, given: impl Fn(&str) -> Given) -> Result<Self, SettingsError> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(path) = &args.config {
             if !path.exists() {
@@ -252,14 +426,30 @@ impl Settings {
         let settings: Settings = figment
             .merge(Serialized::defaults(args))
             .extract()
-            .map_err(Box::new)?;
-        settings.validate()?;
+            .map_err(read_error)?;
+        settings.validate().map_err(|e| match e {
+            SettingsError::Invalid { name, why } => {
+                let in_file = args
+                    .config
+                    .as_ref()
+                    .filter(|path| Figment::from(Toml::file(path)).contains(name));
+                let place = match (given(name), in_file) {
+                    (Given::Flag, _) => format!(" (--{})", name.replace('_', "-")),
+                    (Given::Env, _) => format!(" (environment variable {})", env_var(name)),
+                    (Given::Neither, Some(path)) => format!(" in {}", path.display()),
+                    (Given::Neither, None) => String::new(),
+                };
+                SettingsError::Given { name, place, why }
+            }
+            other => other,
+        })?;
         Ok(settings)
     }
 
     fn validate(&self) -> Result<(), SettingsError> {
         parse_duration("recovery_window", &self.recovery_window)?;
         parse_duration("retention_age", &self.retention_age)?;
+        parse_origins(&self.cors_origins)?;
         self.serve_options()?;
         if parse_duration("body_read_timeout", &self.body_read_timeout)?.is_none_or(|d| d.is_zero())
         {
@@ -335,13 +525,7 @@ impl Settings {
 
     /// The server configuration these settings give.
     pub fn config(&self) -> Result<tether::Config, SettingsError> {
-        let origins: Vec<String> = self
-            .cors_origins
-            .split(',')
-            .map(str::trim)
-            .filter(|o| !o.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let origins = parse_origins(&self.cors_origins)?;
         let defaults = tether::Config::default();
         let body_read_timeout = defaults.body_read_timeout;
         Ok(defaults
@@ -391,6 +575,52 @@ mod tests {
         assert_eq!(parse_duration("x", "forever").unwrap(), None);
         assert!(parse_duration("x", "soon").is_err());
         assert!(parse_duration("x", "5y").is_err());
+        let err = parse_duration("x", "10").unwrap_err().to_string();
+        assert!(err.contains("no unit") && err.contains("10s"), "{err}");
+    }
+
+    #[test]
+    fn origins() {
+        for good in [
+            "*",
+            "https://chat.example.com",
+            "http://localhost:8080",
+            "http://127.0.0.1:3000",
+            "http://[::1]:3000",
+            "capacitor://localhost",
+            "https://a.example, http://b.example:81",
+        ] {
+            assert!(parse_origins(good).is_ok(), "{good}");
+        }
+        assert_eq!(
+            parse_origins(" http://a.example ,*,").unwrap(),
+            ["http://a.example", "*"]
+        );
+        for bad in [
+            "chat.example.com",
+            "https://chat.example.com/",
+            "https://chat.example.com/app",
+            "https://chat.example.com?x",
+            "https://",
+            "https://:80",
+            "https://user@a.example",
+            "https://A.example",
+            "https://a.example:443",
+            "http://a.example:80",
+            "http://a.example:0",
+            "http://a.example:99999",
+            "http://a.example:x",
+            "http://a b",
+            "1http://a.example",
+            "http://[::1",
+            "null",
+        ] {
+            let err = parse_origins(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("cors_origins") && err.contains("not an origin"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

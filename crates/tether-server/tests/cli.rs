@@ -701,9 +701,9 @@ fn graceful_shutdown_loses_nothing_and_tools_show_the_store() {
         "probe",
     ];
     for (k, row) in rows.iter().enumerate() {
-        assert_eq!(row.len(), 4, "seq, ts_ms, event, args: {row:?}");
+        assert_eq!(row.len(), 4, "seq, time, event, args: {row:?}");
         assert_eq!(row[0], (197 + k).to_string(), "{}", out.stdout);
-        assert!(row[1].parse::<i64>().is_ok_and(|t| t > 0), "ts_ms: {row:?}");
+        assert!(humantime::parse_rfc3339(row[1]).is_ok(), "time: {row:?}");
         assert_eq!(row[2], "chat message");
         let args: serde_json::Value =
             serde_json::from_str(row[3]).unwrap_or_else(|e| panic!("args not JSON ({e}): {row:?}"));
@@ -892,4 +892,365 @@ fn history_prints_messages_as_clients_get_them() {
             out.stdout
         );
     }
+}
+
+// ---------------------------------------------------------------- operator --
+
+/// `tether serve ARGS --check` (settings read and checked, nothing served)
+/// in `dir` with `env`.
+fn check(dir: &TempDir, args: &[&str], env: &[(&str, &str)]) -> Finished {
+    let mut full = vec!["serve"];
+    full.extend_from_slice(args);
+    full.push("--check");
+    run(&mut tether(dir.path(), &full, env), EXIT_BUDGET).expect("tether serve --check ends")
+}
+
+/// `serve --help` gives each setting's default, read from the settings'
+/// own defaults (they are merged after the TOML file, so they are not clap
+/// defaults and clap does not show them by itself).
+#[test]
+fn serve_help_shows_each_default() {
+    let dir = TempDir::new("help-defaults");
+    let out = run(
+        &mut tether(dir.path(), &["serve", "--help"], &[]),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // Each flag's section: from its `--flag <VALUE>` line to the next flag.
+    let section = |flag: &str| -> String {
+        let mut lines = out
+            .stdout
+            .lines()
+            .skip_while(|l| !l.trim_start().split([' ', ',']).any(|word| word == flag));
+        let first = lines.next().unwrap_or_default().to_owned();
+        let rest: Vec<&str> = lines
+            .take_while(|l| !l.trim_start().starts_with('-'))
+            .collect();
+        format!("{first}\n{}", rest.join("\n"))
+    };
+    for (flag, default) in [
+        ("--host", "127.0.0.1"),
+        ("--port", "3000"),
+        ("--store", "tether.db"),
+        ("--redis-prefix", "tether"),
+        ("--durability", "fsync"),
+        ("--recovery-window", "10m"),
+        ("--retention-age", "30d"),
+        ("--retention-count", "0"),
+        ("--stream-retention", "none"),
+        ("--max-payload", "1000000"),
+        ("--max-connections", "100000"),
+        ("--max-buffer", "4194304"),
+        ("--max-buffer-total", "268435456"),
+        ("--header-read-timeout", "10s"),
+        ("--body-read-timeout", "20s"),
+        ("--write-timeout", "60s"),
+        ("--max-connections-per-ip", "0"),
+        ("--cors-origins", "none"),
+        ("--log-format", "pretty"),
+    ] {
+        let text = section(flag);
+        assert!(
+            text.contains(&format!("[default: {default}]")),
+            "`serve --help` does not give {flag}'s default {default}:\n{text}\n\nall of it:\n{}",
+            out.stdout
+        );
+    }
+    // What the help says is what a server with no setting uses.
+    let out = check(&dir, &[], &[]);
+    assert!(out.status.success(), "{out:?}");
+    for line in [
+        "port = 3000",
+        "store = \"tether.db\"",
+        "recovery_window = \"10m\"",
+        "retention_age = \"30d\"",
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l == line),
+            "{line}:\n{}",
+            out.stdout
+        );
+    }
+}
+
+/// A bad value in an environment variable is reported with the variable's
+/// name, not the flag's (clap names `--port` whichever gave the value); a
+/// bad flag still names the flag.
+#[test]
+fn env_errors_name_the_variable() {
+    let dir = TempDir::new("env-errors");
+    for (var, value, name) in [
+        ("TETHER_PORT", "abc", "port"),
+        ("TETHER_PORT", "70000", "port"),
+        ("TETHER_MAX_PAYLOAD", "lots", "max_payload"),
+        ("TETHER_RETENTION_COUNT", "-3", "retention_count"),
+        ("TETHER_RECOVERY_WINDOW", "soon", "recovery_window"),
+        ("TETHER_DURABILITY", "never", "durability"),
+        ("TETHER_CORS_ORIGINS", "example.com", "cors_origins"),
+    ] {
+        let out = check(&dir, &[], &[(var, value)]);
+        assert!(!out.status.success(), "{var}={value} accepted: {out:?}");
+        let flag = format!("--{}", name.replace('_', "-"));
+        assert!(
+            out.stderr.contains(var) && out.stderr.contains(value) && !out.stderr.contains(&flag),
+            "{var}={value}: the error must name {var} (and not {flag}): {}",
+            out.stderr
+        );
+        assert!(out.stdout.is_empty(), "{out:?}");
+    }
+    // The flag wins over the variable: a bad variable under a good flag is
+    // not used, and a bad flag is the flag's error.
+    let out = check(&dir, &["--port", "4000"], &[("TETHER_PORT", "abc")]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("port = 4000"), "{out:?}");
+    let out = check(&dir, &["--port", "abc"], &[("TETHER_PORT", "4000")]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.contains("--port") && !out.stderr.contains("TETHER_PORT"),
+        "{}",
+        out.stderr
+    );
+    let out = check(&dir, &["--recovery-window", "soon"], &[]);
+    assert!(
+        !out.status.success() && out.stderr.contains("--recovery-window"),
+        "{out:?}"
+    );
+}
+
+/// Errors in the TOML file name the key as the user wrote it (not figment's
+/// `default.port`) and the file.
+#[test]
+fn toml_errors_name_the_key_as_written() {
+    let dir = TempDir::new("toml-errors");
+    for (toml, want) in [
+        ("port = 70000", &["`port`", "tether.toml"][..]),
+        ("port = \"eighty\"", &["`port`", "tether.toml"]),
+        ("max_buffer = -1", &["`max_buffer`", "tether.toml"]),
+        (
+            "max-payload = 4096",
+            &["`max-payload`", "`max_payload`", "tether.toml"],
+        ),
+        ("colour = \"blue\"", &["`colour`", "tether.toml"]),
+        (
+            "recovery_window = \"soon\"",
+            &["`recovery_window`", "tether.toml"],
+        ),
+        ("port = ", &["tether.toml", "line 1"]),
+    ] {
+        dir.write("tether.toml", &format!("{toml}\n"));
+        let out = check(&dir, &["--config", "tether.toml"], &[]);
+        assert!(!out.status.success(), "{toml:?} accepted: {out:?}");
+        for want in want {
+            assert!(
+                out.stderr.contains(want),
+                "{toml:?}: no {want} in {}",
+                out.stderr
+            );
+        }
+        assert!(!out.stderr.contains("default."), "{toml:?}: {}", out.stderr);
+    }
+}
+
+/// A duration without a unit is refused wherever it is given (it used to be
+/// seconds, silently); with a unit it is taken.
+#[test]
+fn durations_need_a_unit() {
+    let dir = TempDir::new("durations");
+    dir.write("tether.toml", "write_timeout = \"60\"\n");
+    for (args, env, name) in [
+        (&["--recovery-window", "10"][..], &[][..], "recovery_window"),
+        (&[], &[("TETHER_RETENTION_AGE", "86400")], "retention_age"),
+        (&["--header-read-timeout", "10"], &[], "header_read_timeout"),
+        (&["--body-read-timeout", "5"], &[], "body_read_timeout"),
+        (&["--config", "tether.toml"], &[], "write_timeout"),
+    ] {
+        let out = check(&dir, args, env);
+        assert!(!out.status.success(), "{args:?} {env:?} accepted: {out:?}");
+        assert!(
+            out.stderr.contains(name) && out.stderr.contains("no unit"),
+            "{args:?} {env:?}: {}",
+            out.stderr
+        );
+    }
+    let out = check(
+        &dir,
+        &[
+            "--recovery-window",
+            "10s",
+            "--header-read-timeout",
+            "500ms",
+            "--retention-age",
+            "2m",
+            "--stream-retention",
+            "typing=100,news=7d/5000",
+        ],
+        &[("TETHER_WRITE_TIMEOUT", "2h")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    for line in [
+        "recovery_window = \"10s\"",
+        "header_read_timeout = \"500ms\"",
+        "retention_age = \"2m\"",
+        "write_timeout = \"2h\"",
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l == line),
+            "{line}:\n{}",
+            out.stdout
+        );
+    }
+}
+
+/// `--cors-origins` takes origins (`scheme://host[:port]`) and `*`, and
+/// refuses anything else instead of never matching a browser's `Origin`.
+#[test]
+fn cors_origins_must_be_origins() {
+    let dir = TempDir::new("cors");
+    for good in [
+        "*",
+        "https://chat.example.com",
+        "http://localhost:8080,https://chat.example.com",
+        "http://[::1]:3000",
+    ] {
+        let out = check(&dir, &["--cors-origins", good], &[]);
+        assert!(out.status.success(), "{good}: {out:?}");
+    }
+    for bad in [
+        "chat.example.com",
+        "https://chat.example.com/",
+        "https://chat.example.com/app",
+        "https://chat.example.com:99999",
+        "https://Chat.example.com",
+        "https://chat.example.com:443",
+        "http://localhost:8080,localhost",
+    ] {
+        let out = check(&dir, &["--cors-origins", bad], &[]);
+        assert!(!out.status.success(), "{bad} accepted: {out:?}");
+        assert!(
+            out.stderr.contains("cors_origins") && out.stderr.contains("not an origin"),
+            "{bad}: {}",
+            out.stderr
+        );
+    }
+}
+
+/// Store errors name the path and say what is wrong, before anything is
+/// served; nothing is created.
+#[test]
+fn store_errors_name_the_path_and_the_problem() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("store-errors");
+    dir.write(
+        "notes.txt",
+        "not a database, just some text that is long enough\n",
+    );
+    let readonly = dir.write("readonly.db", "");
+    std::fs::set_permissions(&readonly, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::create_dir(dir.path().join("adir")).unwrap();
+    for (store, want) in [
+        (
+            "missing/dir/chat.db",
+            "directory missing/dir does not exist",
+        ),
+        ("notes.txt", "not a SQLite database"),
+        ("readonly.db", "read-only"),
+        ("adir", "is a directory"),
+    ] {
+        let before = dir.entries();
+        let out = run(
+            &mut tether(dir.path(), &["serve", "--port", "0", "--store", store], &[]),
+            EXIT_BUDGET,
+        )
+        .unwrap();
+        assert!(!out.status.success(), "{store}: {out:?}");
+        assert!(
+            out.stderr.contains(store) && out.stderr.contains(want),
+            "{store}: want {want:?} in {}",
+            out.stderr
+        );
+        assert!(out.stdout.is_empty(), "{store}: served: {out:?}");
+        assert_eq!(dir.entries(), before, "{store}: files left behind");
+    }
+    // The tools say the same.
+    let out = run(
+        &mut tether(dir.path(), &["history", "--store", "notes.txt"], &[]),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(
+        !out.status.success() && out.stderr.contains("notes.txt: not a SQLite database"),
+        "{out:?}"
+    );
+}
+
+/// `tether history` prints each time as RFC 3339 (UTC, milliseconds), and
+/// as milliseconds since the epoch with `--epoch-ms`; the other columns
+/// stay what they were.
+#[test]
+fn history_prints_readable_times() {
+    use tether::store::prelude::*;
+    let dir = TempDir::new("history-times");
+    let path = dir.path().join("chat.db");
+    let before = std::time::SystemTime::now();
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store =
+            tether::store::SqliteStore::open(&path, tether::store::Durability::Fsync).unwrap();
+        rt.block_on(store.append(vec![tether::store::NewEntry {
+            target: tether::store::Target {
+                nsp: "/".into(),
+                ..Default::default()
+            },
+            event: "chat message".into(),
+            args: r#"["hello"]"#.into(),
+            attachments: Vec::new(),
+        }]))
+        .unwrap();
+    }
+    let epoch_ms = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    };
+    let (from, to) = (epoch_ms(before), epoch_ms(std::time::SystemTime::now()));
+
+    let out = run(
+        &mut tether(dir.path(), &["history", "--store", "chat.db"], &[]),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let row: Vec<&str> = out.stdout.trim_end().split('\t').collect();
+    assert_eq!(row.len(), 4, "{}", out.stdout);
+    assert_eq!(
+        (row[0], row[2], row[3]),
+        ("1", "chat message", r#"["hello"]"#)
+    );
+    let time = row[1];
+    assert!(
+        time.len() == 24 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "RFC 3339 UTC with milliseconds (2026-12-03T17:30:09.123Z): {time:?}"
+    );
+    let parsed = humantime::parse_rfc3339(time).unwrap_or_else(|e| panic!("{time:?}: {e}"));
+    assert!(
+        (from..=to).contains(&epoch_ms(parsed)),
+        "{time} not within the append"
+    );
+
+    let out = run(
+        &mut tether(
+            dir.path(),
+            &["history", "--store", "chat.db", "--epoch-ms"],
+            &[],
+        ),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let row: Vec<&str> = out.stdout.trim_end().split('\t').collect();
+    assert_eq!(row.len(), 4, "{}", out.stdout);
+    let ms: i64 = row[1].parse().unwrap_or_else(|e| panic!("{row:?}: {e}"));
+    assert_eq!(ms, epoch_ms(parsed), "the same time, in milliseconds");
 }
