@@ -28,6 +28,9 @@ import { createRequire } from "node:module";
 const require = createRequire(new URL("../tests/node/package.json", import.meta.url));
 const { io } = require("socket.io-client");
 
+// Milliseconds on the monotonic clock (a wall-clock step moves no deadline).
+const now = () => Math.round(performance.now());
+
 const opts = {
   role: "", id: "", url: "", count: 0, paceMs: 0, ackTimeoutMs: 1000, retries: 1000,
   slowMs: 0, padBytes: 0, deadlineMs: 120000, transports: "websocket",
@@ -51,7 +54,7 @@ if (!["pub", "sub"].includes(opts.role) || !opts.id || !opts.url) {
   process.exit(2);
 }
 
-const started = Date.now();
+const started = now();
 const deadline = started + opts.deadlineMs;
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 const counts = { connects: 0, recovered: 0, disconnects: 0, sent: 0, acked: 0, duplicateAcks: 0, retries: 0, received: 0 };
@@ -70,12 +73,12 @@ let disconnectedAt = null;
 socket.on("connect", () => {
   counts.connects++;
   if (socket.recovered) counts.recovered++;
-  out({ ev: "connect", recovered: socket.recovered, ms: disconnectedAt === null ? null : Date.now() - disconnectedAt });
+  out({ ev: "connect", recovered: socket.recovered, ms: disconnectedAt === null ? null : now() - disconnectedAt });
   disconnectedAt = null;
 });
 socket.on("disconnect", (reason) => {
   counts.disconnects++;
-  disconnectedAt = Date.now();
+  disconnectedAt = now();
   out({ ev: "disconnect", reason });
 });
 // A refusal by the namespace (CONNECT_ERROR) leaves the socket inactive: the
@@ -86,7 +89,7 @@ let finished = false;
 function finish(why) {
   if (finished) return;
   finished = true;
-  out({ ev: "summary", id: opts.id, role: opts.role, why, ms: Date.now() - started, ...counts });
+  out({ ev: "summary", id: opts.id, role: opts.role, why, ms: now() - started, ...counts });
   socket.close();
   // stdout to a pipe is synchronous on Linux: everything above is written.
   process.exit(0);
@@ -94,17 +97,17 @@ function finish(why) {
 process.stdin.on("end", () => finish("stdin closed"));
 process.stdin.on("error", () => finish("stdin error"));
 process.stdin.resume();
-setTimeout(() => finish("deadline"), Math.max(0, deadline - Date.now())).unref();
+setTimeout(() => finish("deadline"), Math.max(0, deadline - now())).unref();
 
 if (pub) {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  for (let seq = 1; seq <= opts.count && Date.now() < deadline; seq++) {
+  for (let seq = 1; seq <= opts.count && now() < deadline; seq++) {
     const content = `${opts.id}#${seq}` + (opts.padBytes > 0 ? "|" + "x".repeat(opts.padBytes) : "");
     const clientOffset = `${opts.id}-${seq}`;
     counts.sent++;
     out({ ev: "sent", seq });
     // Same clientOffset on every try: the server stores the message once.
-    while (Date.now() < deadline) {
+    while (now() < deadline) {
       let ack;
       try {
         ack = await socket.emitWithAck("chat message", content, clientOffset);
@@ -132,8 +135,8 @@ if (pub) {
     socket.auth.serverOffset = serverOffset;
     out({ ev: "msg", c: content, o: serverOffset });
     if (opts.slowMs > 0) {
-      const until = Date.now() + opts.slowMs;
-      while (Date.now() < until) { /* a slow consumer: the event loop is busy */ }
+      const until = now() + opts.slowMs;
+      while (now() < until) { /* a slow consumer: the event loop is busy */ }
     }
   });
 }

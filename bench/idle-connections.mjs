@@ -37,12 +37,12 @@ function open() {
     sockets.push(ws);
   });
 }
-const t0 = Date.now();
+const t0 = performance.now();
 const batch = 200;
 for (let i = 0; i < count; i += batch) {
   await Promise.all(Array.from({ length: Math.min(batch, count - i) }, open));
 }
-const connectSecs = (Date.now() - t0) / 1000;
+const connectSecs = (performance.now() - t0) / 1000;
 await new Promise((r) => setTimeout(r, hold));
 const after = rssKiB();
 const alive = sockets.filter((s) => s.readyState === WebSocket.OPEN).length;

@@ -33,9 +33,9 @@ function cpuSeconds() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // CPU share of one core used by the server over `ms`.
 async function cpuOver(ms) {
-  const c0 = cpuSeconds(), t0 = Date.now();
+  const c0 = cpuSeconds(), t0 = performance.now();
   await sleep(ms);
-  return Number(((cpuSeconds() - c0) / ((Date.now() - t0) / 1000)).toFixed(3));
+  return Number(((cpuSeconds() - c0) / ((performance.now() - t0) / 1000)).toFixed(3));
 }
 
 const sockets = [];
@@ -92,14 +92,14 @@ if (process.send) {
   // that each stays under the machine's open files limit.
   const { fork } = await import("node:child_process");
   const report = { kind, count, procs, fds_before: fds(), cpu_idle_before: await cpuOver(1000) };
-  const cpu0 = cpuSeconds(), t0 = Date.now();
+  const cpu0 = cpuSeconds(), t0 = performance.now();
   const workers = Array.from({ length: procs }, () =>
     fork(new URL(import.meta.url).pathname, [...process.argv.slice(2), "--share", String(Math.ceil(count / procs))]));
   const ask = (w, msg) => new Promise((resolve) => { w.once("message", resolve); if (msg) w.send(msg); });
   const done = await Promise.race([Promise.all(workers.map((w) => ask(w))), sleep(120000).then(() => null)]);
   report.opened = done ? done.reduce((a, d) => a + d.opened, 0) : null;
   report.failed = done ? done.reduce((a, d) => a + d.failed, 0) : null;
-  report.connect_seconds = (Date.now() - t0) / 1000;
+  report.connect_seconds = (performance.now() - t0) / 1000;
   report.server_cpu_seconds_connecting = Number((cpuSeconds() - cpu0).toFixed(2));
   report.fds_held = fds();
   report.cpu_share_while_held = await cpuOver(hold);
@@ -107,18 +107,18 @@ if (process.send) {
   const closed = async () => (await Promise.all(workers.map((w) => ask(w, "closed?")))).reduce((a, d) => a + d.closedByServer, 0);
   if (kind === "tcp") {
     // The server closes them itself (header read timeout).
-    const end = Date.now() + wait;
+    const end = performance.now() + wait;
     let n = await closed();
-    while (n < report.opened && Date.now() < end) { await sleep(200); n = await closed(); }
+    while (n < report.opened && performance.now() < end) { await sleep(200); n = await closed(); }
     report.closed_by_server = n;
-    report.seconds_from_start_until_closed = (Date.now() - t0) / 1000;
+    report.seconds_from_start_until_closed = (performance.now() - t0) / 1000;
     report.fds_after_server_closed = fds();
   } else {
     report.closed_by_server_while_held = await closed();
   }
   await Promise.all(workers.map((w) => ask(w, "release")));
-  const end = Date.now() + wait;
-  while (fds() > report.fds_before && Date.now() < end) await sleep(100);
+  const end = performance.now() + wait;
+  while (fds() > report.fds_before && performance.now() < end) await sleep(100);
   await sleep(1000);
   report.fds_after_release = fds();
   report.cpu_share_after_release = await cpuOver(2000);

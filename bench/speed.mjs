@@ -78,9 +78,9 @@ function rssKiB(pid) {
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function until(cond, ms, what) {
-  const end = Date.now() + ms;
+  const end = performance.now() + ms;
   while (!cond()) {
-    if (Date.now() > end) throw new Error(`timeout: ${what}`);
+    if (performance.now() > end) throw new Error(`timeout: ${what}`);
     await sleep(2);
   }
 }
@@ -155,23 +155,23 @@ async function echo(port, pid) {
   const lat = [];
   let done = 0;
   const clients = [];
-  const deadline = Date.now() + SECONDS * 1000;
+  const deadline = performance.now() + SECONDS * 1000;
   const cpu0 = cpuSeconds(pid);
-  const t0 = Date.now();
+  const t0 = performance.now();
   await Promise.all(Array.from({ length: CONNS }, async () => {
     let sent = 0, start = 0, next;
     const { ws } = await connect(port, (s) => { if (s.startsWith("43")) { lat.push(performance.now() - start); done++; next(); } });
     clients.push(ws);
     await new Promise((resolve) => {
       next = () => {
-        if (Date.now() > deadline) return resolve();
+        if (performance.now() > deadline) return resolve();
         start = performance.now();
         ws.send(`42${sent++}["echo","payload-${sent}"]`);
       };
       next();
     });
   }));
-  const secs = (Date.now() - t0) / 1000;
+  const secs = (performance.now() - t0) / 1000;
   const cpu = cpuSeconds(pid) - cpu0;
   clients.forEach((c) => c.terminate());
   lat.sort((a, b) => a - b);
@@ -199,11 +199,11 @@ async function fanout(port, pid) {
   const { ws: pub } = await connect(port);
   const msgs = Math.max(10, Math.round(2000 / Math.max(1, SUBS / 100)));
   const cpu0 = cpuSeconds(pid);
-  const t0 = Date.now();
+  const t0 = performance.now();
   for (let i = 0; i < msgs; i++) pub.send(`42["bcast","${ROOM}",{"i":${i},"t":${performance.now()}}]`);
   const want = msgs * SUBS;
   await until(() => got >= want, 120000, `fan-out ${got}/${want}`);
-  const secs = (Date.now() - t0) / 1000;
+  const secs = (performance.now() - t0) / 1000;
   const cpu = cpuSeconds(pid) - cpu0;
   const rss = rssKiB(pid);
   [...subs.map((c) => c.ws), pub].forEach((c) => c.terminate());
@@ -223,10 +223,10 @@ async function ingest(port, pid) {
   });
   const send = () => { ws.send(`42${sent}["store","ingest",{"i":${sent}}]`); sent++; };
   const cpu0 = cpuSeconds(pid);
-  const t0 = Date.now();
+  const t0 = performance.now();
   for (let i = 0; i < 256 && sent < total; i++) send();
   await until(() => acked >= total, 300000, `ingest ${acked}/${total}`);
-  const secs = (Date.now() - t0) / 1000;
+  const secs = (performance.now() - t0) / 1000;
   const cpu = cpuSeconds(pid) - cpu0;
   ws.terminate();
   if (errors) throw new Error(`ingest: ${errors} events not stored`);

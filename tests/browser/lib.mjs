@@ -135,9 +135,9 @@ export class Run {
         : this.lines.closed
           ? Promise.resolve(null)
           : new Promise((resolve) => this.lines.waiters.push(resolve));
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     for (;;) {
-      const left = deadline - Date.now();
+      const left = deadline - performance.now();
       if (left <= 0) return null;
       let timer;
       const got = await Promise.race([

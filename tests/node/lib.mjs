@@ -88,8 +88,8 @@ export class Run {
   async assertTransport(socket, label = "socket") {
     const mgr = socket.io;
     if (this.opts.transport === "upgrade") {
-      const deadline = Date.now() + 5000;
-      while (!(mgr.engine?.__tetherUpgraded && mgr.engine.transport?.name === "websocket") && Date.now() < deadline) {
+      const deadline = performance.now() + 5000;
+      while (!(mgr.engine?.__tetherUpgraded && mgr.engine.transport?.name === "websocket") && performance.now() < deadline) {
         await sleep(20);
       }
       this.check(mgr.engine?.__tetherUpgraded === true, `${label}: engine emitted "upgrade"`, true, mgr.engine?.__tetherUpgraded ?? false);
@@ -173,18 +173,18 @@ export function once(emitter, event, ms = 5000) {
 
 // Wait until list.length >= n, giving up once nothing new arrived for stallMs.
 export async function waitForCount(list, n, stallMs = 3000) {
-  let last = -1, since = Date.now();
+  let last = -1, since = performance.now();
   while (list.length < n) {
-    if (list.length !== last) { last = list.length; since = Date.now(); }
-    else if (Date.now() - since > stallMs) break;
+    if (list.length !== last) { last = list.length; since = performance.now(); }
+    else if (performance.now() - since > stallMs) break;
     await sleep(10);
   }
 }
 
 // Wait until pred() is true, polling every 10 ms; returns pred() at the end.
 export async function until(pred, ms = 5000) {
-  const deadline = Date.now() + ms;
-  while (!pred() && Date.now() < deadline) await sleep(10);
+  const deadline = performance.now() + ms;
+  while (!pred() && performance.now() < deadline) await sleep(10);
   return pred();
 }
 

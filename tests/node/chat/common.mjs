@@ -53,10 +53,10 @@ export async function mustConnect(run, socket, label, ms = 10000) {
 
 // Waits (bounded: gives up after stallMs without progress) until list has n items.
 export async function waitLength(list, n, stallMs = 10000) {
-  let last = -1, since = Date.now();
+  let last = -1, since = performance.now();
   while (list.length < n) {
-    if (list.length !== last) { last = list.length; since = Date.now(); }
-    else if (Date.now() - since > stallMs) break;
+    if (list.length !== last) { last = list.length; since = performance.now(); }
+    else if (performance.now() - since > stallMs) break;
     await new Promise((r) => setTimeout(r, 10));
   }
   return list.length >= n;

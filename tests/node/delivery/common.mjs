@@ -126,10 +126,10 @@ export function keyOf(payload) {
 
 // Wait (bounded by a stall of stallMs without progress) until inbox holds n.
 export async function waitLength(inbox, n, stallMs = 5000) {
-  let last = -1, since = Date.now();
+  let last = -1, since = performance.now();
   while (inbox.length < n) {
-    if (inbox.length !== last) { last = inbox.length; since = Date.now(); }
-    else if (Date.now() - since > stallMs) break;
+    if (inbox.length !== last) { last = inbox.length; since = performance.now(); }
+    else if (performance.now() - since > stallMs) break;
     await sleep(10);
   }
   return inbox.length >= n;

@@ -16,8 +16,8 @@ import {
 const opts = parseArgs("exactly-once-retries", { count: 20, retries: 5, retryAckTimeout: 500, timeout: 180000 });
 const run = new Run(opts);
 const N = opts.count;
-const t0 = Date.now();
-const now = () => Date.now() - t0;
+const t0 = performance.now();
+const now = () => Math.round(performance.now() - t0);
 
 const listener = client(run, "/");
 const heard = new Inbox(listener, "chat message");
@@ -92,9 +92,9 @@ for (let i = 0; i < N; i++) {
 // Wire: every try acked once, all with the same position, one not a duplicate.
 const totalTries = [...tries.values()].reduce((n, l) => n + l.length, 0);
 const wireCount = () => [...wireAcks.values()].reduce((n, l) => n + l.length, 0);
-let last = -1, since = Date.now();
-while (wireCount() < totalTries && Date.now() - since < 10000) {
-  if (wireCount() !== last) { last = wireCount(); since = Date.now(); }
+let last = -1, since = performance.now();
+while (wireCount() < totalTries && performance.now() - since < 10000) {
+  if (wireCount() !== last) { last = wireCount(); since = performance.now(); }
   await sleep(20);
 }
 run.equal(wireCount(), totalTries, "the server acked every try (late ones included)");

@@ -34,11 +34,11 @@ async function push(n) {
 }
 const pending = () => run.ack(p, "pending", "pending", "alice");
 async function pendingIs(want, label) {
-  const deadline = Date.now() + 5000;
+  const deadline = performance.now() + 5000;
   let last;
   for (;;) {
     last = await pending();
-    if (JSON.stringify(last) === JSON.stringify(want) || Date.now() > deadline) break;
+    if (JSON.stringify(last) === JSON.stringify(want) || performance.now() > deadline) break;
     await sleep(20);
   }
   run.check(JSON.stringify(last) === JSON.stringify(want), label, want, last);

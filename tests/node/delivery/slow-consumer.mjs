@@ -103,27 +103,27 @@ const [first] = await publish(run, p, "slow", "first", 1);
 run.check(await until(() => raw.msgs.length >= 1, 5000), "raw client gets the first msg");
 
 raw.ws._socket.pause();
-const pausedAt = Date.now();
+const pausedAt = performance.now();
 const sent = await publish(run, p, "slow", "bulk", N, { extra: { pad: PAD } });
-const pausedMs = Date.now() - pausedAt;
+const pausedMs = performance.now() - pausedAt;
 raw.ws._socket.resume();
 
 // Read everything; if the server closed the connection, resume the session.
 let recoveries = 0;
 const recoveredFlags = [];
-const deadline = Date.now() + 60000;
-let last = -1, since = Date.now();
-while (raw.msgs.length < N + 1 && Date.now() < deadline) {
+const deadline = performance.now() + 60000;
+let last = -1, since = performance.now();
+while (raw.msgs.length < N + 1 && performance.now() < deadline) {
   if (!raw.open_ && raw.ws.readyState === WebSocket.CLOSED) {
     if (recoveries >= 5) break;
     recoveries++;
     await raw.open(true).catch((e) => run.finish(`raw client resumes its session: ${e.message}`));
     recoveredFlags.push(raw.recovered);
     run.check(raw.recovered, `recovery ${recoveries}: the session is restored`, true, { recovered: raw.recovered, report: raw.report });
-    since = Date.now();
+    since = performance.now();
   }
-  if (raw.msgs.length !== last) { last = raw.msgs.length; since = Date.now(); }
-  else if (Date.now() - since > 10000) break;
+  if (raw.msgs.length !== last) { last = raw.msgs.length; since = performance.now(); }
+  else if (performance.now() - since > 10000) break;
   await sleep(10);
 }
 const probeMsg = await publish(run, p, "slow", "probe", 1);
