@@ -465,10 +465,12 @@ async fn serve(args: ServeArgs, given: impl Fn(&str) -> Given) -> Result<(), Any
     tracing::info!(%local, store = %settings.store, "serving");
 
     let service = io.service();
+    let io_handle = io.clone();
     let handler = move |req: Request<hyper::body::Incoming>| {
         let service = service.clone();
         let store = store.clone();
         let metrics = metrics.clone();
+        let io = io_handle.clone();
         async move {
             // HEAD is answered like GET; hyper leaves the body out.
             let method = match *req.method() {
@@ -482,6 +484,7 @@ async fn serve(args: ServeArgs, given: impl Fn(&str) -> Given) -> Result<(), Any
                 (&Method::GET, "/socket.io/socket.io.js") => {
                     static_response(CLIENT_JS, "application/javascript; charset=utf-8")
                 }
+                (&Method::GET, "/healthz") if io.is_shutting_down() => shutting_down_response(),
                 (&Method::GET, "/healthz") => health_response(store.check_health().await),
                 (&Method::GET, "/metrics") => {
                     let mut res = Response::new(Body::from(Bytes::from(metrics.render())));
@@ -498,6 +501,9 @@ async fn serve(args: ServeArgs, given: impl Fn(&str) -> Given) -> Result<(), Any
 
     let shutdown = async {
         signals.next().await;
+        // At once, before anything else: no new session and no new emit,
+        // on new and kept-alive HTTP connections alike.
+        io.stop_accepting();
         tracing::info!("shutting down: closing transports so clients recover on the next server");
     };
     tether::server::serve_with_options(listener, handler, shutdown, serve_options).await?;
@@ -535,6 +541,14 @@ fn health_response(health: Health) -> Response<Body> {
             res
         }
     }
+}
+
+/// `/healthz` after the first signal: 503, so that a load balancer sends
+/// nobody here any more.
+fn shutting_down_response() -> Response<Body> {
+    let mut res = static_response("shutting down\n", "text/plain");
+    *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    res
 }
 
 fn static_response(body: &'static str, content_type: &'static str) -> Response<Body> {

@@ -836,6 +836,82 @@ fn second_sigterm_exits() {
     println!("after two SIGTERMs: {:?}", status);
 }
 
+/// After the first SIGTERM nothing new starts, on a kept-alive HTTP
+/// connection either: `/healthz` answers 503 `shutting down` and a handshake
+/// 503 "Server shutting down"; the process still exits 0. (A polling session
+/// that does not read keeps the shutdown waiting for it, up to 3 s.)
+#[test]
+fn after_sigterm_a_kept_alive_connection_starts_nothing_new() {
+    let dir = TempDir::new("sigterm-kept-alive");
+    let mut server = Server::start(dir.path(), &["--port", "0", "--store", "memory"], &[]);
+    let mut kept = KeptAlive::open(server.addr);
+    assert_eq!(kept.get("/healthz"), (200, "ok\n".to_owned()));
+    let (status, open) = kept.get("/socket.io/?EIO=4&transport=polling");
+    assert_eq!(status, 200, "{open}");
+
+    server.sigterm();
+    let log = server.wait_stderr(|t| t.contains("shutting down"), Duration::from_secs(10));
+    assert!(log.contains("shutting down"), "no shutdown logged:\n{log}");
+    assert_eq!(kept.get("/healthz"), (503, "shutting down\n".to_owned()));
+    let (status, body) = kept.get("/socket.io/?EIO=4&transport=polling");
+    assert_eq!(
+        (status, body.as_str()),
+        (503, r#"{"code":3,"message":"Server shutting down"}"#)
+    );
+    let status = wait_until(&mut server.child, Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit after SIGTERM: {status:?}; stderr:\n{}",
+        server.stderr()
+    );
+}
+
+/// One HTTP/1.1 connection kept alive for several requests.
+struct KeptAlive(std::io::BufReader<std::net::TcpStream>);
+
+impl KeptAlive {
+    fn open(addr: SocketAddr) -> Self {
+        let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .expect("connect to the server");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Self(std::io::BufReader::new(stream))
+    }
+
+    /// GET `path`: (status, body of Content-Length bytes).
+    fn get(&mut self, path: &str) -> (u16, String) {
+        use std::io::{BufRead, Read, Write};
+        write!(
+            self.0.get_mut(),
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        )
+        .expect("send a request");
+        let mut line = String::new();
+        self.0.read_line(&mut line).expect("status line");
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("status line {line:?}"));
+        let mut len = 0;
+        loop {
+            line.clear();
+            self.0.read_line(&mut line).expect("header line");
+            let header = line.trim_end().to_ascii_lowercase();
+            if header.is_empty() {
+                break;
+            }
+            if let Some(value) = header.strip_prefix("content-length:") {
+                len = value.trim().parse().expect("content-length");
+            }
+        }
+        let mut body = vec![0; len];
+        self.0.read_exact(&mut body).expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
 /// Once the server has said where it listens, it is up: a SIGTERM from then
 /// on is a graceful shutdown (exit 0), not death by the signal's default
 /// action. (Twenty tries: the window is short.)

@@ -62,6 +62,9 @@ pub const CONNECTIONS_REFUSED_PER_IP: &str = "tether_connections_refused_per_ip_
 /// `/healthz`), so [`describe`] describes it without a value: a 0 before the
 /// first check would read as "unhealthy".
 pub const STORE_HEALTHY: &str = "tether_store_healthy";
+/// CONNECT and EVENT packets not taken because the server is shutting down
+/// (counter): not answered, so clients retry on the next server.
+pub const PACKETS_REFUSED_SHUTTING_DOWN: &str = "tether_packets_refused_shutting_down_total";
 
 /// What a metric measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +216,12 @@ pub const ALL: &[Metric] = &[
         Kind::Gauge,
         Unit::Count,
         "1 when the last health check found the store healthy, 0 otherwise.",
+    ),
+    metric(
+        PACKETS_REFUSED_SHUTTING_DOWN,
+        Kind::Counter,
+        Unit::Count,
+        "CONNECT and EVENT packets not taken while shutting down.",
     ),
 ];
 

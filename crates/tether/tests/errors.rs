@@ -41,6 +41,10 @@ const FLOOD_CAP: usize = 65_536;
 static GATE: std::sync::LazyLock<tokio::sync::watch::Sender<bool>> =
     std::sync::LazyLock::new(|| tokio::sync::watch::channel(false).0);
 
+/// Closed until the shutdown test opens it: "held" handlers wait for it.
+static HOLD: std::sync::LazyLock<tokio::sync::watch::Sender<bool>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::channel(false).0);
+
 /// What the "flood" handler saw: chunks queued, then the emit error.
 #[derive(Debug)]
 struct Flood {
@@ -85,6 +89,7 @@ async fn start(config: Config) -> TestServer {
 /// Starts a server on a free loopback port. Namespace "/" has:
 /// - "echo": acknowledges with its arguments (binary attachments included);
 /// - "gated": the same, once [`GATE`] is open;
+/// - "held": the same, once [`HOLD`] is open;
 /// - "flood": emits [`CHUNK`]-byte events until an emit fails, and reports;
 /// - a middleware refusing `{"token":"bad"}` with data `{"code":401}`;
 /// - a disconnect handler reporting `(id, reason)`.
@@ -102,6 +107,12 @@ async fn start_with(config: Config, tune: impl FnOnce(&mut EngineOptions)) -> Te
             });
             socket.on("gated", |_: Socket, mut ev: Event| async move {
                 let mut open = GATE.subscribe();
+                let _ = open.wait_for(|open| *open).await;
+                let args = ev.take_args();
+                let _ = ev.ack(args);
+            });
+            socket.on("held", |_: Socket, mut ev: Event| async move {
+                let mut open = HOLD.subscribe();
                 let _ = open.wait_for(|open| *open).await;
                 let args = ev.take_args();
                 let _ = ev.ack(args);
@@ -739,6 +750,81 @@ async fn max_connections_reached_is_503() {
     assert_session_gone(server.addr, &sid).await;
     let sid = polling_connect(server.addr).await;
     polling_echo_ok(server.addr, &sid, 1).await;
+}
+
+/// The first step of a graceful shutdown: from `stop_accepting` on, a
+/// handshake is refused with 503 (on a kept-alive HTTP connection too) and an
+/// event a client sends is not taken, while an event taken before finishes
+/// and is acknowledged, and acks from the client still resolve.
+#[tokio::test]
+async fn stop_accepting_refuses_new_sessions_and_emits_and_finishes_what_was_taken() {
+    let server = start(Config::default()).await;
+    let (mut ws, _) = connect_sio(server.addr).await;
+    echo_ok(&mut ws, 1).await;
+    // A kept-alive HTTP connection that already served a handshake.
+    let mut kept = HttpConn::open(server.addr).await;
+    kept.send("GET", HANDSHAKE, &[], b"").await;
+    assert_eq!(kept.response().await.status, 200);
+    // Taken before the stop: its handler waits for HOLD.
+    probe_after(&server, &mut ws, r#"422["held",2]"#).await;
+
+    server.io.stop_accepting();
+    assert!(server.io.is_shutting_down());
+    kept.send("GET", HANDSHAKE, &[], b"").await;
+    kept.response()
+        .await
+        .assert_error(503, 3, "Server shutting down");
+    http_get(server.addr, HANDSHAKE)
+        .await
+        .assert_error(503, 3, "Server shutting down");
+    let res = http(
+        server.addr,
+        "GET",
+        "EIO=4&transport=websocket",
+        UPGRADE,
+        b"",
+    )
+    .await;
+    assert_eq!(res.status, 503, "{res:?}");
+    // Sent after the stop: read (the probe's ack behind it resolved) but not
+    // taken.
+    probe_after(&server, &mut ws, r#"423["echo",3]"#).await;
+
+    // What was taken before finishes and is answered.
+    HOLD.send_replace(true);
+    assert_eq!(recv_text(&mut ws).await, "432[2]");
+    // Then the transport closes: the refused emit was never answered.
+    server.io.close();
+    let mut after = Vec::new();
+    loop {
+        match recv(&mut ws).await {
+            Recv::Closed => break,
+            Recv::Text(text) => after.push(text),
+            Recv::Binary(bytes) => panic!("binary frame {bytes:?}"),
+        }
+    }
+    assert!(
+        after.iter().all(|frame| !frame.starts_with("433")),
+        "the emit sent after stop_accepting was answered: {after:?}"
+    );
+}
+
+/// The server emits "probe" with an ack to the client on `ws`, which sends
+/// `frame` and then the probe's ack: once the ack resolved on the server,
+/// `frame` was read before it.
+async fn probe_after(server: &TestServer, ws: &mut Ws, frame: &str) {
+    let socket = server.io.sockets().pop().expect("the client's socket");
+    let asked = tokio::spawn(async move { socket.emit_with_ack("probe", ()).await });
+    let probe = recv_text(ws).await;
+    let ack_id = probe
+        .strip_prefix("42")
+        .and_then(|rest| rest.strip_suffix(r#"["probe"]"#))
+        .unwrap_or_else(|| panic!("{probe:?}"))
+        .to_owned();
+    send_text(ws, frame).await;
+    send_text(ws, &format!("43{ack_id}[\"pong\"]")).await;
+    let answer = within("the probe's ack", asked).await.unwrap().unwrap();
+    assert_eq!(answer.values().len(), 1, "{answer:?}");
 }
 
 // ---------------------------------------------------------------------------

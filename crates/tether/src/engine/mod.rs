@@ -10,6 +10,7 @@ mod ws;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -107,6 +108,8 @@ pub struct Engine {
     opts: EngineOptions,
     sessions: RwLock<HashMap<Arc<str>, Entry>>,
     handler: Arc<dyn EngineHandler>,
+    /// Set by [`Engine::stop_accepting`]: handshakes are refused.
+    draining: AtomicBool,
 }
 
 /// Reference error codes of the Engine.IO server.
@@ -121,6 +124,7 @@ enum EngineError {
     PayloadTooLarge,
     BodyTimeout,
     TooManyConnections,
+    ShuttingDown,
 }
 
 impl EngineError {
@@ -139,6 +143,9 @@ impl EngineError {
             EngineError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, 3, "Body read timeout"),
             EngineError::TooManyConnections => {
                 (StatusCode::SERVICE_UNAVAILABLE, 3, "Too many connections")
+            }
+            EngineError::ShuttingDown => {
+                (StatusCode::SERVICE_UNAVAILABLE, 3, "Server shutting down")
             }
         };
         let body = serde_json::json!({ "code": code, "message": message }).to_string();
@@ -184,12 +191,26 @@ impl Engine {
             opts,
             sessions: RwLock::new(HashMap::new()),
             handler,
+            draining: AtomicBool::new(false),
         })
     }
 
     /// The engine's settings.
     pub fn options(&self) -> &EngineOptions {
         &self.opts
+    }
+
+    /// Refuses every new session from now on (a handshake answers 503
+    /// "Server shutting down", on new and kept-alive HTTP connections alike);
+    /// live sessions go on until they are closed. The first step of a
+    /// graceful shutdown.
+    pub fn stop_accepting(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// True once [`Engine::stop_accepting`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// Number of live sessions.
@@ -353,6 +374,9 @@ impl Engine {
             }
             TransportKind::WebSocket if !is_upgrade => return Err(EngineError::BadRequest),
             _ => {}
+        }
+        if self.is_draining() {
+            return Err(EngineError::ShuttingDown);
         }
         let remote_addr = req.extensions().get::<RemoteAddr>().map(|a| a.0);
         if let Some(allow) = &self.opts.allow_request {

@@ -147,6 +147,19 @@ impl SioConn {
     }
 
     fn on_packet(self: &Arc<Self>, packet: Packet) {
+        if self.io.engine().is_draining()
+            && matches!(
+                packet.kind,
+                PacketType::Connect | PacketType::Event | PacketType::BinaryEvent
+            )
+        {
+            // Shutting down: no new sockets, no new emits. Not answered, so
+            // the client's retries (or its reconnection) take it to the
+            // next server; what the server already took in finishes.
+            metrics::counter!(crate::metrics::PACKETS_REFUSED_SHUTTING_DOWN).increment(1);
+            tracing::debug!(sid = self.engine.sid(), nsp = %packet.nsp, kind = ?packet.kind, "shutting down: packet not taken");
+            return;
+        }
         match packet.kind {
             PacketType::Connect => {
                 {

@@ -475,10 +475,28 @@ impl SocketIo {
         self.inner.delivery.as_ref().map(|d| d.store.clone())
     }
 
-    /// Graceful shutdown: waits until every event published so far is stored
-    /// and handed to its sockets, then closes every transport. Sessions stay
-    /// in the store, so clients recover on the next server.
+    /// Stops taking new work: handshakes answer 503 "Server shutting down"
+    /// (kept-alive HTTP connections included), and CONNECT and EVENT packets
+    /// from clients are not taken (not answered: a client's ack times out
+    /// and it sends again, to the next server). What was taken before goes
+    /// on: handlers finish, acks from clients still resolve, events still go
+    /// out. The first step of [`SocketIo::shutdown`], which calls it.
+    pub fn stop_accepting(&self) {
+        self.inner.engine.stop_accepting();
+    }
+
+    /// True once [`SocketIo::stop_accepting`] (or [`SocketIo::shutdown`])
+    /// was called: a health check should then answer "unavailable".
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.engine.is_draining()
+    }
+
+    /// Graceful shutdown: stops taking new work ([`SocketIo::stop_accepting`]),
+    /// waits until every event published so far is stored and handed to its
+    /// sockets, then closes every transport. Sessions stay in the store, so
+    /// clients recover on the next server.
     pub async fn shutdown(&self) {
+        self.stop_accepting();
         if let Some(delivery) = &self.inner.delivery {
             delivery.publisher.flush().await;
         }
