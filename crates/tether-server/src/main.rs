@@ -461,7 +461,15 @@ async fn serve(args: ServeArgs, given: impl Fn(&str) -> Given) -> Result<(), Any
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
-    println!("Tether chat on http://{local}/ (store: {})", settings.store);
+    let scheme = if serve_options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!(
+        "Tether chat on {scheme}://{local}/ (store: {})",
+        settings.store
+    );
     tracing::info!(%local, store = %settings.store, "serving");
 
     let service = io.service();

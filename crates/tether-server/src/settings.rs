@@ -98,6 +98,15 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_CORS_ORIGINS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cors_origins: Option<String>,
+    /// TLS certificate chain, a PEM file (leaf first, as certbot's
+    /// fullchain.pem): serve https:// and wss:// with `--tls-key`.
+    #[arg(long, env = "TETHER_TLS_CERT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<String>,
+    /// TLS private key of `--tls-cert`, a PEM file (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TETHER_TLS_KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<String>,
     /// Log format: `pretty` or `json` (levels from RUST_LOG, default info).
     #[arg(long, env = "TETHER_LOG_FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -150,6 +159,8 @@ pub struct Settings {
     pub write_timeout: String,
     pub max_connections_per_ip: usize,
     pub cors_origins: String,
+    pub tls_cert: String,
+    pub tls_key: String,
     pub log_format: String,
 }
 
@@ -175,6 +186,8 @@ impl Default for Settings {
             write_timeout: "60s".into(),
             max_connections_per_ip: 0,
             cors_origins: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
             log_format: "pretty".into(),
         }
     }
@@ -515,12 +528,44 @@ impl Settings {
         if write_timeout.is_some_and(|d| d.is_zero()) {
             return Err(invalid("write_timeout", "must be above 0 (or `forever`)"));
         }
-        Ok(tether::server::ServeOptions::default()
+        let opts = tether::server::ServeOptions::default()
             .header_read_timeout(header_read_timeout)
             .write_timeout(write_timeout)
             .max_connections_per_ip(
                 (self.max_connections_per_ip > 0).then_some(self.max_connections_per_ip),
-            ))
+            );
+        Ok(match self.tls()? {
+            Some(tls) => opts.tls(tls),
+            None => opts,
+        })
+    }
+
+    /// The TLS configuration of `tls_cert` and `tls_key` (both or neither),
+    /// read from their files.
+    pub fn tls(&self) -> Result<Option<tether::tls::Tls>, SettingsError> {
+        use tether::tls::{Tls, TlsError};
+        match (self.tls_cert.is_empty(), self.tls_key.is_empty()) {
+            (true, true) => return Ok(None),
+            (false, true) => return Err(invalid("tls_key", "missing: tls_cert needs its key")),
+            (true, false) => {
+                return Err(invalid(
+                    "tls_cert",
+                    "missing: tls_key needs its certificate",
+                ))
+            }
+            (false, false) => {}
+        }
+        let (cert, key) = (
+            std::path::Path::new(&self.tls_cert),
+            std::path::Path::new(&self.tls_key),
+        );
+        Tls::from_pem_files(cert, key).map(Some).map_err(|e| {
+            let name = match &e {
+                TlsError::Pem { path, .. } if path == key => "tls_key",
+                _ => "tls_cert",
+            };
+            invalid(name, e.to_string())
+        })
     }
 
     /// The server configuration these settings give.

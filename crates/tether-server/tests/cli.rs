@@ -866,6 +866,91 @@ fn after_sigterm_a_kept_alive_connection_starts_nothing_new() {
     );
 }
 
+// ---------------------------------------------------------------------- tls --
+
+/// `--tls-cert` / `--tls-key`: the official client connects over https://
+/// (long-polling, then the upgrade to wss://, and WebSocket alone) with a
+/// self-signed certificate it trusts, sends and hears messages; the first
+/// line says https.
+#[test]
+fn tls_serves_the_official_client_over_https_and_wss() {
+    let dir = TempDir::new("tls");
+    let (_, cert, key) = self_signed(&dir);
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let mut server = Server::spawn(
+        dir.path(),
+        &[
+            "--port",
+            "0",
+            "--store",
+            "memory",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+        &[],
+    );
+    assert!(
+        server.first_line.starts_with("Tether chat on https://"),
+        "{}",
+        server.first_line
+    );
+    let url = format!("https://{}", server.addr);
+    for transport in ["upgrade", "websocket"] {
+        let verdict = Node::start(
+            "tls",
+            &["--url", &url, "--transport", transport, "--ca", &cert],
+        )
+        .verdict(Duration::from_secs(60));
+        assert_eq!(verdict["transport"], "websocket", "{verdict}");
+        assert_eq!(verdict["heard"], 3, "{verdict}");
+    }
+    assert!(server.stop(Duration::from_secs(10)).success());
+}
+
+/// TLS settings that cannot work are refused naming the setting and the
+/// file: a key without a certificate, a file that is not PEM, a key that
+/// does not match the certificate.
+#[test]
+fn tls_settings_that_cannot_work_are_refused() {
+    let dir = TempDir::new("tls-bad");
+    let (_, cert, key) = self_signed(&dir);
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let other = TempDir::new("tls-other");
+    let (_, _, other_key) = self_signed(&other);
+    let other_key = other_key.display().to_string();
+    let junk = dir
+        .write("junk.pem", "not a certificate\n")
+        .display()
+        .to_string();
+    let cases: [(&[&str], &[&str]); 4] = [
+        (&["--tls-key", &key], &["tls_cert", "missing"]),
+        (&["--tls-cert", &cert], &["tls_key", "missing"]),
+        (
+            &["--tls-cert", &junk, "--tls-key", &key],
+            &["tls_cert", &junk],
+        ),
+        (
+            &["--tls-cert", &cert, "--tls-key", &other_key],
+            &["tls_cert", &cert, &other_key],
+        ),
+    ];
+    for (flags, words) in cases {
+        let mut args = vec!["serve", "--check"];
+        args.extend_from_slice(flags);
+        let out = run(&mut tether(dir.path(), &args, &[]), EXIT_BUDGET).unwrap();
+        assert!(!out.status.success(), "{args:?} accepted: {out:?}");
+        for word in words {
+            assert!(
+                out.stderr.contains(word),
+                "{args:?}: no {word:?} in {}",
+                out.stderr
+            );
+        }
+    }
+}
+
 /// One HTTP/1.1 connection kept alive for several requests.
 struct KeptAlive(std::io::BufReader<std::net::TcpStream>);
 

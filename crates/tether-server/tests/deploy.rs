@@ -176,14 +176,33 @@ fn the_example_config_names_every_setting_and_its_examples_are_valid() {
             "deploy/tether.toml does not mention `{key}`"
         );
     }
-    // Every commented-out line, uncommented, is accepted.
+    // Every commented-out line, uncommented, is accepted (the TLS files
+    // pointing at a real certificate and key).
+    let (_, cert, key) = self_signed(&dir);
+    let files = [
+        ("tls_cert", format!("{:?}", cert.display().to_string())),
+        ("tls_key", format!("{:?}", key.display().to_string())),
+    ];
+    let commented: Vec<(String, String)> = commented
+        .into_iter()
+        .map(|(k, v)| match files.iter().find(|(name, _)| *name == k) {
+            Some((_, path)) => (k, path.clone()),
+            None => (k, v),
+        })
+        .collect();
     let uncommented = dir.write(
         "all.toml",
         &example
             .lines()
             .map(|l| match l.strip_prefix("# ") {
-                Some(rest) if assignment(rest).is_some() => rest,
-                _ => l,
+                Some(rest) => match assignment(rest) {
+                    Some((k, _)) => match files.iter().find(|(name, _)| *name == k) {
+                        Some((name, path)) => format!("{name} = {path}"),
+                        None => rest.to_owned(),
+                    },
+                    None => l.to_owned(),
+                },
+                _ => l.to_owned(),
             })
             .collect::<Vec<_>>()
             .join("\n"),
@@ -201,7 +220,7 @@ fn the_example_config_names_every_setting_and_its_examples_are_valid() {
     }
     // A commented-out line that says `default` shows the default.
     for (key, value) in &commented {
-        if key != "stream_retention" && key != "cors_origins" {
+        if !["stream_retention", "cors_origins", "tls_cert", "tls_key"].contains(&key.as_str()) {
             assert_eq!(&defaults[key], value, "`# {key} = ` shows the default");
         }
     }

@@ -117,6 +117,7 @@
 //! |---|---|---|
 //! | `sqlite` | yes | [`store::SqliteStore`], the embedded store (bundled SQLite) |
 //! | `redis` | no | `store::RedisStore` and the cluster transport over Redis |
+//! | `tls` | no | HTTPS and WSS in the server loop: `tls::Tls`, `server::ServeOptions::tls` (rustls, ring) |
 //!
 //! Metrics go through the [`metrics`](https://docs.rs/metrics) facade
 //! ([`metrics::describe`] names every series); install any recorder.
@@ -134,6 +135,8 @@ pub mod metrics;
 pub mod server;
 mod sio;
 pub mod store;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use config::Config;
 pub use delivery::{delivered_args, Recovery};

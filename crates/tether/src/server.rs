@@ -81,6 +81,10 @@ pub struct ServeOptions {
     /// closed. Longer than the WebSocket heartbeat (45 s by default), whose
     /// own timeout closes a silent WebSocket session first. `None`: no limit.
     pub write_timeout: Option<Duration>,
+    /// TLS for every accepted connection (feature `tls`); the handshake
+    /// must end within `header_read_timeout`. `None`: plain HTTP.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::Tls>,
 }
 
 impl Default for ServeOptions {
@@ -89,6 +93,8 @@ impl Default for ServeOptions {
             header_read_timeout: Some(Duration::from_secs(10)),
             max_connections_per_ip: None,
             write_timeout: Some(Duration::from_secs(60)),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -115,6 +121,14 @@ impl ServeOptions {
     #[must_use]
     pub fn write_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.write_timeout = timeout.into();
+        self
+    }
+
+    /// Serves HTTPS (and WebSocket over TLS) with `tls` (feature `tls`).
+    #[cfg(feature = "tls")]
+    #[must_use]
+    pub fn tls(mut self, tls: crate::tls::Tls) -> Self {
+        self.tls = Some(tls);
         self
     }
 }
@@ -208,22 +222,59 @@ where
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let http = http.clone();
-        let opts_write_timeout = opts.write_timeout;
+        let io = WriteTimeout::new(stream, opts.write_timeout);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &opts.tls {
+            let acceptor = tls.acceptor().clone();
+            let limit = opts.header_read_timeout;
+            tokio::spawn(async move {
+                let _slot = slot;
+                let handshake = acceptor.accept(io);
+                let stream = match limit {
+                    Some(limit) => match tokio::time::timeout(limit, handshake).await {
+                        Ok(done) => done,
+                        Err(_) => {
+                            tracing::debug!(%addr, "TLS handshake timed out");
+                            return;
+                        }
+                    },
+                    None => handshake.await,
+                };
+                match stream {
+                    Ok(stream) => serve_connection(http, stream, addr, handler).await,
+                    Err(e) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
+                }
+            });
+            continue;
+        }
         tokio::spawn(async move {
             let _slot = slot;
-            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(RemoteAddr(addr));
-                let fut = handler(req);
-                async move { Ok::<_, Infallible>(fut.await) }
-            });
-            let io = WriteTimeout::new(stream, opts_write_timeout);
-            let conn = http
-                .serve_connection(TokioIo::new(io), service)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::trace!(error = %e, "http connection ended");
-            }
+            serve_connection(http, io, addr, handler).await;
         });
+    }
+}
+
+/// Answers the requests of one connection with `handler` until it ends.
+async fn serve_connection<S, H, F>(
+    http: hyper::server::conn::http1::Builder,
+    io: S,
+    addr: std::net::SocketAddr,
+    handler: H,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(RemoteAddr(addr));
+        let fut = handler(req);
+        async move { Ok::<_, Infallible>(fut.await) }
+    });
+    let conn = http
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::trace!(error = %e, "http connection ended");
     }
 }
 

@@ -157,6 +157,18 @@ pub fn run(cmd: &mut Command, budget: Duration) -> Result<Finished, String> {
 }
 
 /// A port nobody listens on right now.
+/// A self-signed certificate for 127.0.0.1 and localhost, written to
+/// `cert.pem` and `key.pem` in `dir`: (certificate PEM, its path, the key's path).
+#[allow(dead_code)]
+pub fn self_signed(dir: &TempDir) -> (String, PathBuf, PathBuf) {
+    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("a self-signed certificate");
+    let pem = key.cert.pem();
+    let cert = dir.write("cert.pem", &pem);
+    let private = dir.write("key.pem", &key.signing_key.serialize_pem());
+    (pem, cert, private)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -266,6 +278,7 @@ impl Server {
         };
         let addr = first_line
             .strip_prefix("Tether chat on http://")
+            .or_else(|| first_line.strip_prefix("Tether chat on https://"))
             .and_then(|rest| rest.split_once('/'))
             .and_then(|(addr, _)| addr.parse::<SocketAddr>().ok());
         let Some(addr) = addr else {
