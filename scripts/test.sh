@@ -10,8 +10,10 @@ echo "== npm ci: the chat page's client bundle (crates/tether-server/web/), the 
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 if [ -d tests/browser ]; then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
-  bash scripts/install-chromium.sh
+  bash scripts/install-debian.sh chromium
 fi
+echo "== nginx (Debian's, for crates/tether-server/tests/nginx.rs)"
+bash scripts/install-debian.sh nginx
 
 echo "== services: Redis on 127.0.0.1:6379 (started if it does not answer)"
 if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then

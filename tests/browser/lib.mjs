@@ -2,7 +2,7 @@
 //
 // Every scenario drives the chat page (web/index.html) served by `tether
 // serve` in Debian's headless Chromium (/usr/bin/chromium, installed by
-// scripts/install-chromium.sh) through playwright-core. Each simulated person
+// scripts/install-debian.sh chromium) through playwright-core. Each simulated person
 // ("user") is a Chromium of its own on a new, empty user data dir, so each has
 // its own localStorage (the page's outbox) and its own network switch.
 //

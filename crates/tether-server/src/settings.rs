@@ -91,6 +91,12 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_MAX_CONNECTIONS_PER_IP")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections_per_ip: Option<usize>,
+    /// Reverse proxies whose X-Forwarded-For gives the client's address,
+    /// comma-separated addresses or networks: `127.0.0.1,10.0.0.0/8`
+    /// (empty: none; the client's address is then the TCP peer's).
+    #[arg(long, env = "TETHER_TRUSTED_PROXIES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_proxies: Option<String>,
     /// Other origins allowed to connect, comma-separated, each
     /// `scheme://host[:port]` as browsers send it (lowercase, no path, no
     /// default port): `https://chat.example.com,http://localhost:8080`;
@@ -158,6 +164,7 @@ pub struct Settings {
     pub body_read_timeout: String,
     pub write_timeout: String,
     pub max_connections_per_ip: usize,
+    pub trusted_proxies: String,
     pub cors_origins: String,
     pub tls_cert: String,
     pub tls_key: String,
@@ -185,6 +192,7 @@ impl Default for Settings {
             body_read_timeout: "20s".into(),
             write_timeout: "60s".into(),
             max_connections_per_ip: 0,
+            trusted_proxies: String::new(),
             cors_origins: String::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
@@ -327,6 +335,25 @@ pub fn parse_stream_retention(
         streams.push(stream);
     }
     Ok(streams)
+}
+
+/// Comma-separated addresses (`127.0.0.1`, `::1`) or networks
+/// (`10.0.0.0/8`).
+pub fn parse_networks(name: &'static str, text: &str) -> Result<Vec<ipnet::IpNet>, SettingsError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        name,
+                        format!("{item:?} is not an address or a network like 10.0.0.0/8"),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// `cors_origins`: `*`, or origins as browsers send them in `Origin`
@@ -533,7 +560,8 @@ impl Settings {
             .write_timeout(write_timeout)
             .max_connections_per_ip(
                 (self.max_connections_per_ip > 0).then_some(self.max_connections_per_ip),
-            );
+            )
+            .trusted_proxies(parse_networks("trusted_proxies", &self.trusted_proxies)?);
         Ok(match self.tls()? {
             Some(tls) => opts.tls(tls),
             None => opts,

@@ -4,7 +4,7 @@
 //! (see tests/browser/README.md).
 //!
 //! Needs `npm ci` in tests/browser and /usr/bin/chromium
-//! (`bash scripts/install-chromium.sh`); neither is done here.
+//! (`bash scripts/install-debian.sh chromium`); neither is done here.
 //!
 //! Each test starts `tether serve` on a free port with a fresh SQLite store
 //! file, waits for `/healthz`, runs one script and checks its verdict (its
@@ -54,7 +54,7 @@ fn preflight() {
     );
     assert!(
         Path::new(CHROMIUM).is_file(),
-        "{CHROMIUM} is missing: run `bash scripts/install-chromium.sh` as root \
+        "{CHROMIUM} is missing: run `bash scripts/install-debian.sh chromium` as root \
          (Debian's chromium package; no other browser is used)"
     );
 }

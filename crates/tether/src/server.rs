@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -85,6 +85,14 @@ pub struct ServeOptions {
     /// must end within `header_read_timeout`. `None`: plain HTTP.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::tls::Tls>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: for a request
+    /// from one of these networks, the client's address ([`RemoteAddr`],
+    /// so `Handshake::address`) is the rightmost address of that header
+    /// that is not itself a trusted proxy, with port 0 (unknown). Requests
+    /// from anywhere else keep their TCP peer, whatever they send. Empty
+    /// (the default): no proxy is trusted. The per-address connection limit
+    /// counts TCP peers either way.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ServeOptions {
@@ -95,6 +103,7 @@ impl Default for ServeOptions {
             write_timeout: Some(Duration::from_secs(60)),
             #[cfg(feature = "tls")]
             tls: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -121,6 +130,20 @@ impl ServeOptions {
     #[must_use]
     pub fn write_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.write_timeout = timeout.into();
+        self
+    }
+
+    /// Believes `X-Forwarded-For` from these networks (see
+    /// [`ServeOptions::trusted_proxies`]).
+    ///
+    /// ```
+    /// let opts = tether::server::ServeOptions::default()
+    ///     .trusted_proxies(vec!["127.0.0.1/32".parse().unwrap()]);
+    /// assert_eq!(opts.trusted_proxies.len(), 1);
+    /// ```
+    #[must_use]
+    pub fn trusted_proxies(mut self, proxies: Vec<ipnet::IpNet>) -> Self {
+        self.trusted_proxies = proxies;
         self
     }
 
@@ -183,6 +206,7 @@ where
     http.timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout);
     let per_ip = opts.max_connections_per_ip.map(PerIp::new);
+    let trusted: Arc<[ipnet::IpNet]> = opts.trusted_proxies.clone().into();
     let mut backoff = Duration::ZERO;
     let mut errors = ErrorLog::default();
     tokio::pin!(shutdown);
@@ -223,6 +247,10 @@ where
         let handler = handler.clone();
         let http = http.clone();
         let io = WriteTimeout::new(stream, opts.write_timeout);
+        let peer = Peer {
+            addr,
+            trusted: trusted.clone(),
+        };
         #[cfg(feature = "tls")]
         if let Some(tls) = &opts.tls {
             let acceptor = tls.acceptor().clone();
@@ -241,7 +269,7 @@ where
                     None => handshake.await,
                 };
                 match stream {
-                    Ok(stream) => serve_connection(http, stream, addr, handler).await,
+                    Ok(stream) => serve_connection(http, stream, peer, handler).await,
                     Err(e) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
                 }
             });
@@ -249,16 +277,54 @@ where
         }
         tokio::spawn(async move {
             let _slot = slot;
-            serve_connection(http, io, addr, handler).await;
+            serve_connection(http, io, peer, handler).await;
         });
     }
+}
+
+/// The TCP peer of a connection, and the proxies whose word is taken for
+/// the client's address.
+struct Peer {
+    addr: SocketAddr,
+    trusted: Arc<[ipnet::IpNet]>,
+}
+
+impl Peer {
+    /// The client's address for a request with `headers`.
+    fn client(&self, headers: &http::HeaderMap) -> SocketAddr {
+        if !self.trusted.iter().any(|net| net.contains(&self.addr.ip())) {
+            return self.addr;
+        }
+        forwarded_client(headers, &self.trusted).map_or(self.addr, |ip| SocketAddr::new(ip, 0))
+    }
+}
+
+/// The client named by `X-Forwarded-For` (every such header, in order):
+/// from the right, the first address that is not a trusted proxy; the
+/// leftmost if all are. `None` when there is no such header or an entry on
+/// the way is not an address (nothing left of it can be believed).
+fn forwarded_client(headers: &http::HeaderMap, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let mut entries = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let value = value.to_str().ok()?;
+        entries.extend(value.split(',').map(str::trim));
+    }
+    let mut last = None;
+    for entry in entries.iter().rev() {
+        let ip: IpAddr = entry.parse().ok()?;
+        if !trusted.iter().any(|net| net.contains(&ip)) {
+            return Some(ip);
+        }
+        last = Some(ip);
+    }
+    last
 }
 
 /// Answers the requests of one connection with `handler` until it ends.
 async fn serve_connection<S, H, F>(
     http: hyper::server::conn::http1::Builder,
     io: S,
-    addr: std::net::SocketAddr,
+    peer: Peer,
     handler: H,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -266,7 +332,8 @@ async fn serve_connection<S, H, F>(
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-        req.extensions_mut().insert(RemoteAddr(addr));
+        let client = peer.client(req.headers());
+        req.extensions_mut().insert(RemoteAddr(client));
         let fut = handler(req);
         async move { Ok::<_, Infallible>(fut.await) }
     });
@@ -521,5 +588,78 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for v in values {
+            map.append("x-forwarded-for", v.parse().unwrap());
+        }
+        map
+    }
+
+    fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_untrusted_forwarded_address() {
+        let trusted = nets(&["127.0.0.1/32", "10.0.0.0/8"]);
+        let client = |v: &[&str]| forwarded_client(&headers(v), &trusted);
+        assert_eq!(
+            client(&["203.0.113.7"]),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        // What the client sent itself, left of what the proxies added, is
+        // not believed.
+        assert_eq!(
+            client(&["6.6.6.6, 203.0.113.7, 10.1.2.3"]),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        assert_eq!(
+            client(&["6.6.6.6", "203.0.113.7"]),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        assert_eq!(
+            client(&["10.0.0.9, 127.0.0.1"]),
+            Some("10.0.0.9".parse().unwrap())
+        );
+        assert_eq!(
+            client(&["2001:db8::1"]),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(client(&[]), None);
+        // Garbage on the way: nothing from there on is believed.
+        assert_eq!(client(&["203.0.113.7, junk"]), None);
+        assert_eq!(
+            client(&["junk, 203.0.113.7"]),
+            Some("203.0.113.7".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn only_a_trusted_peer_is_believed() {
+        let peer = |addr: &str| Peer {
+            addr: addr.parse().unwrap(),
+            trusted: nets(&["127.0.0.1/32"]).into(),
+        };
+        let forwarded = headers(&["203.0.113.7"]);
+        assert_eq!(
+            peer("127.0.0.1:5000").client(&forwarded),
+            "203.0.113.7:0".parse().unwrap()
+        );
+        assert_eq!(
+            peer("127.0.0.2:5000").client(&forwarded),
+            "127.0.0.2:5000".parse().unwrap()
+        );
+        assert_eq!(
+            peer("127.0.0.1:5000").client(&http::HeaderMap::new()),
+            "127.0.0.1:5000".parse().unwrap()
+        );
     }
 }

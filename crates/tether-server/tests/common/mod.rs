@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -159,7 +159,6 @@ pub fn run(cmd: &mut Command, budget: Duration) -> Result<Finished, String> {
 /// A port nobody listens on right now.
 /// A self-signed certificate for 127.0.0.1 and localhost, written to
 /// `cert.pem` and `key.pem` in `dir`: (certificate PEM, its path, the key's path).
-#[allow(dead_code)]
 pub fn self_signed(dir: &TempDir) -> (String, PathBuf, PathBuf) {
     let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
         .expect("a self-signed certificate");
@@ -495,4 +494,116 @@ pub fn metric(samples: &[Sample], name: &str) -> Option<f64> {
         .iter()
         .find(|s| s.name == name && s.labels.is_empty())
         .map(|s| s.value)
+}
+
+// --------------------------------------------------------------------- node --
+
+pub fn node_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/node")
+}
+
+/// A running `node chat/<script>.mjs`.
+pub struct Node {
+    child: Child,
+    script: String,
+    lines: Receiver<String>,
+    stdout: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Node {
+    pub fn start(script: &str, args: &[&str]) -> Node {
+        assert!(
+            node_dir().join("node_modules/socket.io-client").is_dir(),
+            "tests/node/node_modules is missing: run `npm ci` in tests/node"
+        );
+        let mut child = Command::new("node")
+            .arg(format!("chat/{script}.mjs"))
+            .args(args)
+            .current_dir(node_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("node runs (is Node.js installed?)");
+        let stderr = collect(child.stderr.take().unwrap());
+        let lines = lines(child.stdout.take().unwrap());
+        Node {
+            child,
+            script: script.to_owned(),
+            lines,
+            stdout: Vec::new(),
+            stderr,
+        }
+    }
+
+    pub fn report(&self) -> String {
+        format!(
+            "chat/{}.mjs stdout:\n{}\nstderr:\n{}",
+            self.script,
+            self.stdout.join("\n"),
+            self.stderr.lock().unwrap()
+        )
+    }
+
+    /// Waits (bounded) for the stdout line `want`.
+    pub fn expect_line(&mut self, want: &str, budget: Duration) {
+        let deadline = Instant::now() + budget;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.trim() == want => return,
+                Ok(line) => self.stdout.push(line),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no `{want}` within {budget:?}\n{}", self.report())
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = wait_until(&mut self.child, Duration::from_secs(5));
+                    panic!("script ended without `{want}`\n{}", self.report())
+                }
+            }
+        }
+    }
+
+    /// Reads stdout to its end and the exit status (within `budget`), and
+    /// checks the JSON verdict (last line): exit 0 and `"ok": true`.
+    pub fn verdict(mut self, budget: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + budget;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.stdout.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no verdict within {budget:?}\n{}", self.report())
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(status) = wait_until(&mut self.child, left.max(Duration::from_secs(1))) else {
+            panic!("script did not exit within {budget:?}\n{}", self.report());
+        };
+        let verdict: Option<serde_json::Value> = self
+            .stdout
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok());
+        assert!(
+            status.success(),
+            "chat/{}.mjs failed ({status})\n{}",
+            self.script,
+            self.report()
+        );
+        let verdict = verdict.unwrap_or_else(|| panic!("no JSON verdict\n{}", self.report()));
+        assert_eq!(verdict["ok"], true, "{verdict}\n{}", self.report());
+        verdict
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }

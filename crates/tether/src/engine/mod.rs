@@ -395,6 +395,8 @@ impl Engine {
             TransportKind::Polling => None,
         };
         let sid: Arc<str> = crate::id::random_id().into();
+        // The sid stays out of logs: it is all a polling request needs.
+        tracing::debug!(client = ?remote_addr, ?transport, "session opened");
         let session = Session::new(self.opts.session.clone(), transport, Instant::now());
         let info = RequestInfo {
             headers: detached_headers(req.headers()),
