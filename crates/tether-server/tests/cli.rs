@@ -423,6 +423,7 @@ fn serve_help_lists_every_setting_and_env_variable() {
         "max_connections_per_ip",
         "cors_origins",
         "log_format",
+        "api_key",
         "config",
     ];
     let mut missing = Vec::new();
@@ -949,6 +950,7 @@ fn serve_help_shows_each_default() {
         ("--max-connections-per-ip", "0"),
         ("--cors-origins", "none"),
         ("--log-format", "pretty"),
+        ("--api-key", "none"),
     ] {
         let text = section(flag);
         assert!(
