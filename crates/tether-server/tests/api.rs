@@ -11,6 +11,7 @@
 //! - history pages give exactly what was published, in order; limits;
 //! - inbox pushes are kept for their user across a restart;
 //! - 503 while the store is down (its file deleted under the server);
+//! - two nodes on one Redis share idempotency keys, delivery and history;
 //! - the OpenAPI description served at `/api/v1/openapi.json` is a sound
 //!   OpenAPI 3 document listing exactly the routes served, and every answer
 //!   of every test here is checked against the schema it documents.
@@ -1077,5 +1078,78 @@ fn openapi_describes_every_route_and_the_answers_match() {
                 "{method} {path} {status} not exercised: {seen:?}"
             );
         }
+    }
+}
+
+/// Two nodes on one Redis are one API: a key used on one node is known on
+/// the other (same position, duplicate, no second delivery), the official
+/// client on one node gets what is published through the other, and both
+/// read the same history. Skipped (said on stderr) without Redis, except in
+/// CI.
+#[test]
+fn two_nodes_on_redis_share_idempotency_keys_and_history() {
+    let Some(scope) = tether_testkit::redis::Scope::new("api-two-nodes") else {
+        return;
+    };
+    let dir = TempDir::new("api-redis");
+    let args = [
+        "--store",
+        scope.url.as_str(),
+        "--redis-prefix",
+        scope.prefix.as_str(),
+        "--api-key",
+        KEY,
+    ];
+    let a = start(&dir, &args);
+    let b = start(&dir, &args);
+    let api_a = Api::new(&a, KEY);
+    let api_b = Api::new(&b, KEY);
+    let body = json!({ "event": "news", "args": ["once"], "idempotency_key": "n1" });
+    let (p1, dup) = publish(&api_a, body.clone());
+    assert!(!dup);
+    assert_eq!(
+        publish(&api_b, body.clone()),
+        (p1, true),
+        "the key, on the other node"
+    );
+    let (p2, _) = publish(
+        &api_b,
+        json!({ "event": "chat message", "args": ["via b"], "append_position": true }),
+    );
+    assert!(p2 > p1);
+    // Listening on A, publishing live through B.
+    let verdict = node(
+        "api/publish.mjs",
+        &[
+            "--url",
+            &a.url(),
+            "--api",
+            &b.url(),
+            "--key",
+            KEY,
+            "--expect",
+            "2",
+        ],
+    );
+    let live = verdict["position"].as_u64().expect("position");
+    let events: Vec<&Value> = verdict["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r[0])
+        .collect();
+    assert_eq!(
+        events,
+        [&json!("news"), &json!("chat message"), &json!("live")]
+    );
+    for api in [&api_a, &api_b] {
+        let (_, page) = api.get("/api/v1/history");
+        let positions: Vec<u64> = page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["position"].as_u64().unwrap())
+            .collect();
+        assert_eq!(positions, [p1, p2, live]);
     }
 }

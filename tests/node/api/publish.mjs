@@ -8,17 +8,19 @@
 // itself over HTTP (fetch), gets it live, publishes it again with the same
 // idempotency key (same position, duplicate true) and checks, after a quiet
 // second, that it arrived once. Every event it got is in `received` of the
-// verdict line: [event, ...args], the recovery offset last.
+// verdict line: [event, ...args], the recovery offset last. With `--api URL`
+// it publishes through another node of the cluster than the one it listens to.
 //
-//   node api/publish.mjs --url http://127.0.0.1:PORT --key KEY --expect 2
+//   node api/publish.mjs --url http://127.0.0.1:PORT --key KEY --expect 2 [--api http://127.0.0.1:PORT2]
 import { parseArgs, Run, io, until, sleep } from "../lib.mjs";
 
-const opts = parseArgs("api-publish", { transport: "websocket", key: "", expect: 0, quietMs: 1000 });
+const opts = parseArgs("api-publish", { transport: "websocket", key: "", expect: 0, quietMs: 1000, api: "" });
 const run = new Run(opts);
 const base = opts.url.replace(/\/+$/, "");
+const apiBase = (opts.api || opts.url).replace(/\/+$/, "");
 
 const publish = async (body) => {
-  const res = await fetch(`${base}/api/v1/publish`, {
+  const res = await fetch(`${apiBase}/api/v1/publish`, {
     method: "POST",
     headers: { authorization: `Bearer ${opts.key}`, "content-type": "application/json" },
     body: JSON.stringify(body),
