@@ -39,7 +39,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the chat app (page at `/`, Socket.IO at `/socket.io/`) until SIGTERM or SIGINT.
+    /// Run the chat app (page at `/`, Socket.IO at `/socket.io/`; with
+    /// `--api-key`, the HTTP API for backends at `/api/v1`) until SIGTERM or
+    /// SIGINT.
     Serve(Box<ServeArgs>),
     /// Print a page of stored messages (newest last), a line each:
     /// position, time (RFC 3339, UTC), event, arguments (JSON), tab-separated.

@@ -1153,3 +1153,58 @@ fn two_nodes_on_redis_share_idempotency_keys_and_history() {
         assert_eq!(positions, [p1, p2, live]);
     }
 }
+
+/// A body that does not arrive within `body_read_timeout` is answered 408
+/// (the connection is not held forever), and nothing is stored.
+#[test]
+fn a_body_slower_than_the_timeout_is_408() {
+    let dir = TempDir::new("api-408");
+    let server = start(
+        &dir,
+        &[
+            "--store",
+            "memory",
+            "--api-key",
+            KEY,
+            "--body-read-timeout",
+            "500ms",
+        ],
+    );
+    let api = Api::new(&server, KEY);
+    let mut stream = TcpStream::connect_timeout(&server.addr, Duration::from_secs(2)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    // Twenty bytes announced, ten sent, then nothing.
+    write!(
+        stream,
+        "POST /api/v1/publish HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {KEY}\r\n\
+         Content-Length: 20\r\n\r\n{{\"event\": ",
+        server.addr
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an answer");
+    let reply = Reply {
+        status: head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        head: head.to_owned(),
+        body: body.to_owned(),
+    };
+    api.check("POST", "/api/v1/publish", &reply);
+    assert_eq!(reply.status, 408, "{text}");
+    assert_eq!(reply.json()["field"], "body");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(5),
+        "answered after {waited:?}"
+    );
+    let (_, page) = api.get("/api/v1/history");
+    assert_eq!(page["entries"], json!([]));
+}

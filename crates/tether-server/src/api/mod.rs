@@ -246,11 +246,11 @@ fn route<'p>(method: &Method, path: &'p str) -> Result<(Endpoint, Option<&'p str
     }
     match allowed.first() {
         None => Err(ApiError::NotFound(path.to_owned())),
-        Some(_) => Err(ApiError::MethodNotAllowed {
+        Some(allow) => Err(ApiError::MethodNotAllowed {
             method: method.clone(),
             path: path.to_owned(),
             // One method per path.
-            allow: allowed[0],
+            allow,
         }),
     }
 }
