@@ -1,6 +1,7 @@
 //! `tether`: the chat server on its embedded store, and tools to look inside
 //! a store.
 
+mod api;
 mod chat;
 mod settings;
 mod trim;
@@ -38,7 +39,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the chat app (page at `/`, Socket.IO at `/socket.io/`) until SIGTERM or SIGINT.
+    /// Run the chat app (page at `/`, Socket.IO at `/socket.io/`; with
+    /// `--api-key`, the HTTP API for backends at `/api/v1`) until SIGTERM or
+    /// SIGINT.
     Serve(Box<ServeArgs>),
     /// Print a page of stored messages (newest last), a line each:
     /// position, time (RFC 3339, UTC), event, arguments (JSON), tab-separated.
@@ -107,6 +110,7 @@ fn command() -> clap::Command {
             }
             let shown = match value {
                 serde_json::Value::String(s) if s.is_empty() => "none".to_owned(),
+                serde_json::Value::Array(a) if a.is_empty() => "none".to_owned(),
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
@@ -405,13 +409,21 @@ async fn serve(args: ServeArgs, given: impl Fn(&str) -> Given) -> Result<(), Any
         println!("settings ok");
         if let Some(values) = serde_json::to_value(&settings)?.as_object() {
             for (name, value) in values {
-                println!("{name} = {value}");
+                match value {
+                    // The API keys are secrets: how many, not what.
+                    serde_json::Value::Array(keys) if name == "api_key" => {
+                        let hidden = vec!["(hidden)"; keys.len()];
+                        println!("{name} = {}", serde_json::json!(hidden));
+                    }
+                    value => println!("{name} = {value}"),
+                }
             }
         }
         return Ok(());
     }
     init_logs(&settings.log_format);
     let config = settings.config()?;
+    let (max_payload, body_read_timeout) = (config.max_payload, config.body_read_timeout);
     let serve_options = settings.serve_options()?;
     match tether::server::raise_fd_limit() {
         Ok(limit) => tracing::debug!(limit, "open files limit"),
@@ -453,6 +465,15 @@ async fn serve(args: ServeArgs, given: impl Fn(&str) -> Given) -> Result<(), Any
     };
     chat::install(&io);
     trim::spawn();
+    let api = api::ApiKeys::new(&settings.api_key).map(|keys| {
+        tracing::info!(keys = keys.len(), "HTTP API on /api/v1");
+        Arc::new(api::Api::new(
+            io.clone(),
+            keys,
+            max_payload,
+            body_read_timeout,
+        ))
+    });
 
     let addr: SocketAddr = format!("{}:{}", settings.host, settings.port)
         .parse()
@@ -479,7 +500,11 @@ async fn serve(args: ServeArgs, given: impl Fn(&str) -> Given) -> Result<(), Any
         let store = store.clone();
         let metrics = metrics.clone();
         let io = io_handle.clone();
+        let api = api.clone();
         async move {
+            if let Some(api) = api.filter(|_| api::serves(req.uri().path())) {
+                return api.handle(req).await;
+            }
             // HEAD is answered like GET; hyper leaves the body out.
             let method = match *req.method() {
                 Method::HEAD => Method::GET,

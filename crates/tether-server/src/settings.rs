@@ -117,6 +117,19 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_LOG_FORMAT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
+    /// A key of the HTTP API for backends (`/api/v1`, served only when a key
+    /// is set; requests send `Authorization: Bearer KEY`). Repeat the flag,
+    /// or separate keys with commas, to accept several while one is rotated.
+    /// At least 16 characters, no spaces or commas.
+    #[arg(
+        long,
+        env = "TETHER_API_KEY",
+        value_name = "KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub api_key: Vec<String>,
     /// A TOML file with any of these settings (same names, snake_case).
     #[arg(long, env = "TETHER_CONFIG")]
     #[serde(skip)]
@@ -169,6 +182,8 @@ pub struct Settings {
     pub tls_cert: String,
     pub tls_key: String,
     pub log_format: String,
+    /// The keys of the HTTP API (`/api/v1`); empty: the API is off.
+    pub api_key: Vec<String>,
 }
 
 impl Default for Settings {
@@ -197,6 +212,7 @@ impl Default for Settings {
             tls_cert: String::new(),
             tls_key: String::new(),
             log_format: "pretty".into(),
+            api_key: Vec::new(),
         }
     }
 }
@@ -448,6 +464,25 @@ fn check_origin(origin: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Shortest API key accepted, in characters.
+pub const MIN_API_KEY_CHARS: usize = 16;
+
+/// An API key is at least [`MIN_API_KEY_CHARS`] visible ASCII characters
+/// without commas (it travels in a header, and commas separate keys in
+/// `TETHER_API_KEY`). The reason names no part of the key.
+fn check_api_key(key: &str) -> Result<(), String> {
+    if key.len() < MIN_API_KEY_CHARS {
+        return Err(format!(
+            "{} characters: give at least {MIN_API_KEY_CHARS} (for example `openssl rand -hex 32`)",
+            key.chars().count()
+        ));
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+        return Err("only visible ASCII characters, no spaces or commas".into());
+    }
+    Ok(())
+}
+
 impl Settings {
     /// Merges defaults < TOML file < environment/flags. `given` tells where
     /// a setting of `args` came from, so that an error names it as the user
@@ -538,6 +573,10 @@ impl Settings {
         }
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
             return Err(invalid("redis_prefix", "must be a non-empty word"));
+        }
+        for (i, key) in self.api_key.iter().enumerate() {
+            check_api_key(key)
+                .map_err(|why| invalid("api_key", format!("key {}: {why}", i + 1)))?;
         }
         Ok(())
     }

@@ -308,6 +308,7 @@ fn serve_help_lists_every_setting_and_env_variable() {
         "max_connections_per_ip",
         "cors_origins",
         "log_format",
+        "api_key",
         "config",
     ];
     let mut missing = Vec::new();
@@ -728,8 +729,17 @@ fn second_sigterm_exits() {
 #[test]
 fn after_sigterm_a_kept_alive_connection_starts_nothing_new() {
     let dir = TempDir::new("sigterm-kept-alive");
-    let mut server = Server::start(dir.path(), &["--port", "0", "--store", "memory"], &[]);
+    let key = "a-key-of-sixteen-or-more";
+    let mut server = Server::start(
+        dir.path(),
+        &["--port", "0", "--store", "memory", "--api-key", key],
+        &[],
+    );
     let mut kept = KeptAlive::open(server.addr);
+    let auth = format!("Authorization: Bearer {key}\r\n");
+    let publish = r#"{"event":"chat message","args":["hi"]}"#;
+    let (status, stored) = kept.request("POST", "/api/v1/publish", &auth, publish);
+    assert_eq!(status, 200, "{stored}");
     assert_eq!(kept.get("/healthz"), (200, "ok\n".to_owned()));
     let (status, open) = kept.get("/socket.io/?EIO=4&transport=polling");
     assert_eq!(status, 200, "{open}");
@@ -743,6 +753,9 @@ fn after_sigterm_a_kept_alive_connection_starts_nothing_new() {
         (status, body.as_str()),
         (503, r#"{"code":3,"message":"Server shutting down"}"#)
     );
+    let (status, body) = kept.request("POST", "/api/v1/publish", &auth, publish);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("shutting down"), "{body}");
     let status = wait_until(&mut server.child, Duration::from_secs(10));
     assert!(
         status.is_some_and(|s| s.success()),
@@ -851,10 +864,17 @@ impl KeptAlive {
 
     /// GET `path`: (status, body of Content-Length bytes).
     fn get(&mut self, path: &str) -> (u16, String) {
+        self.request("GET", path, "", "")
+    }
+
+    /// A request with `headers` (each ending in CRLF) and `body`: (status,
+    /// body of Content-Length bytes).
+    fn request(&mut self, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
         use std::io::{BufRead, Read, Write};
         write!(
             self.0.get_mut(),
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            body.len()
         )
         .expect("send a request");
         let mut line = String::new();
@@ -995,6 +1015,7 @@ fn serve_help_shows_each_default() {
         ("--max-connections-per-ip", "0"),
         ("--cors-origins", "none"),
         ("--log-format", "pretty"),
+        ("--api-key", "none"),
     ] {
         let text = section(flag);
         assert!(

@@ -39,6 +39,8 @@ pub struct HistoryEntry {
     pub event: String,
     /// Its arguments (the recovery offset not included).
     pub args: Args,
+    /// The rooms it was sent to (empty: the whole namespace).
+    pub rooms: Vec<String>,
 }
 
 /// A query for pages of one stream's history; see [`SocketIo::history`].
@@ -177,6 +179,7 @@ impl History {
                 ts_ms: entry.ts_ms,
                 args: Args::from_raw(delivered_args(&entry), entry.entry.attachments.clone()),
                 event: entry.entry.event,
+                rooms: entry.entry.target.rooms,
             })
             .collect()
     }
