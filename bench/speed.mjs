@@ -1,12 +1,16 @@
-// Speed benchmark: the same load against Tether's bench_server and the Node
-// socket.io 4.8.1 server (bench/node-bench-server.mjs), alternating in one
-// run, with connection state recovery off and then on for both; prints each
-// figure, Node's figure and the ratio, then the SQLite store's own figures
-// (crates/tether-testkit/examples/store_bench.rs: group commit against one transaction per message).
+// Speed benchmark: the same load against Tether's bench_server, the Node
+// socket.io 4.8.1 server (bench/node-bench-server.mjs) and socketioxide
+// (bench/socketioxide/, its version pinned by its Cargo.lock), alternating in
+// one run, with connection state recovery off and then on (socketioxide has
+// none: it runs once, and both of Tether's modes are compared with it);
+// prints each figure, the peers' figures and the ratios, the goals of the
+// performance issue (printed, not asserted), then the SQLite store's own
+// figures (crates/tether-testkit/examples/store_bench.rs: group commit
+// against one transaction per message).
 //
 //   node bench/speed.mjs [--seconds 5] [--conns 50] [--subs 1000] [--idle 10000]
 //                        [--replay 20000] [--modes off,on] [--no-build]
-//                        [--json FILE] [--markdown FILE]
+//                        [--json FILE] [--markdown FILE] [--peers node,socketioxide]
 //                        [--baseline BIN] [--phases idle,echo,fanout,ingest,replay]
 //
 // `--baseline BIN` compares with another build of bench_server (say one built
@@ -49,7 +53,8 @@ const IDLE = Number(opt("idle", 10000));
 const REPLAY = Number(opt("replay", 20000));
 const MODES = opt("modes", "off,on").split(",");
 const BASELINE = opt("baseline");
-const PEER = BASELINE ? "baseline" : "node";
+const PEERS = BASELINE ? ["baseline"] : opt("peers", "node,socketioxide").split(",");
+const SOCKETIOXIDE = `${root}/bench/socketioxide/target/release/socketioxide-bench-server`;
 const PHASES = opt("phases")?.split(",");
 if (BASELINE && !existsSync(BASELINE)) throw new Error(`--baseline ${BASELINE}: no such file`);
 const CLK_TCK = 100;
@@ -67,6 +72,10 @@ if (canPin && !process.env.TETHER_SPEED_PINNED) {
 if (!flag("no-build")) {
   const built = spawnSync("cargo", ["build", "--release", "--example", "bench_server", "--example", "store_bench"], { cwd: root, stdio: "inherit" });
   if (built.status !== 0) process.exit(built.status ?? 1);
+  if (PEERS.includes("socketioxide")) {
+    const peer = spawnSync("cargo", ["build", "--release", "--locked", "--manifest-path", "bench/socketioxide/Cargo.toml"], { cwd: root, stdio: "inherit" });
+    if (peer.status !== 0) process.exit(peer.status ?? 1);
+  }
 }
 
 function cpuSeconds(pid) {
@@ -89,6 +98,7 @@ async function startServer(kind, durable) {
   const flags = [...(durable ? ["--durable"] : []), "0"];
   const bin = kind === "tether" ? [`${root}/target/release/examples/bench_server`, flags]
     : kind === "baseline" ? [BASELINE, flags]
+    : kind === "socketioxide" ? [SOCKETIOXIDE, ["0"]]
     : ["node", [`${root}/bench/node-bench-server.mjs`, ...flags]];
   const [cmd, args] = canPin ? ["taskset", ["-c", "0", ...bin[0] === "node" ? [process.execPath] : [bin[0]], ...bin[1]]] : bin;
   const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
@@ -281,8 +291,10 @@ const results = {};
 for (const mode of MODES) {
   const durable = mode === "on";
   results[mode] = {};
-  for (const kind of ["tether", PEER]) {
-    const all = { idle, echo, fanout, ...(durable ? { ingest, replay } : {}) };
+  for (const kind of ["tether", ...PEERS]) {
+    // socketioxide has no recovery: it runs once, with recovery off.
+    if (kind === "socketioxide" && durable && MODES.includes("off")) continue;
+    const all = { idle, echo, fanout, ...(durable && kind !== "socketioxide" ? { ingest, replay } : {}) };
     const phases = Object.fromEntries(Object.entries(all).filter(([name]) => !PHASES || PHASES.includes(name)));
     const out = {};
     for (const [name, phase] of Object.entries(phases)) {
@@ -326,28 +338,48 @@ results.store = {
   one_txn_per_message_appends_per_s: Number(few[2]), read_replay_per_s: Number(replayRow[2]),
 };
 
+// A peer's figures in `mode` (socketioxide's are the same in both).
+const peerOf = (kind, mode) => kind === "socketioxide" ? (results.off ?? results.on)?.socketioxide : results[mode]?.[kind];
 const rows = [];
 for (const mode of MODES) {
   for (const [phase, figures] of Object.entries(results[mode].tether)) {
     for (const key of Object.keys(figures)) {
-      const a = figures[key], b = results[mode].node[phase][key];
-      rows.push([`recovery ${mode}`, `${phase}.${key}`, fmt(a), fmt(b), (a / b).toFixed(2)]);
+      const a = figures[key];
+      const row = [`recovery ${mode}`, `${phase}.${key}`, fmt(a)];
+      for (const kind of PEERS) {
+        const b = peerOf(kind, mode)?.[phase]?.[key];
+        row.push(b === undefined ? "-" : fmt(b), b === undefined ? "-" : (a / b).toFixed(2));
+      }
+      rows.push(row);
     }
   }
 }
 const onT = results.on?.tether, onN = results.on?.node, offT = results.off?.tether;
+const sx = peerOf("socketioxide", "off");
 const target = (name, value, goal, higher = true) => [name, fmt(value), `${higher ? "≥" : "≤"} ${fmt(goal)}`,
   (higher ? value >= goal : value <= goal) ? "met" : `not met (${higher ? (value / goal * 100).toFixed(0) + "% of it" : (value / goal).toFixed(2) + "× of it"})`];
 const targets = [
-  ...(onT ? [
+  // Against socketioxide (the performance issue): server CPU per operation
+  // at most 1/1.3 of its own, recovery on or off; connect rate with the
+  // durable store at least its own.
+  ...(sx ? [offT, onT].filter(Boolean).flatMap((t) => {
+    const mode = t === offT ? "off" : "on";
+    return [
+      ...(t.echo ? [target(`echo, recovery ${mode}: socketioxide's server CPU per ack ÷ Tether's`, sx.echo.server_cpu_us_per_ack / t.echo.server_cpu_us_per_ack, 1.3)] : []),
+      ...(t.fanout ? [target(`fan-out, recovery ${mode}: socketioxide's server CPU per delivery ÷ Tether's`, sx.fanout.server_cpu_us_per_delivery / t.fanout.server_cpu_us_per_delivery, 1.3)] : []),
+      ...(t.idle ? [target(`connect, recovery ${mode}: Tether's connections/s ÷ socketioxide's`, t.idle.connections_per_s / sx.idle.connections_per_s, 1)] : []),
+    ];
+  }) : []),
+  ...(onT?.fanout && onN?.fanout ? [target("fan-out, recovery on: deliveries per server CPU second × Node's (recovery on)", onN.fanout.server_cpu_us_per_delivery / onT.fanout.server_cpu_us_per_delivery, 3)] : []),
+  ...(onT?.idle ? [target("bytes per idle connection, recovery on", onT.idle.bytes_per_idle_connection, 8192, false)] : []),
+  ...(onT?.echo && onN?.echo ? [
     target("echo, recovery on: × Node", onT.echo.acks_per_s / onN.echo.acks_per_s, 3),
-    target("fan-out, recovery on: × Node", onT.fanout.deliveries_per_s / onN.fanout.deliveries_per_s, 3),
-    // The load generator may saturate first: the same targets in server CPU.
+    // The load generator may saturate first: the same target in server CPU.
     target("echo, recovery on: Node's server CPU per ack ÷ Tether's", onN.echo.server_cpu_us_per_ack / onT.echo.server_cpu_us_per_ack, 3),
-    target("fan-out, recovery on: Node's server CPU per delivery ÷ Tether's", onN.fanout.server_cpu_us_per_delivery / onT.fanout.server_cpu_us_per_delivery, 3),
-    target("replay to a reconnecting client (msg/s)", onT.replay.replayed_per_s, 200000),
   ] : []),
-  ...(offT ? [target("bytes per idle connection", offT.idle.bytes_per_idle_connection, 8192, false)] : []),
+  ...(onT?.fanout && onN?.fanout ? [target("fan-out, recovery on: × Node", onT.fanout.deliveries_per_s / onN.fanout.deliveries_per_s, 3)] : []),
+  ...(onT?.replay ? [target("replay to a reconnecting client (msg/s)", onT.replay.replayed_per_s, 200000)] : []),
+  ...(offT?.idle ? [target("bytes per idle connection, recovery off", offT.idle.bytes_per_idle_connection, 8192, false)] : []),
   target("durable appends per second (SQLite fsync, group commit, 1024 writers)", results.store.group_commit_1024_appenders_per_s, 100000),
   target("replay read from the store (msg/s)", results.store.read_replay_per_s, 200000),
 ];
@@ -355,7 +387,10 @@ const targets = [
 const header = `speed: idle ${IDLE}, echo ${SECONDS}s × ${CONNS} connections, fan-out to ${SUBS}, replay ${REPLAY}; ` +
   `pinned: ${canPin ? "server core 0, load core 1" : "no"}`;
 console.log(header);
-for (const r of rows) console.log(`${r[0].padEnd(12)} ${r[1].padEnd(44)} tether ${r[2].padStart(12)}   node ${r[3].padStart(12)}   ratio ${r[4]}`);
+for (const r of rows) {
+  const peers = PEERS.map((kind, i) => `${kind} ${r[3 + 2 * i].padStart(12)} ratio ${r[4 + 2 * i].padStart(5)}`).join("   ");
+  console.log(`${r[0].padEnd(12)} ${r[1].padEnd(44)} tether ${r[2].padStart(12)}   ${peers}`);
+}
 console.log(`store (fsync): group commit ${fmt(results.store.group_commit_64_appenders_per_s)}/s with 64 writers, ${fmt(results.store.group_commit_1024_appenders_per_s)}/s with 1024, vs one transaction per message ${fmt(results.store.one_txn_per_message_appends_per_s)}/s; read replay ${fmt(results.store.read_replay_per_s)}/s`);
 for (const t of targets) console.log(`target: ${t[0]}: ${t[1]} (${t[2]}): ${t[3]}`);
 
@@ -367,9 +402,9 @@ if (mdFile) {
   const md = [
     `## Speed (\`node bench/speed.mjs ${argv.filter((a) => !["--markdown", mdFile].includes(a)).join(" ")}\`)`, "",
     `Measured ${new Date().toISOString()} on ${cpus().length} cores (${cpu}), ${Math.round(totalmem() / 2 ** 30)} GiB; ${header}.`,
-    `Tether: \`examples/bench_server\` (release); Node: \`bench/node-bench-server.mjs\` on socket.io 4.8.1 and Node ${process.version}.`,
-    "Recovery on: Tether with its SQLite store (fsync), Node with its in-memory connection state recovery.", "",
-    "| recovery | figure | Tether | Node | ratio |", "|---|---|---:|---:|---:|",
+    `Tether: \`examples/bench_server\` (release); Node: \`bench/node-bench-server.mjs\` on socket.io 4.8.1 and Node ${process.version}; socketioxide: \`bench/socketioxide\` (0.18.9 on axum 0.8, release, fat LTO).`,
+    "Recovery on: Tether with its SQLite store (fsync), Node with its in-memory connection state recovery; socketioxide has none (its one run is in both).", "",
+    `| recovery | figure | Tether | ${PEERS.map((k) => `${k} | ratio`).join(" | ")} |`, `|---|---|---:|${PEERS.map(() => "---:|---:").join("|")}|`,
     ...rows.map((r) => `| ${r.join(" | ")} |`), "",
     `SQLite store (\`examples/store_bench\`, fsync): ${fmt(results.store.group_commit_64_appenders_per_s)} appends/s with group commit and 64 concurrent writers, ` +
       `${fmt(results.store.group_commit_1024_appenders_per_s)}/s with 1024, against ` +

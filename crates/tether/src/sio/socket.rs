@@ -481,7 +481,8 @@ impl Socket {
         }
         if !state.draining {
             state.draining = true;
-            tokio::spawn(self.clone().drain());
+            drop(state);
+            run_inline_or_spawn(self.clone().drain());
         }
     }
 
@@ -922,5 +923,22 @@ impl AckSender {
                 Ok(())
             }
         }
+    }
+}
+
+/// Polls `fut` once here and spawns it only if it is not done: a handler
+/// that completes at once (an echo, an ack) costs no task and no wake-up of
+/// another thread, and its answer is queued before the transport writes
+/// what this read brought. A future that is pending is spawned as it is:
+/// the task polls it again at once, with its own waker, so the no-op waker
+/// of the first poll is never relied upon.
+fn run_inline_or_spawn<F>(fut: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut fut = Box::pin(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if fut.as_mut().poll(&mut cx).is_pending() {
+        tokio::spawn(fut);
     }
 }
