@@ -86,10 +86,12 @@ function rssKiB(pid) {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]);
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Waits for cond(); `what` (a string, or a function giving one at the end)
+// names what did not happen.
 async function until(cond, ms, what) {
   const end = performance.now() + ms;
   while (!cond()) {
-    if (performance.now() > end) throw new Error(`timeout: ${what}`);
+    if (performance.now() > end) throw new Error(`timeout: ${typeof what === "function" ? what() : what}`);
     await sleep(2);
   }
 }
@@ -212,7 +214,7 @@ async function fanout(port, pid) {
   const t0 = performance.now();
   for (let i = 0; i < msgs; i++) pub.send(`42["bcast","${ROOM}",{"i":${i},"t":${performance.now()}}]`);
   const want = msgs * SUBS;
-  await until(() => got >= want, 120000, `fan-out ${got}/${want}`);
+  await until(() => got >= want, 120000, () => `fan-out: ${got} of ${want} delivered (a server that drops what it cannot buffer never gets there)`);
   const secs = (performance.now() - t0) / 1000;
   const cpu = cpuSeconds(pid) - cpu0;
   const rss = rssKiB(pid);
@@ -235,7 +237,7 @@ async function ingest(port, pid) {
   const cpu0 = cpuSeconds(pid);
   const t0 = performance.now();
   for (let i = 0; i < 256 && sent < total; i++) send();
-  await until(() => acked >= total, 300000, `ingest ${acked}/${total}`);
+  await until(() => acked >= total, 300000, () => `ingest ${acked}/${total}`);
   const secs = (performance.now() - t0) / 1000;
   const cpu = cpuSeconds(pid) - cpu0;
   ws.terminate();
@@ -262,7 +264,7 @@ async function replay(port, pid) {
   const send = () => { pub.send(`42${sent}["bcast","${ROOM}",{"i":${sent}}]`); sent++; };
   pub.on("message", (d) => { if (d.toString().startsWith("43")) { acked++; if (sent < REPLAY) send(); } });
   for (let i = 0; i < 256 && sent < REPLAY; i++) send();
-  await until(() => acked >= REPLAY, 120000, `replay publish ${acked}/${REPLAY}`);
+  await until(() => acked >= REPLAY, 120000, () => `replay publish ${acked}/${REPLAY}`);
   await sleep(500); // stored (Tether commits in the background of a `bcast`)
   // It comes back: count the missed events, in order.
   let got = 0, next = 0, ordered = true, recovered = null;
@@ -278,7 +280,7 @@ async function replay(port, pid) {
     t1 = performance.now();
   }, { pid: pidOf, offset });
   recovered = back.hello.pid === pidOf; // how the official client tells
-  await until(() => got >= REPLAY, 120000, `replay ${got}/${REPLAY}`);
+  await until(() => got >= REPLAY, 120000, () => `replay ${got}/${REPLAY}`);
   const cpu = cpuSeconds(pid) - cpu0;
   back.ws.terminate();
   pub.terminate();

@@ -12,7 +12,9 @@
 //! - `bcast` ROOM P: emits `msg` P to every socket in ROOM, then acks.
 //!
 //! socketioxide has no connection state recovery: there is no `--durable`
-//! (speed.mjs compares both of Tether's modes with this one).
+//! (speed.mjs compares both of Tether's modes with this one). Its queue per
+//! socket is raised from 128 to 65 536 packets, so that a fan-out burst is
+//! delivered whole rather than partly dropped.
 
 use serde_json::Value;
 use socketioxide::extract::{AckSender, Data, SocketRef};
@@ -31,8 +33,12 @@ async fn main() -> std::io::Result<()> {
     if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
         let _ = rlimit::Resource::NOFILE.set(hard, hard);
     }
+    // Room for a fan-out burst: with the default of 128 packets queued per
+    // socket, a subscriber behind loses what does not fit (Tether pauses the
+    // sender instead), and the fan-out phase never sees every delivery.
     let (layer, io) = SocketIo::builder()
         .transports([TransportType::Websocket])
+        .max_buffer_size(1 << 16)
         .build_layer();
     io.ns("/", async |socket: SocketRef| {
         socket.on("echo", async |Data::<Value>(payload), ack: AckSender| {
