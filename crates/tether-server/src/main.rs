@@ -15,10 +15,13 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use tether::cluster::ClusterOptions;
 use tether::engine::Body;
-use tether::store::{Durability, Health, MemoryStore, RedisStore, SqliteStore, Store};
+use tether::store::{
+    Durability, Health, MemoryStore, PostgresStore, RedisStore, SessionInfo, SqliteStore, Store,
+    StoreError, StreamInfo,
+};
 use tether::SocketIo;
 
-use settings::{Given, ServeArgs, Settings};
+use settings::{Given, ServeArgs, Settings, StoreKind};
 
 /// The chat page.
 const PAGE: &str = include_str!("../web/index.html");
@@ -43,7 +46,7 @@ enum Command {
     /// Print a page of stored messages (newest last), a line each:
     /// position, time (RFC 3339, UTC), event, arguments (JSON), tab-separated.
     History {
-        /// The SQLite store file.
+        /// The store: a SQLite file, or a postgres:// URL.
         #[arg(long, default_value = "tether.db")]
         store: String,
         /// Namespace.
@@ -64,27 +67,27 @@ enum Command {
     },
     /// Print the store's positions: the latest and the oldest kept.
     Bounds {
-        /// The SQLite store file.
+        /// The store: a SQLite file, or a postgres:// URL.
         #[arg(long, default_value = "tether.db")]
         store: String,
     },
     /// Print every stream: namespace, room (empty: the whole namespace),
     /// entries kept, oldest and latest position.
     Streams {
-        /// The SQLite store file.
+        /// The store: a SQLite file, or a postgres:// URL.
         #[arg(long, default_value = "tether.db")]
         store: String,
     },
     /// Print the sessions kept for recovery (public ids only), with whether
     /// they are connected and since when they changed.
     Sessions {
-        /// The SQLite store file.
+        /// The store: a SQLite file, or a postgres:// URL.
         #[arg(long, default_value = "tether.db")]
         store: String,
     },
     /// Print a user's unacknowledged inbox entries.
     Inbox {
-        /// The SQLite store file.
+        /// The store: a SQLite file, or a postgres:// URL.
         #[arg(long, default_value = "tether.db")]
         store: String,
         /// The user.
@@ -218,7 +221,7 @@ fn main() -> std::process::ExitCode {
                 limit,
                 epoch_ms,
             } => {
-                let store = open_existing(&store)?;
+                let store = open_existing(&store).await?.store();
                 let page = store
                     .history(&nsp, room.as_deref(), before.unwrap_or(u64::MAX), limit)
                     .await?;
@@ -240,7 +243,7 @@ fn main() -> std::process::ExitCode {
                 Ok(())
             }
             Command::Bounds { store } => {
-                let store = open_existing(&store)?;
+                let store = open_existing(&store).await?.store();
                 let (last, first) = store.bounds().await?;
                 println!(
                     "epoch {}\nlatest {last}\noldest kept {first}",
@@ -249,7 +252,7 @@ fn main() -> std::process::ExitCode {
                 Ok(())
             }
             Command::Streams { store } => {
-                let store = open_sqlite(&store)?;
+                let store = open_existing(&store).await?;
                 println!("nsp\troom\tentries\toldest\tlatest");
                 for s in store.streams().await? {
                     println!(
@@ -260,7 +263,7 @@ fn main() -> std::process::ExitCode {
                 Ok(())
             }
             Command::Sessions { store } => {
-                let store = open_sqlite(&store)?;
+                let store = open_existing(&store).await?;
                 println!("sid\tnsp\trooms\tconnected\tupdated_ms");
                 for s in store.sessions().await? {
                     println!(
@@ -271,7 +274,7 @@ fn main() -> std::process::ExitCode {
                 Ok(())
             }
             Command::Inbox { store, user } => {
-                let store = open_existing(&store)?;
+                let store = open_existing(&store).await?.store();
                 for entry in store.inbox_pending(&user, 0, 10_000).await? {
                     println!(
                         "{}\t{}\t{}\t{}",
@@ -293,8 +296,48 @@ fn main() -> std::process::ExitCode {
 
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
-fn open_existing(path: &str) -> Result<Arc<dyn Store>, AnyError> {
-    Ok(Arc::new(open_sqlite(path)?))
+/// A store the tools read: a SQLite file or a PostgreSQL schema that exists
+/// (the tools never create one).
+enum Existing {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl Existing {
+    fn store(self) -> Arc<dyn Store> {
+        match self {
+            Existing::Sqlite(store) => Arc::new(store),
+            Existing::Postgres(store) => Arc::new(store),
+        }
+    }
+
+    async fn streams(&self) -> Result<Vec<StreamInfo>, StoreError> {
+        match self {
+            Existing::Sqlite(store) => store.streams().await,
+            Existing::Postgres(store) => store.streams().await,
+        }
+    }
+
+    async fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError> {
+        match self {
+            Existing::Sqlite(store) => store.sessions().await,
+            Existing::Postgres(store) => store.sessions().await,
+        }
+    }
+}
+
+async fn open_existing(store: &str) -> Result<Existing, AnyError> {
+    match StoreKind::of(store)? {
+        StoreKind::Sqlite => Ok(Existing::Sqlite(open_sqlite(store)?)),
+        StoreKind::Postgres => PostgresStore::connect_existing(store)
+            .await
+            .map(Existing::Postgres)
+            .map_err(|e| format!("store {store}: {e}").into()),
+        StoreKind::Memory | StoreKind::Redis => Err(format!(
+            "store {store}: the store tools read a SQLite file or a postgres:// store"
+        )
+        .into()),
+    }
 }
 
 /// A time in milliseconds since the Unix epoch as RFC 3339, UTC, to the
@@ -422,13 +465,25 @@ async fn serve(args: ServeArgs, given: impl Fn(&str) -> Given) -> Result<(), Any
         .map_err(|e| format!("metrics: {e}"))?;
     // On Redis the node joins the cluster of every node sharing the prefix:
     // fetch_sockets, broadcast acks and the like reach all of them.
-    let (io, store): (SocketIo, Arc<dyn Store>) = if settings.store.starts_with("redis://") {
+    let kind = StoreKind::of(&settings.store)?;
+    let (io, store): (SocketIo, Arc<dyn Store>) = if kind == StoreKind::Redis {
         let redis = Arc::new(
             RedisStore::connect(&settings.store, &settings.redis_prefix)
                 .map_err(|e| format!("store {}: {e}", settings.store))?,
         );
         let io = SocketIo::with_cluster(config, redis.clone(), ClusterOptions::default())?;
         (io, redis)
+    } else if kind == StoreKind::Postgres {
+        // Every node on the database fans out what the store's feed brings,
+        // so stored events reach the clients of every node, in one order.
+        // Sessions left connected by a node that died are released by the
+        // trims of the others, once its lease runs out.
+        let store: Arc<dyn Store> = Arc::new(
+            PostgresStore::connect(&settings.store)
+                .await
+                .map_err(|e| format!("store {}: {e}", settings.store))?,
+        );
+        (SocketIo::with_store(config, store.clone()), store)
     } else {
         let store: Arc<dyn Store> = if settings.store == "memory" {
             Arc::new(MemoryStore::new())

@@ -263,6 +263,17 @@ impl PostgresStore {
     /// or a schema of another version, and [`StoreError::Backend`] when the
     /// database cannot be reached (bounded by a few seconds).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, true).await
+    }
+
+    /// [`PostgresStore::connect`] to a store that exists: a schema holding no
+    /// store is refused ([`StoreError::Unavailable`]) instead of created.
+    /// For tools that look inside a store.
+    pub async fn connect_existing(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, false).await
+    }
+
+    async fn open(url: &str, create: bool) -> Result<Self, StoreError> {
         let location = schema::parse_url(url)?;
         let manager = Manager::from_config(
             location.config.clone(),
@@ -281,7 +292,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::Unavailable(format!("postgres pool: {e}")))?;
         let epoch = bounded(async {
             let mut client = pool.get().await?;
-            schema::setup(&mut client, &location.schema).await
+            schema::setup(&mut client, &location.schema, create).await
         })
         .await
         .map_err(PgError::into_store)?;

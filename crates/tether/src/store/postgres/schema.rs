@@ -166,10 +166,28 @@ fn valid_schema(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// Creates the schema, its tables and the epoch if missing, checks the
-/// schema version; returns the epoch. One transaction, under an advisory
-/// lock of the schema (nodes starting together create it once).
-pub(super) async fn setup(client: &mut PgClient, schema: &str) -> Result<String, PgError> {
+/// Creates the schema, its tables and the epoch if missing (with `create`;
+/// without, a schema that holds no store is refused), checks the schema
+/// version; returns the epoch. One transaction, under an advisory lock of
+/// the schema (nodes starting together create it once).
+pub(super) async fn setup(
+    client: &mut PgClient,
+    schema: &str,
+    create: bool,
+) -> Result<String, PgError> {
+    if !create {
+        let found = client
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&format!("{schema}.state")],
+            )
+            .await?;
+        if !get::<bool>(&found, 0)? {
+            return Err(PgError::Refused(format!(
+                "no store in schema {schema} of this database"
+            )));
+        }
+    }
     let tx = client.transaction().await?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
