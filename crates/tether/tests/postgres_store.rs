@@ -424,9 +424,19 @@ async fn concurrent_writers_on_several_nodes_never_commit_below_a_read_position(
         (1..=SENT as u64).collect::<Vec<_>>(),
         "positions are 1..{SENT}, no gap, none twice"
     );
-    assert_eq!(
-        seen, sorted,
-        "the follower saw every entry, in order: none committed below a position it had read past"
+    let seen_set: HashSet<u64> = seen.iter().copied().collect();
+    let missed: Vec<u64> = sorted
+        .iter()
+        .copied()
+        .filter(|s| !seen_set.contains(s))
+        .collect();
+    assert!(
+        missed.is_empty() && seen == sorted,
+        "the follower missed {} entries (committed below a position it had read past), \
+         first {:?}; it saw {} of {SENT}",
+        missed.len(),
+        &missed[..missed.len().min(10)],
+        seen.len()
     );
     let from_feed: Vec<u64> = take(&mut feed, SENT).await.iter().map(|e| e.seq).collect();
     assert_eq!(

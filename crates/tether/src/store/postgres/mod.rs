@@ -40,6 +40,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Upper bound of any one store operation (waiting for a connection
 /// included).
 const OP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a session of the store may sit idle inside a transaction before
+/// the server ends it (a frozen node holding the counter row's lock).
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(15);
 /// How long a health check waits.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 /// Connections of a node's pool (the writer, reads, trims, feeds).

@@ -145,10 +145,16 @@ pub(super) fn parse_url(url: &str) -> Result<Location, StoreError> {
     if config.get_application_name().is_none() {
         config.application_name("tether");
     }
-    // Every table is found in the store's schema.
+    // Every table is found in the store's schema; a session left idle
+    // inside a transaction (a node frozen while it holds the counter row)
+    // is ended by the server, so the other nodes do not wait on it forever.
+    let ours = format!(
+        "-c search_path={schema} -c idle_in_transaction_session_timeout={}",
+        IDLE_IN_TRANSACTION.as_millis()
+    );
     let options = match config.get_options() {
-        Some(own) => format!("{own} -c search_path={schema}"),
-        None => format!("-c search_path={schema}"),
+        Some(own) => format!("{own} {ours}"),
+        None => ours,
     };
     config.options(options);
     Ok(Location { config, schema })
@@ -243,12 +249,18 @@ mod tests {
         assert_eq!(at.schema, "tether");
         assert_eq!(at.config.get_dbname(), Some("test"));
         assert_eq!(at.config.get_user(), Some("postgres"));
-        assert_eq!(at.config.get_options(), Some("-c search_path=tether"));
+        assert_eq!(
+            at.config.get_options(),
+            Some("-c search_path=tether -c idle_in_transaction_session_timeout=15000")
+        );
 
         let at = parse_url("postgresql://u@h:5/db?schema=chat_2&application_name=app").unwrap();
         assert_eq!(at.schema, "chat_2");
         assert_eq!(at.config.get_application_name(), Some("app"));
-        assert_eq!(at.config.get_options(), Some("-c search_path=chat_2"));
+        assert!(at
+            .config
+            .get_options()
+            .is_some_and(|o| o.starts_with("-c search_path=chat_2 ")));
     }
 
     #[test]
