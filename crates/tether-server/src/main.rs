@@ -474,16 +474,18 @@ async fn serve(args: ServeArgs, given: impl Fn(&str) -> Given) -> Result<(), Any
         let io = SocketIo::with_cluster(config, redis.clone(), ClusterOptions::default())?;
         (io, redis)
     } else if kind == StoreKind::Postgres {
-        // Every node on the database fans out what the store's feed brings,
-        // so stored events reach the clients of every node, in one order.
+        // Every node on the database (and schema) is one cluster: stored
+        // events reach every node through the store's feed, in one order;
+        // fetch_sockets, broadcast acks and the like go over LISTEN/NOTIFY.
         // Sessions left connected by a node that died are released by the
         // trims of the others, once its lease runs out.
-        let store: Arc<dyn Store> = Arc::new(
+        let postgres = Arc::new(
             PostgresStore::connect(&settings.store)
                 .await
                 .map_err(|e| format!("store {}: {e}", settings.store))?,
         );
-        (SocketIo::with_store(config, store.clone()), store)
+        let io = SocketIo::with_cluster(config, postgres.clone(), ClusterOptions::default())?;
+        (io, postgres)
     } else {
         let store: Arc<dyn Store> = if settings.store == "memory" {
             Arc::new(MemoryStore::new())

@@ -108,8 +108,8 @@
 //! # Clusters
 //!
 //! Several servers on one Redis are one cluster (`Builder::cluster`): stored
-//! events reach every node through the store (so do they on one PostgreSQL
-//! database, with `SocketIo::with_store` on a `PostgresStore`), and [`cluster`] carries what is
+//! events reach every node through the store (on one PostgreSQL database
+//! too, with a `store::PostgresStore`), and [`cluster`] carries what is
 //! not stored (`fetch_sockets`, `sockets_join`, `disconnect_sockets`,
 //! broadcasts with acks, volatile emits).
 //!
@@ -119,7 +119,7 @@
 //! |---|---|---|
 //! | `sqlite` | yes | [`store::SqliteStore`], the embedded store (bundled SQLite) |
 //! | `redis` | no | `store::RedisStore` and the cluster transport over Redis |
-//! | `postgres` | no | `store::PostgresStore` (tokio-postgres with a deadpool pool; no TLS) |
+//! | `postgres` | no | `store::PostgresStore` and the cluster transport over LISTEN/NOTIFY (tokio-postgres with a deadpool pool; no TLS) |
 //!
 //! Metrics go through the [`metrics`](https://docs.rs/metrics) facade
 //! ([`metrics::describe`] names every series); install any recorder.

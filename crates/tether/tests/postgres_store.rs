@@ -758,3 +758,144 @@ async fn sessions_of_a_node_whose_lease_ran_out_are_disconnected_by_a_trim() {
     }
     assert_eq!((appended, seqs.len()), (1, 1));
 }
+
+// ---------------------------------------------------------------------------
+// The cluster's transport on PostgreSQL
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_transport_carries_small_and_large_messages_and_keeps_heartbeats() {
+    use tether::cluster::{Channel, PostgresTransport, Transport};
+    let Some(scope) = Scope::new("cluster_transport").await else {
+        return;
+    };
+    let Some(other) = Scope::new("cluster_transport_other").await else {
+        return;
+    };
+    let (a, b) = (
+        PostgresTransport::new(&scope.store().await),
+        PostgresTransport::new(&scope.store().await),
+    );
+    let elsewhere = PostgresTransport::new(&other.store().await);
+    let mut to_b = b
+        .subscribe(&[Channel::All, Channel::Node("node-b".into())])
+        .await
+        .unwrap();
+    let mut to_other = elsewhere.subscribe(&[Channel::All]).await.unwrap();
+
+    let small = br#"{"kind":"hello"}"#.to_vec();
+    // Over a notification's 8000 bytes, and not UTF-8: through the side table.
+    let large: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    a.publish(&Channel::All, &small).await.unwrap();
+    a.publish(&Channel::Node("node-b".into()), &large)
+        .await
+        .unwrap();
+    a.publish(&Channel::Node("node-c".into()), b"not for b")
+        .await
+        .unwrap();
+    a.publish(&Channel::All, b"last").await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let next = tokio::time::timeout(Duration::from_secs(5), to_b.next())
+            .await
+            .expect("a message within 5 s")
+            .expect("the subscription lives");
+        got.push(next);
+    }
+    assert_eq!(
+        got,
+        [small, large, b"last".to_vec()],
+        "in order, whole, only b's"
+    );
+    to_b.check().await.unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(300), to_other.next()).await;
+    assert!(
+        quiet.is_err(),
+        "a store in another schema is another cluster: {quiet:?}"
+    );
+
+    let timeout = Duration::from_secs(5);
+    assert_eq!(a.heartbeat("node-a", timeout).await.unwrap(), ["node-a"]);
+    let live = b.heartbeat("node-b", timeout).await.unwrap();
+    assert_eq!(live, ["node-a", "node-b"]);
+    assert!(elsewhere.live_nodes(timeout).await.unwrap().is_empty());
+    a.remove_node("node-a").await.unwrap();
+    assert_eq!(b.live_nodes(timeout).await.unwrap(), ["node-b"]);
+}
+
+/// Two nodes of one cluster on one PostgreSQL schema, a client on each:
+/// `fetch_sockets` on either returns both sockets, a remote join takes
+/// effect on the other node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_database_are_one_cluster() {
+    use tether::cluster::ClusterOptions;
+    use tether::{AckSender, Config, Socket, SocketIo};
+    let Some(scope) = Scope::new("two_nodes_cluster").await else {
+        return;
+    };
+    let options = ClusterOptions {
+        heartbeat: Duration::from_millis(200),
+        node_timeout: Duration::from_secs(3),
+        request_timeout: Duration::from_secs(5),
+    };
+    let mut nodes = Vec::new();
+    let mut urls = Vec::new();
+    for _ in 0..2 {
+        let store = Arc::new(scope.store().await);
+        let io = SocketIo::with_cluster(Config::default(), store, options.clone()).unwrap();
+        io.ns("/", |socket: Socket| async move {
+            socket.on("ping", |ack: AckSender| async move {
+                let _ = ack.send(("pong",));
+            });
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        urls.push(format!(
+            "http://127.0.0.1:{}/",
+            listener.local_addr().unwrap().port()
+        ));
+        tokio::spawn(io.clone().serve(listener));
+        nodes.push(io);
+    }
+    let cluster = nodes[0].cluster().expect("a cluster node");
+    let live = cluster
+        .wait_nodes(2, Duration::from_secs(10))
+        .await
+        .expect("both nodes live");
+    assert_eq!(live.len(), 2);
+
+    let mut clients = Vec::new();
+    for url in &urls {
+        let client = tether_client::Client::builder(url).build().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), client.connect())
+            .await
+            .expect("connects within 10 s")
+            .unwrap();
+        clients.push(client);
+    }
+    for io in &nodes {
+        let sockets = io.of("/").unwrap().fetch_sockets().await.unwrap();
+        assert_eq!(sockets.len(), 2, "every node's sockets");
+        assert_eq!(sockets.iter().filter(|s| s.is_local()).count(), 1);
+    }
+    // A socket of node b joins a room from node a.
+    let remote = nodes[0]
+        .of("/")
+        .unwrap()
+        .fetch_sockets()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| !s.is_local())
+        .expect("node b's socket");
+    remote.join("remote-room").await.unwrap();
+    let in_room = nodes[1]
+        .of("/")
+        .unwrap()
+        .to("remote-room")
+        .fetch_sockets()
+        .await
+        .unwrap();
+    assert_eq!(in_room.len(), 1);
+    assert!(in_room[0].is_local(), "it joined on node b");
+    assert_eq!(in_room[0].id(), remote.id());
+    let _ = clients;
+}

@@ -325,6 +325,17 @@ impl PostgresStore {
         &self.shared.schema
     }
 
+    /// The pool (the cluster transport shares it).
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The connection settings (the cluster transport opens its listening
+    /// connections with them).
+    pub(crate) fn config(&self) -> &tokio_postgres::Config {
+        &self.shared.config
+    }
+
     /// How long this node's connected sessions are held without a renewal
     /// of its lease (each connected session save and each trim renew it)
     /// before another node's trim takes the node as dead and marks them

@@ -86,6 +86,15 @@ CREATE TABLE IF NOT EXISTS inbox(
     attachments bytea NOT NULL,
     PRIMARY KEY (user_id, seq)
 );
+CREATE TABLE IF NOT EXISTS cluster_nodes(
+    node text PRIMARY KEY,
+    seen_ms bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cluster_messages(
+    id bigserial PRIMARY KEY,
+    payload bytea NOT NULL,
+    created_ms bigint NOT NULL
+);
 CREATE TABLE IF NOT EXISTS inbox_acks(
     user_id text PRIMARY KEY,
     upto bigint NOT NULL,
