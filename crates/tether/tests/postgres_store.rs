@@ -899,3 +899,60 @@ async fn two_nodes_on_one_database_are_one_cluster() {
     assert_eq!(in_room[0].id(), remote.id());
     let _ = clients;
 }
+
+/// The schema dropped and made anew under a running node (another node
+/// connected to the empty database): a new life. The old node's next
+/// append is refused as a reset and it adopts the new epoch, its feed ends
+/// with "store reset", and afterwards it writes in the new life.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_made_anew_is_a_new_epoch_that_running_nodes_adopt() {
+    let Some(scope) = Scope::new("schema_made_anew").await else {
+        return;
+    };
+    let old = scope.store().await;
+    let mut feed = old.shared_feed().unwrap().feed(0);
+    old.append(vec![entry("/", &[], &[], "first life")])
+        .await
+        .unwrap();
+    assert_eq!(events(&take(&mut feed, 1).await), ["first life"]);
+    let old_epoch = old.epoch().to_owned();
+
+    raw()
+        .await
+        .unwrap()
+        .batch_execute(&format!("DROP SCHEMA {} CASCADE", scope.schema))
+        .await
+        .unwrap();
+    let new = scope.store().await;
+    assert_ne!(new.epoch(), old_epoch, "a new life");
+    assert_eq!(new.bounds().await.unwrap(), (0, 1));
+
+    let refused = old.append(vec![entry("/", &[], &[], "stale")]).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("reset")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        old.epoch(),
+        new.epoch(),
+        "the old node adopted the new epoch"
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(10), feed.next())
+        .await
+        .expect("the feed notices within 10 s");
+    assert!(
+        matches!(&ended, Some(Err(StoreError::Unavailable(m))) if m.contains("reset")),
+        "{ended:?}"
+    );
+    assert_eq!(
+        old.append(vec![entry("/", &[], &[], "second life")])
+            .await
+            .unwrap(),
+        [1],
+        "positions start over in the new life"
+    );
+    assert_eq!(
+        events(&new.read("/", &[], 0, 10).await.unwrap()),
+        ["second life"]
+    );
+}

@@ -45,7 +45,8 @@ const OP_TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(15);
 /// How long a health check waits.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
-/// Connections of a node's pool (the writer, reads, trims, feeds).
+/// Connections of a node's pool (reads, trims, feeds, sessions, inboxes;
+/// the writer has one more of its own).
 const POOL_SIZE: usize = 8;
 /// Most appends committed in one transaction.
 const MAX_BATCH: usize = 4096;
@@ -127,6 +128,25 @@ async fn bounded<T>(op: impl Future<Output = Result<T, PgError>>) -> Result<T, P
             "postgres: no answer within {OP_TIMEOUT:?}"
         ))),
     }
+}
+
+/// A pool of at most `size` connections with `config`, every wait bounded.
+fn make_pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(
+        config.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(OP_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(|e| StoreError::Unavailable(format!("postgres pool: {e}")))
 }
 
 /// The epoch a node writes under, replaced when the schema was made anew
@@ -278,21 +298,7 @@ impl PostgresStore {
 
     async fn open(url: &str, create: bool) -> Result<Self, StoreError> {
         let location = schema::parse_url(url)?;
-        let manager = Manager::from_config(
-            location.config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(OP_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .recycle_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(|e| StoreError::Unavailable(format!("postgres pool: {e}")))?;
+        let pool = make_pool(&location.config, POOL_SIZE)?;
         let epoch = bounded(async {
             let mut client = pool.get().await?;
             schema::setup(&mut client, &location.schema, create).await
@@ -310,9 +316,12 @@ impl PostgresStore {
             owner: crate::id::random_id(),
             session_lease: Mutex::new(DEFAULT_SESSION_LEASE),
         });
+        // The writer has a connection of its own: reads and trims never
+        // keep an append waiting for a connection.
+        let writer_pool = make_pool(&shared.config, 1)?;
         let (jobs, queue) = mpsc::unbounded_channel();
         let writer = Writer {
-            pool: pool.clone(),
+            pool: writer_pool,
             queue,
             shared: Arc::clone(&shared),
         };
