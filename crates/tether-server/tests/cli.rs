@@ -1498,3 +1498,49 @@ fn postgres_store_serves_two_nodes_and_the_tools_read_it() {
         "{out:?}"
     );
 }
+
+/// A `tether serve` node on a postgres:// store killed with SIGKILL while
+/// its client is connected: every message it acknowledged is served by
+/// another node started afterwards on the same store (from offset 0, then
+/// the new client's own probe), nothing twice.
+#[test]
+fn postgres_node_killed_loses_nothing_it_acknowledged() {
+    let Some(pg) = PgSchema::new("postgres_node_killed_loses_nothing_it_acknowledged") else {
+        return;
+    };
+    let store = pg.url();
+    let dir = TempDir::new("postgres-kill");
+    let mut a = Server::start(dir.path(), &["--port", "0", "--store", &store], &[]);
+    let mut sender = Node::start("send", &["--url", &a.url(), "--count", "50", "--hold", "1"]);
+    sender.expect_line("READY sigterm", Duration::from_secs(60));
+    a.child.kill().expect("SIGKILL the node");
+    let _ = a.child.wait();
+    let sent = sender.verdict(Duration::from_secs(30));
+    assert_eq!(
+        (
+            sent["acked"].as_u64(),
+            sent["first"].as_u64(),
+            sent["last"].as_u64()
+        ),
+        (Some(50), Some(1), Some(50)),
+        "{sent}"
+    );
+
+    let mut b = Server::start(dir.path(), &["--port", "0", "--store", &store], &[]);
+    let caught = Node::start(
+        "catch-up",
+        &["--url", &b.url(), "--count", "50", "--serverOffset", "0"],
+    )
+    .verdict(Duration::from_secs(60));
+    assert_eq!(caught["received"], 51, "50 + the probe: {caught}");
+    assert_eq!(
+        (
+            caught["first"].as_u64(),
+            caught["last"].as_u64(),
+            caught["probe"].as_u64()
+        ),
+        (Some(1), Some(50), Some(51)),
+        "{caught}"
+    );
+    assert!(b.stop(EXIT_BUDGET).success(), "{}", b.stderr());
+}
