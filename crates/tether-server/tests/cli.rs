@@ -1544,3 +1544,51 @@ fn postgres_node_killed_loses_nothing_it_acknowledged() {
     );
     assert!(b.stop(EXIT_BUDGET).success(), "{}", b.stderr());
 }
+
+/// Node a of two `tether serve` nodes on a postgres:// store is killed with
+/// SIGKILL mid-stream; a new node takes its address. The official client
+/// reconnects by itself and recovers its session from the store (rooms,
+/// offset), gets every message once, in order, and its retries land once.
+#[test]
+fn postgres_client_recovers_on_another_node_after_a_kill() {
+    let Some(pg) = PgSchema::new("postgres_client_recovers_on_another_node_after_a_kill") else {
+        return;
+    };
+    let store = pg.url();
+    let dir = TempDir::new("postgres-recover");
+    let port = free_port().to_string();
+    let args = ["--port", port.as_str(), "--store", store.as_str()];
+    let mut a = Server::start(dir.path(), &args, &[]);
+    let mut other = Server::start(dir.path(), &["--port", "0", "--store", &store], &[]);
+    let mut client = Node::start(
+        "mid-stream",
+        &["--url", &a.url(), "--count", "150", "--at", "50"],
+    );
+    client.expect_line("READY sigterm", Duration::from_secs(60));
+    a.child.kill().expect("SIGKILL node a");
+    let _ = a.child.wait();
+    let mut b = Server::start(dir.path(), &args, &[]);
+    let verdict = client.verdict(Duration::from_secs(120));
+    assert_eq!(
+        verdict["recovered"], true,
+        "the session of a killed node recovers on another: {verdict}"
+    );
+    let caught = Node::start(
+        "catch-up",
+        &[
+            "--url",
+            &other.url(),
+            "--count",
+            "150",
+            "--then",
+            "probe mid-stream",
+        ],
+    )
+    .verdict(Duration::from_secs(60));
+    assert_eq!(
+        caught["received"], 152,
+        "150 + 2 probes, through the other node: {caught}"
+    );
+    assert!(b.stop(EXIT_BUDGET).success(), "{}", b.stderr());
+    assert!(other.stop(EXIT_BUDGET).success(), "{}", other.stderr());
+}
