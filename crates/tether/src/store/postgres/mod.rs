@@ -216,8 +216,8 @@ struct Shared {
 /// it later. Idempotency keys are checked under the same lock, so two
 /// nodes retrying one key store it once.
 ///
-/// **Group commit.** A node's appends go to one writer task that takes a
-/// first command, drains everything queued meanwhile (up to 4096), and runs
+/// **Group commit.** A node's appends go to one writer task (on a
+/// connection of its own) that takes a first command, drains everything queued meanwhile (up to 4096), and runs
 /// it all in ONE transaction: the lock, one lookup of every key of the
 /// batch, then one multi-row INSERT per table (arrays, unnested) sent
 /// pipelined in one round trip, then COMMIT; only then is each caller
