@@ -46,9 +46,12 @@ enum Command {
     /// Print a page of stored messages (newest last), a line each:
     /// position, time (RFC 3339, UTC), event, arguments (JSON), tab-separated.
     History {
-        /// The store: a SQLite file, or a postgres:// URL.
+        /// The store: a SQLite file, a postgres:// or a redis:// URL.
         #[arg(long, default_value = "tether.db")]
         store: String,
+        /// Prefix of Tether's keys, for a redis:// store.
+        #[arg(long, env = "TETHER_REDIS_PREFIX", default_value = "tether")]
+        redis_prefix: String,
         /// Namespace.
         #[arg(long, default_value = "/")]
         nsp: String,
@@ -67,29 +70,41 @@ enum Command {
     },
     /// Print the store's positions: the latest and the oldest kept.
     Bounds {
-        /// The store: a SQLite file, or a postgres:// URL.
+        /// The store: a SQLite file, a postgres:// or a redis:// URL.
         #[arg(long, default_value = "tether.db")]
         store: String,
+        /// Prefix of Tether's keys, for a redis:// store.
+        #[arg(long, env = "TETHER_REDIS_PREFIX", default_value = "tether")]
+        redis_prefix: String,
     },
     /// Print every stream: namespace, room (empty: the whole namespace),
     /// entries kept, oldest and latest position.
     Streams {
-        /// The store: a SQLite file, or a postgres:// URL.
+        /// The store: a SQLite file, a postgres:// or a redis:// URL.
         #[arg(long, default_value = "tether.db")]
         store: String,
+        /// Prefix of Tether's keys, for a redis:// store.
+        #[arg(long, env = "TETHER_REDIS_PREFIX", default_value = "tether")]
+        redis_prefix: String,
     },
     /// Print the sessions kept for recovery (public ids only), with whether
     /// they are connected and since when they changed.
     Sessions {
-        /// The store: a SQLite file, or a postgres:// URL.
+        /// The store: a SQLite file, a postgres:// or a redis:// URL.
         #[arg(long, default_value = "tether.db")]
         store: String,
+        /// Prefix of Tether's keys, for a redis:// store.
+        #[arg(long, env = "TETHER_REDIS_PREFIX", default_value = "tether")]
+        redis_prefix: String,
     },
     /// Print a user's unacknowledged inbox entries.
     Inbox {
-        /// The store: a SQLite file, or a postgres:// URL.
+        /// The store: a SQLite file, a postgres:// or a redis:// URL.
         #[arg(long, default_value = "tether.db")]
         store: String,
+        /// Prefix of Tether's keys, for a redis:// store.
+        #[arg(long, env = "TETHER_REDIS_PREFIX", default_value = "tether")]
+        redis_prefix: String,
         /// The user.
         user: String,
     },
@@ -215,13 +230,14 @@ fn main() -> std::process::ExitCode {
             }
             Command::History {
                 store,
+                redis_prefix,
                 nsp,
                 room,
                 before,
                 limit,
                 epoch_ms,
             } => {
-                let store = open_existing(&store).await?.store();
+                let store = open_existing(&store, &redis_prefix).await?.store();
                 let page = store
                     .history(&nsp, room.as_deref(), before.unwrap_or(u64::MAX), limit)
                     .await?;
@@ -242,8 +258,11 @@ fn main() -> std::process::ExitCode {
                 }
                 Ok(())
             }
-            Command::Bounds { store } => {
-                let store = open_existing(&store).await?.store();
+            Command::Bounds {
+                store,
+                redis_prefix,
+            } => {
+                let store = open_existing(&store, &redis_prefix).await?.store();
                 let (last, first) = store.bounds().await?;
                 println!(
                     "epoch {}\nlatest {last}\noldest kept {first}",
@@ -251,8 +270,11 @@ fn main() -> std::process::ExitCode {
                 );
                 Ok(())
             }
-            Command::Streams { store } => {
-                let store = open_existing(&store).await?;
+            Command::Streams {
+                store,
+                redis_prefix,
+            } => {
+                let store = open_existing(&store, &redis_prefix).await?;
                 println!("nsp\troom\tentries\toldest\tlatest");
                 for s in store.streams().await? {
                     println!(
@@ -262,8 +284,11 @@ fn main() -> std::process::ExitCode {
                 }
                 Ok(())
             }
-            Command::Sessions { store } => {
-                let store = open_existing(&store).await?;
+            Command::Sessions {
+                store,
+                redis_prefix,
+            } => {
+                let store = open_existing(&store, &redis_prefix).await?;
                 println!("sid\tnsp\trooms\tconnected\tupdated_ms");
                 for s in store.sessions().await? {
                     println!(
@@ -273,8 +298,12 @@ fn main() -> std::process::ExitCode {
                 }
                 Ok(())
             }
-            Command::Inbox { store, user } => {
-                let store = open_existing(&store).await?.store();
+            Command::Inbox {
+                store,
+                redis_prefix,
+                user,
+            } => {
+                let store = open_existing(&store, &redis_prefix).await?.store();
                 for entry in store.inbox_pending(&user, 0, 10_000).await? {
                     println!(
                         "{}\t{}\t{}\t{}",
@@ -296,11 +325,12 @@ fn main() -> std::process::ExitCode {
 
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A store the tools read: a SQLite file or a PostgreSQL schema that exists
-/// (the tools never create one).
+/// A store the tools read: a SQLite file, a PostgreSQL schema or a Redis
+/// key prefix that holds a store (the tools never create one).
 enum Existing {
     Sqlite(SqliteStore),
     Postgres(PostgresStore),
+    Redis(Box<RedisStore>),
 }
 
 impl Existing {
@@ -308,6 +338,7 @@ impl Existing {
         match self {
             Existing::Sqlite(store) => Arc::new(store),
             Existing::Postgres(store) => Arc::new(store),
+            Existing::Redis(store) => Arc::new(*store),
         }
     }
 
@@ -315,6 +346,7 @@ impl Existing {
         match self {
             Existing::Sqlite(store) => store.streams().await,
             Existing::Postgres(store) => store.streams().await,
+            Existing::Redis(store) => store.streams().await,
         }
     }
 
@@ -322,19 +354,28 @@ impl Existing {
         match self {
             Existing::Sqlite(store) => store.sessions().await,
             Existing::Postgres(store) => store.sessions().await,
+            Existing::Redis(store) => store.sessions().await,
         }
     }
 }
 
-async fn open_existing(store: &str) -> Result<Existing, AnyError> {
+async fn open_existing(store: &str, redis_prefix: &str) -> Result<Existing, AnyError> {
     match StoreKind::of(store)? {
         StoreKind::Sqlite => Ok(Existing::Sqlite(open_sqlite(store)?)),
         StoreKind::Postgres => PostgresStore::connect_existing(store)
             .await
             .map(Existing::Postgres)
             .map_err(|e| format!("store {store}: {e}").into()),
-        StoreKind::Memory | StoreKind::Redis => Err(format!(
-            "store {store}: the store tools read a SQLite file or a postgres:// store"
+        StoreKind::Redis => {
+            let (url, prefix) = (store.to_owned(), redis_prefix.to_owned());
+            // Connecting blocks for a round trip.
+            tokio::task::spawn_blocking(move || RedisStore::connect_existing(&url, &prefix))
+                .await?
+                .map(|store| Existing::Redis(Box::new(store)))
+                .map_err(|e| format!("store {store} (prefix {redis_prefix}): {e}").into())
+        }
+        StoreKind::Memory => Err(format!(
+            "store {store}: the store tools read a SQLite file, a postgres:// or a redis:// store"
         )
         .into()),
     }

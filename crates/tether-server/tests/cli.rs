@@ -1592,3 +1592,119 @@ fn postgres_client_recovers_on_another_node_after_a_kill() {
     assert!(b.stop(EXIT_BUDGET).success(), "{}", b.stderr());
     assert!(other.stop(EXIT_BUDGET).success(), "{}", other.stderr());
 }
+
+// -------------------------------------------------------------------- redis --
+
+/// The store tools on a redis:// store (with `--redis-prefix`): what a
+/// `tether serve` node stored is read back, and a prefix holding no store is
+/// refused without being given one.
+#[test]
+fn the_store_tools_read_a_redis_store() {
+    use tether_testkit::redis as support;
+    let test = "the_store_tools_read_a_redis_store";
+    let Some(url) = support::shared(test) else {
+        return;
+    };
+    let prefix = support::unique_prefix("cli-tools");
+    struct Cleanup(String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = tether_testkit::redis::delete_prefix(&self.0, &self.1);
+        }
+    }
+    let _cleanup = Cleanup(url.clone(), prefix.clone());
+    let dir = TempDir::new("redis-tools");
+    let mut server = Server::start(
+        dir.path(),
+        &["--port", "0", "--store", &url, "--redis-prefix", &prefix],
+        &[],
+    );
+    let sent = Node::start("send", &["--url", &server.url(), "--count", "5"])
+        .verdict(Duration::from_secs(60));
+    assert_eq!(sent["acked"].as_u64(), Some(5), "{sent}");
+    assert!(server.stop(EXIT_BUDGET).success(), "{}", server.stderr());
+    {
+        use tether::store::prelude::*;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let node = tether::store::RedisStore::connect(&url, &prefix).unwrap();
+            node.save_session(tether::store::SessionRecord {
+                pid: "private".into(),
+                sid: "public-sid".into(),
+                nsp: "/".into(),
+                rooms: vec!["public-sid".into()],
+                data: None,
+                user: None,
+                start_seq: 5,
+                connected: false,
+                updated_ms: 1_234,
+            })
+            .await
+            .unwrap();
+            node.inbox_push("ann", "note".into(), r#"["hi"]"#.into(), vec![])
+                .await
+                .unwrap();
+        });
+    }
+
+    let tool = |args: &[&str]| {
+        let mut full = args.to_vec();
+        full.extend(["--store", url.as_str(), "--redis-prefix", prefix.as_str()]);
+        let out = run(&mut tether(dir.path(), &full, &[]), EXIT_BUDGET).unwrap();
+        assert!(out.status.success(), "{full:?}: {out:?}");
+        out.stdout
+    };
+    let bounds = tool(&["bounds"]);
+    assert_eq!(
+        bounds.lines().skip(1).collect::<Vec<_>>(),
+        ["latest 5", "oldest kept 1"],
+        "{bounds}"
+    );
+    let history = tool(&["history", "--limit", "2"]);
+    let rows: Vec<Vec<&str>> = history.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(
+        rows.iter().map(|r| r[0]).collect::<Vec<_>>(),
+        ["4", "5"],
+        "{history}"
+    );
+    assert!(rows[1][3].contains("message 5"), "{history}");
+    assert_eq!(
+        tool(&["streams"]).lines().collect::<Vec<_>>(),
+        ["nsp\troom\tentries\toldest\tlatest", "/\t\t5\t1\t5"]
+    );
+    assert_eq!(
+        tool(&["sessions"]).lines().collect::<Vec<_>>(),
+        [
+            "sid\tnsp\trooms\tconnected\tupdated_ms",
+            "public-sid\t/\t[\"public-sid\"]\tfalse\t1234"
+        ]
+    );
+    let inbox = tool(&["inbox", "ann"]);
+    assert!(
+        inbox.starts_with("1\t") && inbox.contains("\tnote\t[\"hi\"]"),
+        "{inbox}"
+    );
+
+    let empty = support::unique_prefix("cli-tools-none");
+    let out = run(
+        &mut tether(
+            dir.path(),
+            &["bounds", "--store", &url, "--redis-prefix", &empty],
+            &[],
+        ),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(
+        !out.status.success() && out.stderr.contains("no store under the key prefix"),
+        "{out:?}"
+    );
+    assert_eq!(
+        support::delete_prefix(&url, &empty).unwrap(),
+        0,
+        "the tools gave the empty prefix no store"
+    );
+}
