@@ -130,8 +130,15 @@ async fn bounded<T>(op: impl Future<Output = Result<T, PgError>>) -> Result<T, P
     }
 }
 
-/// A pool of at most `size` connections with `config`, every wait bounded.
-fn make_pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool, StoreError> {
+/// A pool of at most `size` connections with `config`, every wait bounded,
+/// each connection set up for `schema` ([`schema::session_setup`]) when
+/// opened.
+fn make_pool(
+    config: &tokio_postgres::Config,
+    schema: &str,
+    size: usize,
+) -> Result<Pool, StoreError> {
+    let setup = schema::session_setup(schema);
     let manager = Manager::from_config(
         config.clone(),
         NoTls,
@@ -145,6 +152,15 @@ fn make_pool(config: &tokio_postgres::Config, size: usize) -> Result<Pool, Store
         .wait_timeout(Some(OP_TIMEOUT))
         .create_timeout(Some(CONNECT_TIMEOUT))
         .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+            let setup = setup.clone();
+            Box::pin(async move {
+                client
+                    .batch_execute(&setup)
+                    .await
+                    .map_err(deadpool_postgres::HookError::Backend)
+            })
+        }))
         .build()
         .map_err(|e| StoreError::Unavailable(format!("postgres pool: {e}")))
 }
@@ -235,8 +251,10 @@ struct Shared {
 /// the entries from the table after the last position it gave, and polls
 /// every second as well, so a lost notification or a listener that
 /// reconnects loses nothing. LISTEN does not work through a pooler in
-/// transaction mode (PgBouncer's `pool_mode = transaction`): feeds then
-/// fall back to the poll, a second of latency across nodes.
+/// transaction mode (PgBouncer's `pool_mode = transaction`), nor do the
+/// session settings each connection gets when opened (`search_path`, an
+/// idle-in-transaction timeout): use PostgreSQL itself or a session-mode
+/// pool.
 ///
 /// **Epoch.** A random id in the `state` row, made with the schema. A
 /// schema dropped and made anew (by a node connecting to it) is a new
@@ -298,7 +316,7 @@ impl PostgresStore {
 
     async fn open(url: &str, create: bool) -> Result<Self, StoreError> {
         let location = schema::parse_url(url)?;
-        let pool = make_pool(&location.config, POOL_SIZE)?;
+        let pool = make_pool(&location.config, &location.schema, POOL_SIZE)?;
         let epoch = bounded(async {
             let mut client = pool.get().await?;
             schema::setup(&mut client, &location.schema, create).await
@@ -318,7 +336,7 @@ impl PostgresStore {
         });
         // The writer has a connection of its own: reads and trims never
         // keep an append waiting for a connection.
-        let writer_pool = make_pool(&shared.config, 1)?;
+        let writer_pool = make_pool(&shared.config, &shared.schema, 1)?;
         let (jobs, queue) = mpsc::unbounded_channel();
         let writer = Writer {
             pool: writer_pool,

@@ -154,19 +154,19 @@ pub(super) fn parse_url(url: &str) -> Result<Location, StoreError> {
     if config.get_application_name().is_none() {
         config.application_name("tether");
     }
-    // Every table is found in the store's schema; a session left idle
-    // inside a transaction (a node frozen while it holds the counter row)
-    // is ended by the server, so the other nodes do not wait on it forever.
-    let ours = format!(
-        "-c search_path={schema} -c idle_in_transaction_session_timeout={}",
-        IDLE_IN_TRANSACTION.as_millis()
-    );
-    let options = match config.get_options() {
-        Some(own) => format!("{own} {ours}"),
-        None => ours,
-    };
-    config.options(options);
     Ok(Location { config, schema })
+}
+
+/// What every pooled connection runs once opened: every table is found in
+/// the store's schema, and a session left idle inside a transaction (a node
+/// frozen while it holds the counter row) is ended by the server, so the
+/// other nodes do not wait on it forever. Set on the session rather than as
+/// startup options, so that a session-mode pooler (PgBouncer) passes it.
+pub(super) fn session_setup(schema: &str) -> String {
+    format!(
+        "SET search_path TO {schema}; SET idle_in_transaction_session_timeout = {}",
+        IDLE_IN_TRANSACTION.as_millis()
+    )
 }
 
 fn valid_schema(name: &str) -> bool {
@@ -258,18 +258,16 @@ mod tests {
         assert_eq!(at.schema, "tether");
         assert_eq!(at.config.get_dbname(), Some("test"));
         assert_eq!(at.config.get_user(), Some("postgres"));
+        assert_eq!(at.config.get_options(), None, "no startup options of ours");
         assert_eq!(
-            at.config.get_options(),
-            Some("-c search_path=tether -c idle_in_transaction_session_timeout=15000")
+            session_setup(&at.schema),
+            "SET search_path TO tether; SET idle_in_transaction_session_timeout = 15000"
         );
 
         let at = parse_url("postgresql://u@h:5/db?schema=chat_2&application_name=app").unwrap();
         assert_eq!(at.schema, "chat_2");
         assert_eq!(at.config.get_application_name(), Some("app"));
-        assert!(at
-            .config
-            .get_options()
-            .is_some_and(|o| o.starts_with("-c search_path=chat_2 ")));
+        assert!(session_setup(&at.schema).starts_with("SET search_path TO chat_2;"));
     }
 
     #[test]
