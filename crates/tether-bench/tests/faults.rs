@@ -303,3 +303,85 @@ fn nothing_is_lost_when_nodes_of_a_redis_cluster_die() {
         "the run's Redis keys are deleted: {summary}"
     );
 }
+
+/// True when something listens on PostgreSQL's 127.0.0.1:5432.
+fn postgres_listens() -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], 5432)),
+        Duration::from_secs(1),
+    )
+    .is_ok()
+}
+
+/// Three `tether serve` nodes on one PostgreSQL database (a schema of the
+/// run's own, dropped afterwards); each kill takes one node down, its
+/// clients move to the others and recover there; the database is also
+/// unreachable twice (every connection cut through the benchmark's proxy).
+/// Without PostgreSQL this test says it was skipped (on stderr) and passes,
+/// except with CI=true where PostgreSQL must be there.
+#[test]
+fn nothing_is_lost_when_nodes_on_postgres_die() {
+    if !postgres_listens() {
+        let why = "no PostgreSQL on 127.0.0.1:5432";
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "{why} (CI=true: a missing PostgreSQL is a failure)"
+        );
+        eprintln!("SKIPPED nothing_is_lost_when_nodes_on_postgres_die: {why} (set CI=true to make this a failure)");
+        return;
+    }
+    let (out, report) = bench(
+        &[
+            "--store",
+            "postgres://postgres@127.0.0.1:5432/test",
+            "--nodes",
+            "3",
+            "--seed",
+            "5",
+            "--messages",
+            "200",
+            "--kills",
+            "3",
+            "--cuts",
+            "4",
+            "--stalls",
+            "2",
+            "--window-secs",
+            "8",
+            "--deadline-secs",
+            "75",
+            "--drain-secs",
+            "20",
+            "--redis-outages",
+            "2",
+            "--max-redis-outage-ms",
+            "2000",
+        ],
+        Duration::from_secs(110),
+    );
+    let summary = format!(
+        "{report:#}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "exit status; report: {summary}");
+    assert_eq!(n(&report, "/sent"), 400, "{summary}");
+    assert_eq!(n(&report, "/acked"), 400, "{summary}");
+    assert_eq!(n(&report, "/stored"), 400, "{summary}");
+    for key in ["/lost", "/duplicated", "/out_of_order", "/inconsistencies"] {
+        assert_eq!(n(&report, key), 0, "{key}: {summary}");
+    }
+    for sub in report["check"]["subscribers"]
+        .as_array()
+        .expect("subscribers in the report")
+    {
+        assert_eq!(sub["unique"].as_u64(), Some(400), "{sub}");
+        assert_eq!(sub["delivered"].as_u64(), Some(400), "{sub}");
+    }
+    assert_eq!(n(&report, "/faults/kills"), 3, "{summary}");
+    assert_eq!(n(&report, "/faults/redis_outages"), 2, "{summary}");
+    assert_no_client_gave_up(&report, &summary);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dropped the PostgreSQL schema"),
+        "the run's schema is dropped: {summary}"
+    );
+}

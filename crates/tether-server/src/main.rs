@@ -16,10 +16,13 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use tether::cluster::ClusterOptions;
 use tether::engine::Body;
-use tether::store::{Durability, Health, MemoryStore, RedisStore, SqliteStore, Store};
+use tether::store::{
+    Durability, Health, MemoryStore, PostgresStore, RedisStore, SessionInfo, SqliteStore, Store,
+    StoreError, StreamInfo,
+};
 use tether::SocketIo;
 
-use settings::{Given, ServeArgs, Settings};
+use settings::{Given, ServeArgs, Settings, StoreKind};
 
 /// The chat page.
 const PAGE: &str = include_str!("../web/index.html");
@@ -46,9 +49,12 @@ enum Command {
     /// Print a page of stored messages (newest last), a line each:
     /// position, time (RFC 3339, UTC), event, arguments (JSON), tab-separated.
     History {
-        /// The SQLite store file.
+        /// The store: a SQLite file, a postgres:// or a redis:// URL.
         #[arg(long, default_value = "tether.db")]
         store: String,
+        /// Prefix of Tether's keys, for a redis:// store.
+        #[arg(long, env = "TETHER_REDIS_PREFIX", default_value = "tether")]
+        redis_prefix: String,
         /// Namespace.
         #[arg(long, default_value = "/")]
         nsp: String,
@@ -67,29 +73,41 @@ enum Command {
     },
     /// Print the store's positions: the latest and the oldest kept.
     Bounds {
-        /// The SQLite store file.
+        /// The store: a SQLite file, a postgres:// or a redis:// URL.
         #[arg(long, default_value = "tether.db")]
         store: String,
+        /// Prefix of Tether's keys, for a redis:// store.
+        #[arg(long, env = "TETHER_REDIS_PREFIX", default_value = "tether")]
+        redis_prefix: String,
     },
     /// Print every stream: namespace, room (empty: the whole namespace),
     /// entries kept, oldest and latest position.
     Streams {
-        /// The SQLite store file.
+        /// The store: a SQLite file, a postgres:// or a redis:// URL.
         #[arg(long, default_value = "tether.db")]
         store: String,
+        /// Prefix of Tether's keys, for a redis:// store.
+        #[arg(long, env = "TETHER_REDIS_PREFIX", default_value = "tether")]
+        redis_prefix: String,
     },
     /// Print the sessions kept for recovery (public ids only), with whether
     /// they are connected and since when they changed.
     Sessions {
-        /// The SQLite store file.
+        /// The store: a SQLite file, a postgres:// or a redis:// URL.
         #[arg(long, default_value = "tether.db")]
         store: String,
+        /// Prefix of Tether's keys, for a redis:// store.
+        #[arg(long, env = "TETHER_REDIS_PREFIX", default_value = "tether")]
+        redis_prefix: String,
     },
     /// Print a user's unacknowledged inbox entries.
     Inbox {
-        /// The SQLite store file.
+        /// The store: a SQLite file, a postgres:// or a redis:// URL.
         #[arg(long, default_value = "tether.db")]
         store: String,
+        /// Prefix of Tether's keys, for a redis:// store.
+        #[arg(long, env = "TETHER_REDIS_PREFIX", default_value = "tether")]
+        redis_prefix: String,
         /// The user.
         user: String,
     },
@@ -216,13 +234,14 @@ fn main() -> std::process::ExitCode {
             }
             Command::History {
                 store,
+                redis_prefix,
                 nsp,
                 room,
                 before,
                 limit,
                 epoch_ms,
             } => {
-                let store = open_existing(&store)?;
+                let store = open_existing(&store, &redis_prefix).await?.store();
                 let page = store
                     .history(&nsp, room.as_deref(), before.unwrap_or(u64::MAX), limit)
                     .await?;
@@ -243,8 +262,11 @@ fn main() -> std::process::ExitCode {
                 }
                 Ok(())
             }
-            Command::Bounds { store } => {
-                let store = open_existing(&store)?;
+            Command::Bounds {
+                store,
+                redis_prefix,
+            } => {
+                let store = open_existing(&store, &redis_prefix).await?.store();
                 let (last, first) = store.bounds().await?;
                 println!(
                     "epoch {}\nlatest {last}\noldest kept {first}",
@@ -252,8 +274,11 @@ fn main() -> std::process::ExitCode {
                 );
                 Ok(())
             }
-            Command::Streams { store } => {
-                let store = open_sqlite(&store)?;
+            Command::Streams {
+                store,
+                redis_prefix,
+            } => {
+                let store = open_existing(&store, &redis_prefix).await?;
                 println!("nsp\troom\tentries\toldest\tlatest");
                 for s in store.streams().await? {
                     println!(
@@ -263,8 +288,11 @@ fn main() -> std::process::ExitCode {
                 }
                 Ok(())
             }
-            Command::Sessions { store } => {
-                let store = open_sqlite(&store)?;
+            Command::Sessions {
+                store,
+                redis_prefix,
+            } => {
+                let store = open_existing(&store, &redis_prefix).await?;
                 println!("sid\tnsp\trooms\tconnected\tupdated_ms");
                 for s in store.sessions().await? {
                     println!(
@@ -274,8 +302,12 @@ fn main() -> std::process::ExitCode {
                 }
                 Ok(())
             }
-            Command::Inbox { store, user } => {
-                let store = open_existing(&store)?;
+            Command::Inbox {
+                store,
+                redis_prefix,
+                user,
+            } => {
+                let store = open_existing(&store, &redis_prefix).await?.store();
                 for entry in store.inbox_pending(&user, 0, 10_000).await? {
                     println!(
                         "{}\t{}\t{}\t{}",
@@ -297,8 +329,60 @@ fn main() -> std::process::ExitCode {
 
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
-fn open_existing(path: &str) -> Result<Arc<dyn Store>, AnyError> {
-    Ok(Arc::new(open_sqlite(path)?))
+/// A store the tools read: a SQLite file, a PostgreSQL schema or a Redis
+/// key prefix that holds a store (the tools never create one).
+enum Existing {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+    Redis(Box<RedisStore>),
+}
+
+impl Existing {
+    fn store(self) -> Arc<dyn Store> {
+        match self {
+            Existing::Sqlite(store) => Arc::new(store),
+            Existing::Postgres(store) => Arc::new(store),
+            Existing::Redis(store) => Arc::new(*store),
+        }
+    }
+
+    async fn streams(&self) -> Result<Vec<StreamInfo>, StoreError> {
+        match self {
+            Existing::Sqlite(store) => store.streams().await,
+            Existing::Postgres(store) => store.streams().await,
+            Existing::Redis(store) => store.streams().await,
+        }
+    }
+
+    async fn sessions(&self) -> Result<Vec<SessionInfo>, StoreError> {
+        match self {
+            Existing::Sqlite(store) => store.sessions().await,
+            Existing::Postgres(store) => store.sessions().await,
+            Existing::Redis(store) => store.sessions().await,
+        }
+    }
+}
+
+async fn open_existing(store: &str, redis_prefix: &str) -> Result<Existing, AnyError> {
+    match StoreKind::of(store)? {
+        StoreKind::Sqlite => Ok(Existing::Sqlite(open_sqlite(store)?)),
+        StoreKind::Postgres => PostgresStore::connect_existing(store)
+            .await
+            .map(Existing::Postgres)
+            .map_err(|e| format!("store {store}: {e}").into()),
+        StoreKind::Redis => {
+            let (url, prefix) = (store.to_owned(), redis_prefix.to_owned());
+            // Connecting blocks for a round trip.
+            tokio::task::spawn_blocking(move || RedisStore::connect_existing(&url, &prefix))
+                .await?
+                .map(|store| Existing::Redis(Box::new(store)))
+                .map_err(|e| format!("store {store} (prefix {redis_prefix}): {e}").into())
+        }
+        StoreKind::Memory => Err(format!(
+            "store {store}: the store tools read a SQLite file, a postgres:// or a redis:// store"
+        )
+        .into()),
+    }
 }
 
 /// A time in milliseconds since the Unix epoch as RFC 3339, UTC, to the
@@ -434,13 +518,27 @@ async fn serve(args: ServeArgs, given: impl Fn(&str) -> Given) -> Result<(), Any
         .map_err(|e| format!("metrics: {e}"))?;
     // On Redis the node joins the cluster of every node sharing the prefix:
     // fetch_sockets, broadcast acks and the like reach all of them.
-    let (io, store): (SocketIo, Arc<dyn Store>) = if settings.store.starts_with("redis://") {
+    let kind = StoreKind::of(&settings.store)?;
+    let (io, store): (SocketIo, Arc<dyn Store>) = if kind == StoreKind::Redis {
         let redis = Arc::new(
             RedisStore::connect(&settings.store, &settings.redis_prefix)
                 .map_err(|e| format!("store {}: {e}", settings.store))?,
         );
         let io = SocketIo::with_cluster(config, redis.clone(), ClusterOptions::default())?;
         (io, redis)
+    } else if kind == StoreKind::Postgres {
+        // Every node on the database (and schema) is one cluster: stored
+        // events reach every node through the store's feed, in one order;
+        // fetch_sockets, broadcast acks and the like go over LISTEN/NOTIFY.
+        // Sessions left connected by a node that died are released by the
+        // trims of the others, once its lease runs out.
+        let postgres = Arc::new(
+            PostgresStore::connect(&settings.store)
+                .await
+                .map_err(|e| format!("store {}: {e}", settings.store))?,
+        );
+        let io = SocketIo::with_cluster(config, postgres.clone(), ClusterOptions::default())?;
+        (io, postgres)
     } else {
         let store: Arc<dyn Store> = if settings.store == "memory" {
             Arc::new(MemoryStore::new())

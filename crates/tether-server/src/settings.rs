@@ -20,8 +20,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_PORT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    /// Store: a SQLite file path (created if missing), `memory`, or a
-    /// `redis://host:port` URL (several nodes sharing one Redis).
+    /// Store: a SQLite file path (created if missing), `memory`, a
+    /// `redis://host:port` URL (several nodes sharing one Redis), or a
+    /// `postgres://user@host:port/db` URL (or `postgresql://`; `?schema=NAME`,
+    /// default `tether`: several nodes sharing one database).
     #[arg(long, env = "TETHER_STORE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
@@ -275,6 +277,46 @@ fn read_error(err: figment::Error) -> SettingsError {
         });
     }
     SettingsError::Read(lines.join("\n"))
+}
+
+/// What a `--store` value names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// `memory`: lost with the process.
+    Memory,
+    /// A SQLite file path.
+    Sqlite,
+    /// `redis://HOST:PORT[/DB]`.
+    Redis,
+    /// `postgres://USER@HOST:PORT/DB` or `postgresql://...`.
+    Postgres,
+}
+
+/// The stores `--store` takes, for errors.
+pub const STORE_SCHEMES: &str = "a SQLite file path, `memory`, redis://HOST:PORT[/DB], \
+     postgres://USER@HOST:PORT/DB or postgresql://USER@HOST:PORT/DB (with ?schema=NAME)";
+
+impl StoreKind {
+    /// What `store` names; a URL of another scheme is refused, with the URL
+    /// and the schemes that work.
+    pub fn of(store: &str) -> Result<StoreKind, String> {
+        if store == "memory" {
+            return Ok(StoreKind::Memory);
+        }
+        let Some((scheme, _)) = store.split_once("://") else {
+            return Ok(StoreKind::Sqlite);
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "redis" => Ok(StoreKind::Redis),
+            "postgres" | "postgresql" => Ok(StoreKind::Postgres),
+            "rediss" | "redis+unix" => Err(format!(
+                "{store}: only plain redis://host:port URLs are supported (no TLS, no unix socket)"
+            )),
+            _ => Err(format!(
+                "{store}: unknown scheme `{scheme}://`: use {STORE_SCHEMES}"
+            )),
+        }
+    }
 }
 
 fn invalid(name: &'static str, why: impl Into<String>) -> SettingsError {
@@ -557,18 +599,11 @@ impl Settings {
         if self.store.is_empty() {
             return Err(invalid("store", "empty: give a file path or `memory`"));
         }
-        if self.store.starts_with("rediss://") || self.store.starts_with("redis+unix://") {
-            return Err(invalid(
-                "store",
-                "only plain redis://host:port URLs are supported (no TLS, no unix socket)",
-            ));
-        }
-        if !parse_stream_retention(&self.stream_retention)?.is_empty()
-            && self.store.starts_with("redis://")
-        {
+        let kind = StoreKind::of(&self.store).map_err(|why| invalid("store", why))?;
+        if !parse_stream_retention(&self.stream_retention)?.is_empty() && kind == StoreKind::Redis {
             return Err(invalid(
                 "stream_retention",
-                "the Redis store trims every stream alike: per-stream retention needs SQLite or memory",
+                "the Redis store trims every stream alike: per-stream retention needs SQLite, PostgreSQL or memory",
             ));
         }
         if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {

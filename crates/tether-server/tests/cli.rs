@@ -209,6 +209,8 @@ const BAD_SETTINGS: &[Bad] = &[
     bad("redis over TLS (flag)", &["--store", "rediss://127.0.0.1:6379"], &[], None, &["store", "redis"]),
     bad("redis over TLS (env)", &[], &[("TETHER_STORE", "rediss://localhost")], None, &["store", "redis"]),
     bad("redis over a unix socket (TOML)", &[], &[], Some("store = \"redis+unix:///tmp/r.sock\""), &["store", "redis"]),
+    bad("unknown store scheme (flag)", &["--store", "mysql://u@h/db"], &[], None, &["store", "mysql://u@h/db", "unknown scheme", "postgres://", "redis://"]),
+    bad("unknown store scheme (env)", &[], &[("TETHER_STORE", "http://example/db")], None, &["store", "http://example/db", "postgresql://"]),
     bad("empty redis_prefix (flag)", &["--redis-prefix", ""], &[], None, &["redis_prefix"]),
     bad("header_read_timeout 0s (flag)", &["--header-read-timeout", "0s"], &[], None, &["header_read_timeout"]),
     bad("header_read_timeout soon (env)", &[], &[("TETHER_HEADER_READ_TIMEOUT", "soon")], None, &["header_read_timeout"]),
@@ -1320,4 +1322,456 @@ fn history_prints_readable_times() {
     assert_eq!(row.len(), 4, "{}", out.stdout);
     let ms: i64 = row[1].parse().unwrap_or_else(|e| panic!("{row:?}: {e}"));
     assert_eq!(ms, epoch_ms(parsed), "the same time, in milliseconds");
+}
+
+// ----------------------------------------------------------------- postgres --
+
+/// A schema of its own on the shared PostgreSQL (127.0.0.1:5432, user
+/// `postgres`, database `test`), dropped with everything in it on drop.
+struct PgSchema {
+    schema: String,
+}
+
+impl PgSchema {
+    const BASE: &'static str = "postgres://postgres@127.0.0.1:5432/test";
+
+    /// `None`: PostgreSQL does not answer and this is not CI (said on
+    /// stderr); in CI that is a failure.
+    fn new(test: &str) -> Option<PgSchema> {
+        let schema = format!(
+            "cli_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros())
+                .unwrap_or(0)
+        );
+        match Self::sql("SELECT 1") {
+            Ok(()) => Some(PgSchema { schema }),
+            Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!(
+                    "{test}: PostgreSQL unreachable at {}: {why} (CI=true)",
+                    Self::BASE
+                )
+            }
+            Err(why) => {
+                eprintln!(
+                    "SKIPPED {test}: PostgreSQL unreachable at {}: {why}",
+                    Self::BASE
+                );
+                None
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("{}?schema={}", Self::BASE, self.schema)
+    }
+
+    /// Runs `sql` on a connection of its own (a runtime of its own too).
+    fn sql(sql: &str) -> Result<(), String> {
+        let sql = sql.to_owned();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let connect = tokio_postgres::connect(Self::BASE, tokio_postgres::NoTls);
+                let (client, connection) = tokio::time::timeout(Duration::from_secs(5), connect)
+                    .await
+                    .map_err(|_| "no answer within 5 s".to_owned())?
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(connection);
+                client.batch_execute(&sql).await.map_err(|e| e.to_string())
+            })
+        })
+        .join()
+        .map_err(|_| "the SQL thread panicked".to_owned())?
+    }
+
+    /// True when the schema exists.
+    fn exists(name: &str) -> bool {
+        // A DO block that fails when the schema is missing.
+        Self::sql(&format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = '{name}') \
+             THEN RAISE EXCEPTION 'missing'; END IF; END $$"
+        ))
+        .is_ok()
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Err(e) = Self::sql(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema)) {
+            eprintln!("could not drop schema {}: {e}", self.schema);
+        }
+    }
+}
+
+/// Two `tether serve` nodes on one postgres:// store: what a client sends
+/// through one is stored once, and a client of the other catches up on it
+/// from offset 0 and sees its own probe come back through the store's feed.
+/// Then every store tool reads the store; a schema holding no store is
+/// refused, and not created. Other schemes are refused naming the URL.
+#[test]
+fn postgres_store_serves_two_nodes_and_the_tools_read_it() {
+    let Some(pg) = PgSchema::new("postgres_store_serves_two_nodes_and_the_tools_read_it") else {
+        return;
+    };
+    let store = pg.url();
+    let dir = TempDir::new("postgres");
+    let mut a = Server::start(dir.path(), &["--port", "0", "--store", &store], &[]);
+    let mut b = Server::start(dir.path(), &["--port", "0", "--store", &store], &[]);
+    assert_eq!(http_get(a.addr, "/healthz").unwrap().0, 200);
+    let sent =
+        Node::start("send", &["--url", &a.url(), "--count", "20"]).verdict(Duration::from_secs(60));
+    assert_eq!(
+        (
+            sent["acked"].as_u64(),
+            sent["first"].as_u64(),
+            sent["last"].as_u64()
+        ),
+        (Some(20), Some(1), Some(20)),
+        "{sent}"
+    );
+    let caught = Node::start(
+        "catch-up",
+        &["--url", &b.url(), "--count", "20", "--serverOffset", "0"],
+    )
+    .verdict(Duration::from_secs(60));
+    assert_eq!(
+        caught["received"], 21,
+        "20 + the probe, through node b: {caught}"
+    );
+    assert_eq!(caught["probe"].as_u64(), Some(21), "{caught}");
+    assert!(a.stop(EXIT_BUDGET).success(), "{}", a.stderr());
+    assert!(b.stop(EXIT_BUDGET).success(), "{}", b.stderr());
+    assert!(
+        !dir.entries().iter().any(|e| e.ends_with(".db")),
+        "no SQLite file: {:?}",
+        dir.entries()
+    );
+
+    let tool = |args: &[&str]| {
+        let out = run(&mut tether(dir.path(), args, &[]), EXIT_BUDGET).unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        out.stdout
+    };
+    let bounds = tool(&["bounds", "--store", &store]);
+    let lines: Vec<&str> = bounds.lines().collect();
+    assert!(
+        lines[0]
+            .strip_prefix("epoch ")
+            .is_some_and(|e| !e.is_empty()),
+        "{bounds}"
+    );
+    assert_eq!(&lines[1..], ["latest 21", "oldest kept 1"], "{bounds}");
+
+    let history = tool(&["history", "--store", &store, "--limit", "3"]);
+    let rows: Vec<Vec<&str>> = history.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(
+        rows.iter().map(|r| r[0]).collect::<Vec<_>>(),
+        ["19", "20", "21"],
+        "{history}"
+    );
+    assert!(rows.iter().all(|r| r[2] == "chat message"), "{history}");
+    assert!(rows[0][3].contains("message 19"), "{history}");
+
+    let streams = tool(&["streams", "--store", &store]);
+    assert_eq!(
+        streams.lines().collect::<Vec<_>>(),
+        ["nsp\troom\tentries\toldest\tlatest", "/\t\t21\t1\t21"],
+        "{streams}"
+    );
+    // The clients left cleanly (their sessions went with them): a session
+    // and an inbox entry of a library node on the same store.
+    {
+        use tether::store::prelude::*;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let node = tether::store::PostgresStore::connect(&store).await.unwrap();
+            node.save_session(tether::store::SessionRecord {
+                pid: "private".into(),
+                sid: "public-sid".into(),
+                nsp: "/".into(),
+                rooms: vec!["public-sid".into(), "lobby".into()],
+                data: None,
+                user: Some("ann".into()),
+                start_seq: 21,
+                connected: true,
+                updated_ms: 1_234,
+            })
+            .await
+            .unwrap();
+            node.inbox_push("ann", "note".into(), r#"["hi"]"#.into(), vec![])
+                .await
+                .unwrap();
+        });
+    }
+    let sessions = tool(&["sessions", "--store", &store]);
+    assert_eq!(
+        sessions.lines().collect::<Vec<_>>(),
+        [
+            "sid\tnsp\trooms\tconnected\tupdated_ms",
+            "public-sid\t/\t[\"public-sid\",\"lobby\"]\ttrue\t1234"
+        ],
+        "public ids only: {sessions}"
+    );
+    let inbox = tool(&["inbox", "--store", &store, "ann"]);
+    let row: Vec<&str> = inbox.trim_end().split('\t').collect();
+    assert_eq!(
+        (row[0], row[2], row[3]),
+        ("1", "note", r#"["hi"]"#),
+        "{inbox}"
+    );
+    assert_eq!(
+        tool(&["inbox", "--store", &store, "nobody"]),
+        "",
+        "an empty inbox prints nothing"
+    );
+
+    // A schema without a store: the tools refuse it and create nothing.
+    let empty = format!("{}_none", pg.schema);
+    let missing = format!("{}?schema={empty}", PgSchema::BASE);
+    let out = run(
+        &mut tether(dir.path(), &["bounds", "--store", &missing], &[]),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(
+        !out.status.success() && out.stderr.contains(&missing) && out.stderr.contains("no store"),
+        "{out:?}"
+    );
+    assert!(
+        !PgSchema::exists(&empty),
+        "the tools created schema {empty}"
+    );
+    assert!(PgSchema::exists(&pg.schema));
+
+    // Other schemes: refused by the tools too, naming the URL and the schemes.
+    let out = run(
+        &mut tether(dir.path(), &["history", "--store", "mysql://u@h/db"], &[]),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(
+        !out.status.success()
+            && out.stderr.contains("mysql://u@h/db")
+            && out.stderr.contains("postgres://"),
+        "{out:?}"
+    );
+}
+
+/// A `tether serve` node on a postgres:// store killed with SIGKILL while
+/// its client is connected: every message it acknowledged is served by
+/// another node started afterwards on the same store (from offset 0, then
+/// the new client's own probe), nothing twice.
+#[test]
+fn postgres_node_killed_loses_nothing_it_acknowledged() {
+    let Some(pg) = PgSchema::new("postgres_node_killed_loses_nothing_it_acknowledged") else {
+        return;
+    };
+    let store = pg.url();
+    let dir = TempDir::new("postgres-kill");
+    let mut a = Server::start(dir.path(), &["--port", "0", "--store", &store], &[]);
+    let mut sender = Node::start("send", &["--url", &a.url(), "--count", "50", "--hold", "1"]);
+    sender.expect_line("READY sigterm", Duration::from_secs(60));
+    a.child.kill().expect("SIGKILL the node");
+    let _ = a.child.wait();
+    let sent = sender.verdict(Duration::from_secs(30));
+    assert_eq!(
+        (
+            sent["acked"].as_u64(),
+            sent["first"].as_u64(),
+            sent["last"].as_u64()
+        ),
+        (Some(50), Some(1), Some(50)),
+        "{sent}"
+    );
+
+    let mut b = Server::start(dir.path(), &["--port", "0", "--store", &store], &[]);
+    let caught = Node::start(
+        "catch-up",
+        &["--url", &b.url(), "--count", "50", "--serverOffset", "0"],
+    )
+    .verdict(Duration::from_secs(60));
+    assert_eq!(caught["received"], 51, "50 + the probe: {caught}");
+    assert_eq!(
+        (
+            caught["first"].as_u64(),
+            caught["last"].as_u64(),
+            caught["probe"].as_u64()
+        ),
+        (Some(1), Some(50), Some(51)),
+        "{caught}"
+    );
+    assert!(b.stop(EXIT_BUDGET).success(), "{}", b.stderr());
+}
+
+/// Node a of two `tether serve` nodes on a postgres:// store is killed with
+/// SIGKILL mid-stream; a new node takes its address. The official client
+/// reconnects by itself and recovers its session from the store (rooms,
+/// offset), gets every message once, in order, and its retries land once.
+#[test]
+fn postgres_client_recovers_on_another_node_after_a_kill() {
+    let Some(pg) = PgSchema::new("postgres_client_recovers_on_another_node_after_a_kill") else {
+        return;
+    };
+    let store = pg.url();
+    let dir = TempDir::new("postgres-recover");
+    let port = free_port().to_string();
+    let args = ["--port", port.as_str(), "--store", store.as_str()];
+    let mut a = Server::start(dir.path(), &args, &[]);
+    let mut other = Server::start(dir.path(), &["--port", "0", "--store", &store], &[]);
+    let mut client = Node::start(
+        "mid-stream",
+        &["--url", &a.url(), "--count", "150", "--at", "50"],
+    );
+    client.expect_line("READY sigterm", Duration::from_secs(60));
+    a.child.kill().expect("SIGKILL node a");
+    let _ = a.child.wait();
+    let mut b = Server::start(dir.path(), &args, &[]);
+    let verdict = client.verdict(Duration::from_secs(120));
+    assert_eq!(
+        verdict["recovered"], true,
+        "the session of a killed node recovers on another: {verdict}"
+    );
+    let caught = Node::start(
+        "catch-up",
+        &[
+            "--url",
+            &other.url(),
+            "--count",
+            "150",
+            "--then",
+            "probe mid-stream",
+        ],
+    )
+    .verdict(Duration::from_secs(60));
+    assert_eq!(
+        caught["received"], 152,
+        "150 + 2 probes, through the other node: {caught}"
+    );
+    assert!(b.stop(EXIT_BUDGET).success(), "{}", b.stderr());
+    assert!(other.stop(EXIT_BUDGET).success(), "{}", other.stderr());
+}
+
+// -------------------------------------------------------------------- redis --
+
+/// The store tools on a redis:// store (with `--redis-prefix`): what a
+/// `tether serve` node stored is read back, and a prefix holding no store is
+/// refused without being given one.
+#[test]
+fn the_store_tools_read_a_redis_store() {
+    use tether_testkit::redis as support;
+    let test = "the_store_tools_read_a_redis_store";
+    let Some(url) = support::shared(test) else {
+        return;
+    };
+    let prefix = support::unique_prefix("cli-tools");
+    struct Cleanup(String, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = tether_testkit::redis::delete_prefix(&self.0, &self.1);
+        }
+    }
+    let _cleanup = Cleanup(url.clone(), prefix.clone());
+    let dir = TempDir::new("redis-tools");
+    let mut server = Server::start(
+        dir.path(),
+        &["--port", "0", "--store", &url, "--redis-prefix", &prefix],
+        &[],
+    );
+    let sent = Node::start("send", &["--url", &server.url(), "--count", "5"])
+        .verdict(Duration::from_secs(60));
+    assert_eq!(sent["acked"].as_u64(), Some(5), "{sent}");
+    assert!(server.stop(EXIT_BUDGET).success(), "{}", server.stderr());
+    {
+        use tether::store::prelude::*;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let node = tether::store::RedisStore::connect(&url, &prefix).unwrap();
+            node.save_session(tether::store::SessionRecord {
+                pid: "private".into(),
+                sid: "public-sid".into(),
+                nsp: "/".into(),
+                rooms: vec!["public-sid".into()],
+                data: None,
+                user: None,
+                start_seq: 5,
+                connected: false,
+                updated_ms: 1_234,
+            })
+            .await
+            .unwrap();
+            node.inbox_push("ann", "note".into(), r#"["hi"]"#.into(), vec![])
+                .await
+                .unwrap();
+        });
+    }
+
+    let tool = |args: &[&str]| {
+        let mut full = args.to_vec();
+        full.extend(["--store", url.as_str(), "--redis-prefix", prefix.as_str()]);
+        let out = run(&mut tether(dir.path(), &full, &[]), EXIT_BUDGET).unwrap();
+        assert!(out.status.success(), "{full:?}: {out:?}");
+        out.stdout
+    };
+    let bounds = tool(&["bounds"]);
+    assert_eq!(
+        bounds.lines().skip(1).collect::<Vec<_>>(),
+        ["latest 5", "oldest kept 1"],
+        "{bounds}"
+    );
+    let history = tool(&["history", "--limit", "2"]);
+    let rows: Vec<Vec<&str>> = history.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(
+        rows.iter().map(|r| r[0]).collect::<Vec<_>>(),
+        ["4", "5"],
+        "{history}"
+    );
+    assert!(rows[1][3].contains("message 5"), "{history}");
+    assert_eq!(
+        tool(&["streams"]).lines().collect::<Vec<_>>(),
+        ["nsp\troom\tentries\toldest\tlatest", "/\t\t5\t1\t5"]
+    );
+    assert_eq!(
+        tool(&["sessions"]).lines().collect::<Vec<_>>(),
+        [
+            "sid\tnsp\trooms\tconnected\tupdated_ms",
+            "public-sid\t/\t[\"public-sid\"]\tfalse\t1234"
+        ]
+    );
+    let inbox = tool(&["inbox", "ann"]);
+    assert!(
+        inbox.starts_with("1\t") && inbox.contains("\tnote\t[\"hi\"]"),
+        "{inbox}"
+    );
+
+    let empty = support::unique_prefix("cli-tools-none");
+    let out = run(
+        &mut tether(
+            dir.path(),
+            &["bounds", "--store", &url, "--redis-prefix", &empty],
+            &[],
+        ),
+        EXIT_BUDGET,
+    )
+    .unwrap();
+    assert!(
+        !out.status.success() && out.stderr.contains("no store under the key prefix"),
+        "{out:?}"
+    );
+    assert_eq!(
+        support::delete_prefix(&url, &empty).unwrap(),
+        0,
+        "the tools gave the empty prefix no store"
+    );
 }

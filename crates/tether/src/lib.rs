@@ -90,7 +90,8 @@
 //!
 //! Stores: [`store::SqliteStore`] (one file, group commit, feature `sqlite`),
 //! `store::RedisStore` (Redis Streams, shared by several nodes, feature
-//! `redis`), [`store::MemoryStore`] (tests, lost with the process), or your
+//! `redis`), `store::PostgresStore` (PostgreSQL, shared by several nodes,
+//! feature `postgres`), [`store::MemoryStore`] (tests, lost with the process), or your
 //! own implementing the [`store`] traits.
 //!
 //! # Mounting: standalone, tower, axum
@@ -107,7 +108,8 @@
 //! # Clusters
 //!
 //! Several servers on one Redis are one cluster (`Builder::cluster`): stored
-//! events reach every node through the store, and [`cluster`] carries what is
+//! events reach every node through the store (on one PostgreSQL database
+//! too, with a `store::PostgresStore`), and [`cluster`] carries what is
 //! not stored (`fetch_sockets`, `sockets_join`, `disconnect_sockets`,
 //! broadcasts with acks, volatile emits).
 //!
@@ -117,6 +119,7 @@
 //! |---|---|---|
 //! | `sqlite` | yes | [`store::SqliteStore`], the embedded store (bundled SQLite) |
 //! | `redis` | no | `store::RedisStore` and the cluster transport over Redis |
+//! | `postgres` | no | `store::PostgresStore` and the cluster transport over LISTEN/NOTIFY (tokio-postgres with a deadpool pool; no TLS) |
 //! | `tls` | no | HTTPS and WSS in the server loop: `tls::Tls`, `server::ServeOptions::tls` (rustls, ring) |
 //!
 //! Metrics go through the [`metrics`](https://docs.rs/metrics) facade

@@ -2,8 +2,8 @@
 //! Node client) exchange messages through the chat contract of `tether serve`
 //! while a seeded fault injector kills the server (`kill -9`, restart on the
 //! same store and port), cuts and stalls client connections (through a TCP
-//! proxy), makes Redis unreachable (with several nodes on Redis) and a slow
-//! consumer lags behind; then the checker counts what was
+//! proxy), makes the store unreachable (with several nodes on Redis or
+//! PostgreSQL) and a slow consumer lags behind; then the checker counts what was
 //! lost, duplicated or reordered.
 
 pub mod check;
@@ -106,18 +106,20 @@ pub struct FaultsArgs {
     /// small, so that the slow consumer is paused and caught up from the store.
     #[arg(long, default_value_t = 8 * 1024)]
     pub max_buffer: usize,
-    /// The store: a SQLite file in a temporary directory (the default), or
-    /// a `redis://127.0.0.1:PORT` URL: then --nodes servers share it (under a
-    /// key prefix of their own, deleted afterwards) and a kill takes down one
-    /// node at a time, its clients moving to the others.
+    /// The store: a SQLite file in a temporary directory (the default), a
+    /// `redis://127.0.0.1:PORT` URL or a `postgres://USER@HOST:PORT/DB` URL:
+    /// then --nodes servers share it (under a key prefix, or in a schema, of
+    /// their own, deleted afterwards) and a kill takes down one node at a
+    /// time, its clients moving to the others.
     #[arg(long)]
     pub store: Option<String>,
-    /// Servers sharing a Redis store (with --store redis://...).
+    /// Servers sharing a Redis or PostgreSQL store.
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
-    /// Redis outages (with --store redis://...): the servers reach Redis
-    /// through a proxy of the benchmark, which cuts every connection and
-    /// refuses new ones for a while (the shared Redis itself keeps running).
+    /// Store outages (with --store redis://... or postgres://...): the
+    /// servers reach the store through a proxy of the benchmark, which cuts
+    /// every connection and refuses new ones for a while (the shared Redis
+    /// or PostgreSQL itself keeps running).
     #[arg(long, default_value_t = 0)]
     pub redis_outages: u32,
     /// Longest Redis outage.
@@ -249,6 +251,35 @@ fn temp_dir() -> anyhow::Result<PathBuf> {
 }
 
 /// The address of a `redis://host:port[/db]` URL, and its `/db` part.
+/// The parts of `postgres://[USER@]HOST[:PORT]/DB` around the address:
+/// (`USER@` or nothing, the address, `/DB`).
+fn postgres_address(url: &str) -> anyhow::Result<(String, std::net::SocketAddr, String)> {
+    use std::net::ToSocketAddrs as _;
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .context("a PostgreSQL URL starts with postgres://")?;
+    let (authority, database) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].to_owned()),
+        None => (rest, String::new()),
+    };
+    let (user, host) = match authority.rfind('@') {
+        Some(i) => (authority[..=i].to_owned(), &authority[i + 1..]),
+        None => (String::new(), authority),
+    };
+    let host = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    };
+    let addr = host
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {host}"))?
+        .next()
+        .with_context(|| format!("{host} has no address"))?;
+    Ok((user, addr, database))
+}
+
 fn redis_address(url: &str) -> anyhow::Result<(std::net::SocketAddr, String)> {
     use std::net::ToSocketAddrs as _;
     let rest = url
@@ -442,6 +473,13 @@ enum StoreKind {
         /// The key prefix.
         prefix: String,
     },
+    /// Several servers on one PostgreSQL database, in a schema of this run.
+    Postgres {
+        /// `postgres://USER@HOST:PORT/DB`, without parameters.
+        url: String,
+        /// The schema.
+        schema: String,
+    },
 }
 
 /// What the fault injector did.
@@ -510,7 +548,7 @@ async fn inject(
                 tokio::time::sleep(pause).await;
                 redis.set_down(false);
                 eprintln!(
-                    "[{t:6.2}s] Redis unreachable for {} ms (every connection cut, new ones refused)",
+                    "[{t:6.2}s] the store unreachable for {} ms (every connection cut, new ones refused)",
                     pause.as_millis()
                 );
             }
@@ -551,8 +589,23 @@ pub async fn run(args: FaultsArgs) -> anyhow::Result<Outcome> {
                 ),
             }
         }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            anyhow::ensure!(args.nodes > 0, "--nodes must be at least 1");
+            anyhow::ensure!(
+                !url.contains('?'),
+                "--store {url}: give the database URL without parameters (the run uses a schema of its own)"
+            );
+            StoreKind::Postgres {
+                url: url.clone(),
+                schema: format!(
+                    "bench_{}_{:012x}",
+                    std::process::id(),
+                    rand::random::<u64>() & 0xffff_ffff_ffff
+                ),
+            }
+        }
         Some(other) => anyhow::bail!(
-            "--store wants a redis:// URL (got {other}); the default is a temporary SQLite file"
+            "--store wants a redis:// or postgres:// URL (got {other}); the default is a temporary SQLite file"
         ),
         None => StoreKind::Sqlite(dir.join("faults.db")),
     };
@@ -570,6 +623,12 @@ pub async fn run(args: FaultsArgs) -> anyhow::Result<Outcome> {
         match deleted {
             Ok(n) => eprintln!("deleted {n} Redis keys under {prefix}:"),
             Err(e) => eprintln!("could not delete the Redis keys under {prefix}: {e}"),
+        }
+    }
+    if let StoreKind::Postgres { url, schema } = &store {
+        match store::drop_schema(url, schema).await {
+            Ok(()) => eprintln!("dropped the PostgreSQL schema {schema}"),
+            Err(e) => eprintln!("could not drop the PostgreSQL schema {schema}: {e}"),
         }
     }
     if args.keep || result.is_err() {
@@ -608,6 +667,19 @@ async fn run_in(
                 .await
                 .context("starting the Redis proxy")?;
             let proxied = format!("redis://{}{path}", proxy.addr());
+            redis_proxy = Some(Arc::new(proxy));
+            (proxied, args.nodes)
+        }
+        StoreKind::Postgres { url, schema } => {
+            // The servers reach PostgreSQL through a proxy (for the outages).
+            let (user, addr, database) = postgres_address(url)?;
+            let proxy = Proxy::start(vec![addr], Shape::default())
+                .await
+                .context("starting the PostgreSQL proxy")?;
+            let proxied = format!(
+                "postgres://{user}{}{database}?schema={schema}",
+                proxy.addr()
+            );
             redis_proxy = Some(Arc::new(proxy));
             (proxied, args.nodes)
         }
@@ -842,6 +914,11 @@ async fn run_in(
         StoreKind::Redis { url, prefix } => store::redis_messages(url, prefix)
             .await
             .context("reading the store")?,
+        StoreKind::Postgres { url, schema } => {
+            store::postgres_messages(&format!("{url}?schema={schema}"))
+                .await
+                .context("reading the store")?
+        }
     };
 
     if let (Some(sabotage), Some(first)) = (args.sabotage, subs.first()) {

@@ -1,8 +1,8 @@
-//! The Redis store of a run: its messages read through Tether's own
-//! `RedisStore` (as `tether history` reads a SQLite file), and its keys
-//! deleted afterwards.
+//! The Redis or PostgreSQL store of a run: its messages read through
+//! Tether's own `RedisStore` / `PostgresStore` (as `tether history` reads a
+//! SQLite file), and its keys (or schema) deleted afterwards.
 
-use tether::store::{EventLog, RedisStore};
+use tether::store::{Entry, EventLog, PostgresStore, RedisStore};
 
 /// Errors reading or cleaning the Redis store.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +28,12 @@ pub async fn redis_messages(url: &str, prefix: &str) -> Result<Vec<(u64, String)
         .history("/", None, u64::MAX, 100_000_000)
         .await
         .map_err(|e| RedisError::Store(e.to_string()))?;
-    Ok(entries
+    Ok(chat_messages(entries))
+}
+
+/// The chat messages of `entries`: (serverOffset, content).
+fn chat_messages(entries: Vec<Entry>) -> Vec<(u64, String)> {
+    entries
         .into_iter()
         .filter(|e| e.entry.event == "chat message")
         .map(|e| {
@@ -38,7 +43,40 @@ pub async fn redis_messages(url: &str, prefix: &str) -> Result<Vec<(u64, String)
                 .unwrap_or_default();
             (e.seq, content)
         })
-        .collect())
+        .collect()
+}
+
+/// Errors reading or cleaning the PostgreSQL store.
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresError {
+    /// Tether's store refused.
+    #[error("postgres store: {0}")]
+    Store(#[from] tether::store::StoreError),
+    /// A statement failed.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+/// Every stored chat message of the store at `url` (with its `?schema=`):
+/// (serverOffset, content), in store order.
+pub async fn postgres_messages(url: &str) -> Result<Vec<(u64, String)>, PostgresError> {
+    let store = PostgresStore::connect_existing(url).await?;
+    let entries = store.history("/", None, u64::MAX, 100_000_000).await?;
+    Ok(chat_messages(entries))
+}
+
+/// Drops `schema` (the run's tables) from the database at `url` (without
+/// a schema parameter).
+pub async fn drop_schema(url: &str, schema: &str) -> Result<(), PostgresError> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let driver = tokio::spawn(connection);
+    // The name is the run's own: `bench_<pid>_<hex>`.
+    let dropped = client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await;
+    drop(client);
+    let _ = driver.await;
+    Ok(dropped?)
 }
 
 /// Deletes every key under `prefix:` (SCAN + DEL); returns how many.

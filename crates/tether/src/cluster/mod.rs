@@ -1,9 +1,10 @@
 //! Cluster-wide operations across the Tether nodes sharing one store and one
-//! message bus (Redis).
+//! message bus (Redis, or PostgreSQL's `LISTEN`/`NOTIFY`).
 //!
 //! Stored events already reach every node through the store's feed (see
 //! `store::RedisStore`). What is not stored travels here, over the bus
-//! ([`Transport`]; Redis pub/sub with `RedisTransport`, feature `redis`): requests that
+//! ([`Transport`]; Redis pub/sub with `RedisTransport`, feature `redis`;
+//! `LISTEN`/`NOTIFY` with `PostgresTransport`, feature `postgres`): requests that
 //! act on the sockets of every node (`fetch_sockets`, `sockets_join`,
 //! `sockets_leave`, `disconnect_sockets`, broadcasts with acknowledgements)
 //! and server-side emits that are not stored (volatile). The bus may lose a
@@ -32,6 +33,8 @@
 
 mod local;
 mod membership;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 mod remote;
@@ -53,6 +56,8 @@ use tokio::time::Instant;
 
 pub use crate::error::{ClusterError, TransportError};
 pub(crate) use local::{LocalNode, LocalSocket};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresTransport;
 #[cfg(feature = "redis")]
 pub use redis::RedisTransport;
 pub use remote::RemoteSocket;

@@ -19,6 +19,8 @@
 //! methods on a concrete store, `use tether::store::prelude::*`.
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "sqlite")]
@@ -31,10 +33,44 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{Durability, SessionInfo, SqliteStore, StreamInfo};
+pub use sqlite::{Durability, SqliteStore};
+
+/// One stream of a store, for inspection (`SqliteStore::streams`,
+/// `PostgresStore::streams`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// Namespace.
+    pub nsp: String,
+    /// Room; empty for the whole-namespace stream.
+    pub room: String,
+    /// Entries kept.
+    pub count: u64,
+    /// Oldest position kept.
+    pub first: Seq,
+    /// Latest position.
+    pub last: Seq,
+}
+
+/// A stored session, for inspection (its private id is not shown;
+/// `SqliteStore::sessions`, `PostgresStore::sessions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Public socket id.
+    pub sid: String,
+    /// Namespace.
+    pub nsp: String,
+    /// Rooms (JSON array).
+    pub rooms: String,
+    /// True while a socket of the session is connected.
+    pub connected: bool,
+    /// Milliseconds since the Unix epoch of the last change.
+    pub updated_ms: i64,
+}
 
 /// A position in the store. Increasing; never reused within one epoch.
 pub type Seq = u64;

@@ -16,6 +16,7 @@ use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Script, Valu
 
 mod codec;
 mod feed;
+mod inspect;
 mod read;
 mod scripts;
 mod trim;
@@ -26,8 +27,8 @@ use scripts::Scripts;
 
 use super::{
     reaches, Append, AppendOnce, BoxFuture, Entry, EventLog, Feed, Health, InboxEntry, Inboxes,
-    NewEntry, Retain, Retention, Seq, SessionRecord, Sessions, SharedFeed, StoreError,
-    StreamRetention, Target,
+    NewEntry, Retain, Retention, Seq, SessionInfo, SessionRecord, Sessions, SharedFeed, StoreError,
+    StreamInfo, StreamRetention, Target,
 };
 
 /// Each attempt to open a connection gives up after this long.

@@ -27,8 +27,8 @@ use writer::*;
 use super::trim::{streams_of, Cuts, TrimPlan};
 use super::{
     now_ms, reaches, Append, AppendOnce, BoxFuture, Entry, EventLog, Health, InboxEntry, Inboxes,
-    NewEntry, Retain, Retention, Seq, SessionRecord, Sessions, SharedFeed, StoreError,
-    StreamRetention, Target,
+    NewEntry, Retain, Retention, Seq, SessionInfo, SessionRecord, Sessions, SharedFeed, StoreError,
+    StreamInfo, StreamRetention, Target,
 };
 
 /// How durable a write is when it returns `Ok`.
@@ -295,36 +295,6 @@ impl SqliteStore {
             }
         })
     }
-}
-
-/// One stream of a store, for inspection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamInfo {
-    /// Namespace.
-    pub nsp: String,
-    /// Room; empty for the whole-namespace stream.
-    pub room: String,
-    /// Entries kept.
-    pub count: u64,
-    /// Oldest position kept.
-    pub first: Seq,
-    /// Latest position.
-    pub last: Seq,
-}
-
-/// A stored session, for inspection (its private id is not shown).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionInfo {
-    /// Public socket id.
-    pub sid: String,
-    /// Namespace.
-    pub nsp: String,
-    /// Rooms (JSON array).
-    pub rooms: String,
-    /// True while a socket of the session is connected.
-    pub connected: bool,
-    /// Milliseconds since the Unix epoch of the last change.
-    pub updated_ms: i64,
 }
 
 impl SqliteStore {
