@@ -1,7 +1,7 @@
 //! `tether serve` settings: flags, then `TETHER_*` environment variables, then
 //! an optional TOML file, then defaults.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Format, Serialized, Toml};
@@ -130,6 +130,22 @@ pub struct ServeArgs {
     )]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub api_key: Vec<String>,
+    /// Authenticated users: the HS256 secret their tokens are signed with.
+    /// Clients must then connect with a JWT in `auth.token`; its `sub` is
+    /// the user (inbox, chat name from claim `name`). At least 16 bytes.
+    #[arg(
+        long,
+        env = "TETHER_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<String>,
+    /// Authenticated users: a PEM file with the public key their tokens are
+    /// signed with (RSA: RS256, EC P-256: ES256); instead of `--jwt-secret`.
+    #[arg(long, env = "TETHER_JWT_PUBLIC_KEY", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_public_key: Option<String>,
     /// A TOML file with any of these settings (same names, snake_case).
     #[arg(long, env = "TETHER_CONFIG")]
     #[serde(skip)]
@@ -184,6 +200,10 @@ pub struct Settings {
     pub log_format: String,
     /// The keys of the HTTP API (`/api/v1`); empty: the API is off.
     pub api_key: Vec<String>,
+    /// The HS256 secret of users' tokens; empty: no HS256.
+    pub jwt_secret: String,
+    /// The PEM file of the public key of users' tokens; empty: none.
+    pub jwt_public_key: String,
 }
 
 impl Default for Settings {
@@ -213,6 +233,8 @@ impl Default for Settings {
             tls_key: String::new(),
             log_format: "pretty".into(),
             api_key: Vec::new(),
+            jwt_secret: String::new(),
+            jwt_public_key: String::new(),
         }
     }
 }
@@ -578,7 +600,32 @@ impl Settings {
             check_api_key(key)
                 .map_err(|why| invalid("api_key", format!("key {}: {why}", i + 1)))?;
         }
+        self.verifier()?;
         Ok(())
+    }
+
+    /// True when clients must bring a token (`jwt_secret` or `jwt_public_key`).
+    pub fn authenticated(&self) -> bool {
+        !self.jwt_secret.is_empty() || !self.jwt_public_key.is_empty()
+    }
+
+    /// The token check of `jwt_secret` or `jwt_public_key` (one of them, or
+    /// neither: the chat is anonymous).
+    pub fn verifier(&self) -> Result<Option<crate::auth::Verifier>, SettingsError> {
+        use crate::auth::Verifier;
+        match (self.jwt_secret.is_empty(), self.jwt_public_key.is_empty()) {
+            (true, true) => Ok(None),
+            (false, false) => Err(invalid(
+                "jwt_public_key",
+                "give jwt_secret (HS256) or jwt_public_key (RS256/ES256), not both",
+            )),
+            (false, true) => Verifier::from_secret(&self.jwt_secret)
+                .map(Some)
+                .map_err(|e| invalid("jwt_secret", e.to_string())),
+            (true, false) => Verifier::from_public_key_file(Path::new(&self.jwt_public_key))
+                .map(Some)
+                .map_err(|e| invalid("jwt_public_key", e.to_string())),
+        }
     }
 
     /// The HTTP server settings these settings give.
@@ -652,7 +699,9 @@ impl Settings {
             .recovery(
                 tether::Recovery::default()
                     .max_disconnection(parse_duration("recovery_window", &self.recovery_window)?)
-                    .skip_middlewares(true),
+                    // With users, a recovered session shows its token again:
+                    // an expired or revoked one recovers nothing.
+                    .skip_middlewares(!self.authenticated()),
             )
             .retention(tether::store::Retention {
                 max_age: parse_duration("retention_age", &self.retention_age)?,
