@@ -18,17 +18,22 @@ use serde_json::json;
 use tether::{Args, ArgsExt, Event, NamespaceRef, Socket, SocketIo};
 
 use crate::auth::Identity;
+use crate::forward::Forwarder;
 
 /// Longest message accepted, in characters.
 const MAX_MESSAGE_CHARS: usize = 4000;
 /// Longest name accepted, in characters.
 const MAX_NAME_CHARS: usize = 40;
 
-/// Registers the chat on namespace `/` (the handle adds middlewares).
-pub fn install(io: &SocketIo) -> NamespaceRef {
+/// Registers the chat on namespace `/` (the handle adds middlewares); with
+/// a forwarder, the events it does not handle go to the backend.
+pub fn install(io: &SocketIo, forward: Option<Forwarder>) -> NamespaceRef {
     let io2 = io.clone();
     io.ns("/", move |socket: Socket| {
         let io = io2.clone();
+        if let Some(forward) = &forward {
+            forward.attach(&socket);
+        }
         async move {
             socket.on("chat message", move |socket: Socket, ev: Event| {
                 let io = io.clone();

@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod chat;
+mod forward;
 mod settings;
 mod trim;
 
@@ -469,7 +470,11 @@ async fn serve(args: ServeArgs, given: impl Fn(&str) -> Given) -> Result<(), Any
         };
         (SocketIo::with_store(config, store.clone()), store)
     };
-    let chat = chat::install(&io);
+    let forwarder = settings.forward()?.map(|(url, timeout, concurrency)| {
+        tracing::info!(%url, ?timeout, concurrency, "client events the server does not handle go to the backend");
+        forward::Forwarder::new(url, timeout, concurrency, max_payload)
+    });
+    let chat = chat::install(&io, forwarder);
     if let Some(verifier) = settings.verifier()? {
         tracing::info!(algorithm = ?verifier.algorithm(), "clients must bring a token (auth.token)");
         auth::guard(chat, Arc::new(verifier));

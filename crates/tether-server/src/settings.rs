@@ -146,6 +146,22 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_JWT_PUBLIC_KEY", value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_public_key: Option<String>,
+    /// A backend's `http://` URL: every client event the server does not
+    /// handle itself is POSTed there as JSON (namespace, event, args, user,
+    /// socket, id), and the client's ack answered from its `{"ack": [..]}`
+    /// (an error ack `{"error", "retry"}` on a timeout or an error status).
+    #[arg(long, env = "TETHER_FORWARD_URL", value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_url: Option<String>,
+    /// How long one forwarded event may wait for the backend's answer
+    /// (room in the concurrency bound included); then an error ack.
+    #[arg(long, env = "TETHER_FORWARD_TIMEOUT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_timeout: Option<String>,
+    /// Most events in flight to `--forward-url` at once (more wait, in order).
+    #[arg(long, env = "TETHER_FORWARD_CONCURRENCY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_concurrency: Option<usize>,
     /// A TOML file with any of these settings (same names, snake_case).
     #[arg(long, env = "TETHER_CONFIG")]
     #[serde(skip)]
@@ -204,6 +220,12 @@ pub struct Settings {
     pub jwt_secret: String,
     /// The PEM file of the public key of users' tokens; empty: none.
     pub jwt_public_key: String,
+    /// The backend client events are forwarded to; empty: none.
+    pub forward_url: String,
+    /// Bound of one forwarded event's exchange.
+    pub forward_timeout: String,
+    /// Most forwarded events in flight.
+    pub forward_concurrency: usize,
 }
 
 impl Default for Settings {
@@ -235,6 +257,9 @@ impl Default for Settings {
             api_key: Vec::new(),
             jwt_secret: String::new(),
             jwt_public_key: String::new(),
+            forward_url: String::new(),
+            forward_timeout: "5s".into(),
+            forward_concurrency: 64,
         }
     }
 }
@@ -601,7 +626,49 @@ impl Settings {
                 .map_err(|why| invalid("api_key", format!("key {}: {why}", i + 1)))?;
         }
         self.verifier()?;
+        self.forward()?;
         Ok(())
+    }
+
+    /// The forwarding of `forward_url` (none when it is empty): the URL,
+    /// the timeout and the concurrency bound.
+    pub fn forward(&self) -> Result<Option<(http::Uri, Duration, usize)>, SettingsError> {
+        let timeout = match parse_duration("forward_timeout", &self.forward_timeout)? {
+            Some(d) if !d.is_zero() => d,
+            _ => return Err(invalid("forward_timeout", "must be a duration above 0")),
+        };
+        if self.forward_concurrency == 0 {
+            return Err(invalid("forward_concurrency", "must be at least 1"));
+        }
+        if self.forward_url.is_empty() {
+            return Ok(None);
+        }
+        let url: http::Uri = self.forward_url.parse().map_err(|e| {
+            invalid(
+                "forward_url",
+                format!("{:?} is not a URL: {e}", self.forward_url),
+            )
+        })?;
+        match (url.scheme_str(), url.host()) {
+            (Some("http"), Some(host)) if !host.is_empty() => {}
+            (Some("https"), _) => {
+                return Err(invalid(
+                    "forward_url",
+                    "https:// is not supported yet: give an http:// URL (the backend on \
+                     loopback or a private network, or a local proxy in front of it)",
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    "forward_url",
+                    format!(
+                        "{:?}: give an http://host[:port]/path URL",
+                        self.forward_url
+                    ),
+                ))
+            }
+        }
+        Ok(Some((url, timeout, self.forward_concurrency)))
     }
 
     /// True when clients must bring a token (`jwt_secret` or `jwt_public_key`).
