@@ -8,7 +8,7 @@
 //!   which, and its connection receives no event before the refusal (it
 //!   asked for every stored message); a session recovered with an expired
 //!   token is refused too, and gets nothing of what it missed;
-//! - RS256 and ES256 key pairs made here (openssl, rcgen) work with
+//! - RS256 and ES256 key pairs made here (Node's crypto, rcgen) work with
 //!   `--jwt-public-key`; an HS256 token signed with the public key as its
 //!   secret is refused;
 //! - the inbox: an entry pushed with `POST /api/v1/inbox/USER` reaches the
@@ -232,28 +232,24 @@ fn hs256_tokens_name_the_user_and_bad_ones_get_nothing() {
     assert_not_logged(&server, &[SECRET, &alice, &bob, &expired, &forged]);
 }
 
-/// An RSA key pair made with the openssl command line.
+/// An RSA key pair made with Node's crypto (node runs the official client
+/// anyway; ring, under rcgen, makes no RSA keys).
 fn rsa_pair(dir: &TempDir) -> (EncodingKey, PathBuf) {
     let private = dir.path().join("rsa.pem");
     let public = dir.path().join("rsa.pub.pem");
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl runs (install the openssl package)");
-        assert!(out.status.success(), "openssl {args:?}: {out:?}");
-    };
-    let (private_s, public_s) = (private.to_str().unwrap(), public.to_str().unwrap());
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-out",
-        private_s,
-    ]);
-    openssl(&["pkey", "-in", private_s, "-pubout", "-out", public_s]);
+    let script = "const { generateKeyPairSync } = require('node:crypto'); \
+        const fs = require('node:fs'); \
+        const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, \
+          publicKeyEncoding: { type: 'spki', format: 'pem' }, \
+          privateKeyEncoding: { type: 'pkcs8', format: 'pem' } }); \
+        fs.writeFileSync(process.argv[1], privateKey); fs.writeFileSync(process.argv[2], publicKey);";
+    let out = Command::new("node")
+        .args(["-e", script])
+        .arg(&private)
+        .arg(&public)
+        .output()
+        .expect("node runs (is Node.js installed?)");
+    assert!(out.status.success(), "an RSA key pair: {out:?}");
     let pem = std::fs::read(&private).unwrap();
     (
         EncodingKey::from_rsa_pem(&pem).expect("the RSA key"),
