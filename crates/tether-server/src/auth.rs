@@ -174,7 +174,7 @@ impl Verifier {
             _ => {
                 return Err(Refusal::new(
                     "no_subject",
-                    "the token has no `sub` claim (a non-empty string: the user)",
+                    "the token has no sub claim (a non-empty string: the user)",
                 ))
             }
         };
@@ -196,7 +196,7 @@ impl Verifier {
             ErrorKind::ExpiredSignature => Refusal::new("token_expired", "the token has expired"),
             ErrorKind::ImmatureSignature => Refusal::new(
                 "token_not_yet_valid",
-                "the token is not valid yet (its `nbf` is in the future)",
+                "the token is not valid yet (its nbf is in the future)",
             ),
             ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
                 let got = jsonwebtoken::decode_header(token)
@@ -209,7 +209,7 @@ impl Verifier {
             }
             ErrorKind::MissingRequiredClaim(_) => Refusal::new(
                 "no_subject",
-                "the token has no `sub` claim (a non-empty string: the user)",
+                "the token has no sub claim (a non-empty string: the user)",
             ),
             _ => Refusal::new("token_malformed", "the token is not a well-formed JWT"),
         }

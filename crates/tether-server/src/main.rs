@@ -43,7 +43,8 @@ struct Cli {
 enum Command {
     /// Run the chat app (page at `/`, Socket.IO at `/socket.io/`; with
     /// `--api-key`, the HTTP API for backends at `/api/v1`; with
-    /// `--jwt-secret` or `--jwt-public-key`, clients must bring a token) until
+    /// `--jwt-secret` or `--jwt-public-key`, clients must bring a token; with
+    /// `--forward-url`, the events it does not handle go to a backend) until
     /// SIGTERM or SIGINT.
     Serve(Box<ServeArgs>),
     /// Print a page of stored messages (newest last), a line each:

@@ -162,11 +162,10 @@ fn assert_refused(verdict: &Value, label: &str, message: &str, code: &str) {
 const MISSING: &str =
     "unauthorized: this server needs a token: connect with auth: { token: \"<JWT>\" }";
 const EXPIRED: &str = "unauthorized: the token has expired";
-const NOT_YET: &str = "unauthorized: the token is not valid yet (its `nbf` is in the future)";
+const NOT_YET: &str = "unauthorized: the token is not valid yet (its nbf is in the future)";
 const BAD_SIGNATURE: &str = "unauthorized: the token's signature does not verify";
 const MALFORMED: &str = "unauthorized: the token is not a well-formed JWT";
-const NO_SUBJECT: &str =
-    "unauthorized: the token has no `sub` claim (a non-empty string: the user)";
+const NO_SUBJECT: &str = "unauthorized: the token has no sub claim (a non-empty string: the user)";
 
 /// HS256: names from the tokens, every kind of bad token refused with its
 /// reason before anything is sent, a recovery with an expired token too.
