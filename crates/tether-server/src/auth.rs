@@ -80,7 +80,8 @@ impl std::fmt::Debug for Verifier {
 #[error("unauthorized: {message}")]
 pub struct Refusal {
     /// `token_missing`, `token_malformed`, `bad_signature`,
-    /// `token_expired`, `token_not_yet_valid`, `bad_algorithm`, `no_subject`.
+    /// `token_expired`, `token_not_yet_valid`, `bad_algorithm`, `no_subject`,
+    /// `session_of_another_user`.
     pub code: &'static str,
     /// What is wrong, in words.
     pub message: String,
@@ -220,10 +221,29 @@ impl Verifier {
 /// refused with CONNECT_ERROR; one with a valid token is its `sub`'s (inbox)
 /// and carries its [`Identity`].
 pub fn guard(ns: NamespaceRef, verifier: Arc<Verifier>) -> NamespaceRef {
+    metrics::describe_counter!(
+        REFUSED,
+        metrics::Unit::Count,
+        "Connections refused for their token, by code"
+    );
+    for code in CODES {
+        metrics::counter!(REFUSED, "code" => code).increment(0);
+    }
     ns.with(move |socket: Socket| {
         let verifier = verifier.clone();
         async move {
-            match verifier.verify_auth(&socket.handshake().auth) {
+            let checked = verifier.verify_auth(&socket.handshake().auth).and_then(|identity| {
+                // A recovered session keeps its user: another user's token
+                // does not take it (nor what it missed) over.
+                match socket.user() {
+                    Some(owner) if owner != identity.user => Err(Refusal::new(
+                        "session_of_another_user",
+                        "the session being recovered belongs to another user: open a new connection",
+                    )),
+                    _ => Ok(identity),
+                }
+            });
+            match checked {
                 Ok(identity) => {
                     socket.set_user(identity.user.clone());
                     socket.insert_extension(identity);
@@ -243,8 +263,19 @@ pub fn guard(ns: NamespaceRef, verifier: Arc<Verifier>) -> NamespaceRef {
     })
 }
 
-/// Connections refused for their token, by `code`.
+/// Connections refused for their token, by `code` (counter).
 pub const REFUSED: &str = "tether_auth_refused_total";
+/// Every [`Refusal::code`].
+pub const CODES: [&str; 8] = [
+    "token_missing",
+    "token_malformed",
+    "bad_signature",
+    "token_expired",
+    "token_not_yet_valid",
+    "bad_algorithm",
+    "no_subject",
+    "session_of_another_user",
+];
 
 #[cfg(test)]
 mod tests {

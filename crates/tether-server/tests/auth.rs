@@ -7,7 +7,9 @@
 //!   subject-less token gets a CONNECT_ERROR whose message and code say
 //!   which, and its connection receives no event before the refusal (it
 //!   asked for every stored message); a session recovered with an expired
-//!   token is refused too, and gets nothing of what it missed;
+//!   token, or with another user's valid one, is refused too and gets
+//!   nothing of what it missed; with its owner's valid token it recovers
+//!   and gets what it missed;
 //! - RS256 and ES256 key pairs made here (Node's crypto, rcgen) work with
 //!   `--jwt-public-key`; an HS256 token signed with the public key as its
 //!   secret is refused;
@@ -205,6 +207,8 @@ fn hs256_tokens_name_the_user_and_bad_ones_get_nothing() {
             &bad.to_string(),
             "--expired",
             &expired,
+            "--other",
+            &bob,
         ],
     );
     // The token's name (a forged name argument and auth.name ignored),
@@ -227,7 +231,44 @@ fn hs256_tokens_name_the_user_and_bad_ones_get_nothing() {
     // what was sent meanwhile replayed.
     let recovery = &verdict["recovery"];
     assert_eq!(recovery["error"]["message"], EXPIRED, "{recovery}");
+    // Bob's valid token does not take alice's session over.
+    assert_eq!(
+        recovery["other"],
+        json!({
+            "message": "unauthorized: the session being recovered belongs to another user: open a new connection",
+            "data": { "code": "session_of_another_user" },
+        }),
+        "{recovery}"
+    );
     assert_eq!(recovery["events"], json!([]), "{recovery}");
+    // Alice's valid token recovers it, with what she missed.
+    assert_eq!(recovery["recovered"], true, "{recovery}");
+    assert_eq!(recovery["missed"], json!(["while away"]), "{recovery}");
+    // Counted by code.
+    let (status, text) = common::http_get(server.addr, "/metrics").expect("scrape /metrics");
+    assert_eq!(status, 200);
+    let samples = common::parse_prometheus(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let refused = |code: &str| {
+        samples
+            .iter()
+            .find(|s| {
+                s.name == "tether_auth_refused_total"
+                    && s.labels.get("code").map(String::as_str) == Some(code)
+            })
+            .map(|s| s.value)
+    };
+    for (code, n) in [
+        ("token_missing", 1.0),
+        ("token_expired", 2.0),
+        ("token_not_yet_valid", 1.0),
+        ("bad_signature", 1.0),
+        ("token_malformed", 1.0),
+        ("no_subject", 1.0),
+        ("session_of_another_user", 1.0),
+        ("bad_algorithm", 0.0),
+    ] {
+        assert_eq!(refused(code), Some(n), "{code}:\n{text}");
+    }
     assert_not_logged(&server, &[SECRET, &alice, &bob, &expired, &forged]);
 }
 

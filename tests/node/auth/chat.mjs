@@ -14,12 +14,15 @@
 // 3. With `--expired`: a client with `--token` connects, gets the stored
 //    messages, loses its transport, a message is sent while it is away, and
 //    it comes back (recovering its session) with the expired token instead:
-//    `recovery` holds its CONNECT_ERROR and the EVENT packets after the cut.
+//    `recovery` holds its CONNECT_ERROR and the EVENT packets after the cut;
+//    with `--other` (another user's valid token) it tries that too (`other`:
+//    its CONNECT_ERROR); then it comes back with `--token`: `recovered`, and
+//    `missed`, what it got then.
 //
-//   node auth/chat.mjs --url URL --token T --token2 T2 --bad '[{"label":"x","token":null}]' [--expired T3]
+//   node auth/chat.mjs --url URL --token T --token2 T2 --bad '[{"label":"x","token":null}]' [--expired T3 [--other T4]]
 import { parseArgs, Run, io, until, sleep } from "../lib.mjs";
 
-const opts = parseArgs("auth-chat", { transport: "websocket", token: "", token2: "", bad: "[]", expired: "" });
+const opts = parseArgs("auth-chat", { transport: "websocket", token: "", token2: "", bad: "[]", expired: "", other: "" });
 const run = new Run(opts);
 const base = opts.url.replace(/\/+$/, "");
 
@@ -37,8 +40,10 @@ function client(auth, extra = {}) {
   return { socket, packets, errors, messages };
 }
 
+// Waits for the connection, or a new CONNECT_ERROR (then the run fails).
 async function connected(c, label) {
-  if (!(await until(() => c.socket.connected || c.errors.length > 0, 10000)) || !c.socket.connected) {
+  const before = c.errors.length;
+  if (!(await until(() => c.socket.connected || c.errors.length > before, 10000)) || !c.socket.connected) {
     run.finish(`${label}: not connected: ${JSON.stringify(c.errors)}`);
     await new Promise(() => {});
   }
@@ -89,12 +94,31 @@ if (opts.expired) {
   const answered = await until(() => c.errors.length > 0 || c.socket.connected, 10000);
   run.check(answered && !c.socket.connected, "the recovery with an expired token is refused", "connect_error",
     c.socket.connected ? "connected" : "nothing");
+  // Another user's valid token does not take the session over either.
+  let other = null;
+  if (opts.other) {
+    c.socket.auth = { ...c.socket.auth, token: opts.other };
+    c.socket.connect();
+    const refused = await until(() => c.errors.length > 1 || c.socket.connected, 10000);
+    run.check(refused && !c.socket.connected, "the recovery with another user's token is refused", "connect_error",
+      c.socket.connected ? "connected" : "nothing");
+    other = c.errors[1] ?? null;
+  }
   // A quiet moment: whatever the server would wrongly replay comes now.
   await sleep(300);
+  const events = c.packets.slice(cut).filter(([type]) => type === 2 || type === 5);
+  // The owner's valid token recovers the session and what it missed.
+  c.socket.auth = { ...c.socket.auth, token: opts.token };
+  c.socket.connect();
+  await connected(c, "the recovery with a valid token");
+  run.check(await until(() => c.messages.some((m) => m.content === "while away"), 5000),
+    "the valid recovery gets the message sent while away");
   recovery = {
     error: c.errors[0] ?? null,
-    events: c.packets.slice(cut).filter(([type]) => type === 2 || type === 5),
+    other,
+    events,
     recovered: c.socket.recovered,
+    missed: c.messages.slice(2).map((m) => m.content),
   };
 }
 
