@@ -649,6 +649,13 @@ impl Settings {
                 format!("{:?} is not a URL: {e}", self.forward_url),
             )
         })?;
+        if url.authority().is_some_and(|a| a.as_str().contains('@')) {
+            // Not sent by the client, and printed by --check and the logs.
+            return Err(invalid(
+                "forward_url",
+                "no user or password in the URL: the backend is reached without them",
+            ));
+        }
         match (url.scheme_str(), url.host()) {
             (Some("http"), Some(host)) if !host.is_empty() => {}
             (Some("https"), _) => {

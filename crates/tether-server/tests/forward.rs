@@ -412,9 +412,9 @@ fn requests_in_flight_are_bounded() {
     drop(rt);
 }
 
-/// The settings: defaults shown by `--check`; https://, a URL without a
-/// host, a zero timeout and a zero concurrency are refused naming the
-/// setting.
+/// The settings: defaults shown by `--check`; https://, a URL with a
+/// password or without a host, a zero timeout and a zero concurrency are
+/// refused naming the setting.
 #[test]
 fn forward_settings_are_checked() {
     let dir = TempDir::new("forward-settings");
@@ -438,6 +438,10 @@ fn forward_settings_are_checked() {
         (
             vec!["--forward-url", "https://backend.example/events"],
             vec!["--forward-url", "https:// is not supported"],
+        ),
+        (
+            vec!["--forward-url", "http://user:hunter2@127.0.0.1:9/"],
+            vec!["--forward-url", "no user or password"],
         ),
         (
             vec!["--forward-url", "/events"],
@@ -464,5 +468,9 @@ fn forward_settings_are_checked() {
                 "{args:?}: no {want:?} in {out:?}"
             );
         }
+        assert!(
+            !out.stderr.contains("hunter2"),
+            "a password echoed: {out:?}"
+        );
     }
 }
