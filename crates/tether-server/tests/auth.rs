@@ -169,10 +169,17 @@ const BAD_SIGNATURE: &str = "unauthorized: the token's signature does not verify
 const MALFORMED: &str = "unauthorized: the token is not a well-formed JWT";
 const NO_SUBJECT: &str = "unauthorized: the token has no sub claim (a non-empty string: the user)";
 
-/// HS256: names from the tokens, every kind of bad token refused with its
-/// reason before anything is sent, a recovery with an expired token too.
+/// HS256, over WebSocket and long-polling: names from the tokens, every
+/// kind of bad token refused with its reason before anything is sent, a
+/// recovery with an expired token or another user's too.
 #[test]
 fn hs256_tokens_name_the_user_and_bad_ones_get_nothing() {
+    for transport in ["websocket", "polling"] {
+        hs256_on(transport);
+    }
+}
+
+fn hs256_on(transport: &str) {
     let dir = TempDir::new("jwt-hs256");
     let server = start(&dir, &["--store", "chat.db", "--jwt-secret", SECRET], &[]);
     let exp = now() + 600;
@@ -199,6 +206,8 @@ fn hs256_tokens_name_the_user_and_bad_ones_get_nothing() {
         &[
             "--url",
             &server.url(),
+            "--transport",
+            transport,
             "--token",
             &alice,
             "--token2",
