@@ -10,6 +10,9 @@
 //!   `{"error", "retry": true}`, so the client sends it again with the same
 //!   id until it is acked (every attempt reached the backend: calls and
 //!   acks counted); a 400 acks `retry: false`;
+//! - the official client's own `retries` (a resend when no ack came within
+//!   its `ackTimeout`) get the event acked in the end, the backend seeing
+//!   each attempt;
 //! - `/metrics` counts requests, failures by reason and latency;
 //! - at most `--forward-concurrency` requests are in flight;
 //! - the settings are checked (http:// only, a timeout above 0).
@@ -357,6 +360,59 @@ fn events_reach_the_backend_and_every_retry_is_acked_in_the_end() {
     assert_eq!(failures("unreachable"), Some(0.0));
     assert_eq!(failures("busy"), Some(0.0));
     assert_eq!(failures("bad_answer"), Some(0.0));
+    drop(server);
+    drop(rt);
+}
+
+/// The official client's own `retries`: an answer slower than its
+/// `ackTimeout` makes it send the event again (same id), and the second
+/// attempt's ack is the one it gets; the backend saw both.
+#[test]
+fn the_official_clients_retries_are_acked_in_the_end() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (addr, backend) = backend(&rt, |body, attempt| {
+        match (body["id"].as_str().unwrap_or(""), attempt) {
+            ("r-1", 1) => Plan::Slow(Duration::from_millis(1500)),
+            _ => Plan::Ack,
+        }
+    });
+    let dir = TempDir::new("forward-retries");
+    let url = format!("http://{addr}/");
+    let server = start(&dir, &["--forward-url", &url, "--forward-timeout", "10s"]);
+    let verdict = node(
+        "forward/events.mjs",
+        &[
+            "--url",
+            &server.url(),
+            "--ids",
+            r#"["r-0","r-1","r-2"]"#,
+            "--retries",
+            "3",
+            "--ackTimeout",
+            "500",
+        ],
+    );
+    let ok = |id: &str, attempt: u64| json!({ "ok": true, "id": id, "attempt": attempt });
+    for (id, attempt) in [("r-0", 1), ("r-1", 2), ("r-2", 1)] {
+        assert_eq!(verdict["results"][id]["ack"], ok(id, attempt), "{verdict}");
+        assert_eq!(verdict["results"][id]["errors"], json!([]), "{verdict}");
+    }
+    // The slow first attempt is answered too (late: the client dropped
+    // that ack id); wait for it so that the counts are final.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while backend.in_flight.load(Ordering::SeqCst) > 0 {
+        assert!(Instant::now() < deadline, "a request still in flight");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ids: Vec<Value> = backend
+        .calls()
+        .iter()
+        .map(|c| c.body["id"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        [json!("r-0"), json!("r-1"), json!("r-1"), json!("r-2")]
+    );
     drop(server);
     drop(rt);
 }
