@@ -5,7 +5,8 @@
 //!   stored once per clientOffset, then acked with `{ seq, duplicate }`;
 //! - server -> everyone: `chat message` (content, serverOffset, meta), where
 //!   serverOffset is the message's position in the store and meta is
-//!   `{ id: clientOffset, name }`, followed by Tether's recovery offset;
+//!   `{ id: clientOffset, name }` (with `--jwt-*`: the token's name, and
+//!   `user`, its `sub`), followed by Tether's recovery offset;
 //! - a client that connects with `auth.serverOffset` (and is not recovering a
 //!   session) first gets every message after it, in order, then live ones.
 //!   With `auth.epoch` (the store epoch of that offset, as the page learns it
@@ -14,18 +15,25 @@
 //!   beyond the store's last position (a tutorial client after a reset).
 
 use serde_json::json;
-use tether::{Args, ArgsExt, Event, Socket, SocketIo};
+use tether::{Args, ArgsExt, Event, NamespaceRef, Socket, SocketIo};
+
+use crate::auth::Identity;
+use crate::forward::Forwarder;
 
 /// Longest message accepted, in characters.
 const MAX_MESSAGE_CHARS: usize = 4000;
 /// Longest name accepted, in characters.
 const MAX_NAME_CHARS: usize = 40;
 
-/// Registers the chat on namespace `/`.
-pub fn install(io: &SocketIo) {
+/// Registers the chat on namespace `/` (the handle adds middlewares); with
+/// a forwarder, the events it does not handle go to the backend.
+pub fn install(io: &SocketIo, forward: Option<Forwarder>) -> NamespaceRef {
     let io2 = io.clone();
     io.ns("/", move |socket: Socket| {
         let io = io2.clone();
+        if let Some(forward) = &forward {
+            forward.attach(&socket);
+        }
         async move {
             socket.on("chat message", move |socket: Socket, ev: Event| {
                 let io = io.clone();
@@ -33,7 +41,7 @@ pub fn install(io: &SocketIo) {
             });
         }
     })
-    .catch_up_from_auth_with_epoch("serverOffset", "epoch");
+    .catch_up_from_auth_with_epoch("serverOffset", "epoch")
 }
 
 async fn on_message(io: &SocketIo, socket: &Socket, mut ev: Event) {
@@ -47,19 +55,23 @@ async fn on_message(io: &SocketIo, socket: &Socket, mut ev: Event) {
     if content.chars().count() > MAX_MESSAGE_CHARS || client_offset.len() > 200 {
         return drop(ev.ack((json!({ "error": "message too long" }),)));
     }
-    // The name: an optional third argument, else the one given at connection.
-    let name = ev
-        .args()
-        .get::<String>(2)
-        .ok()
-        .or_else(|| {
+    // The name: an authenticated user's from the token, whatever the client
+    // says; else an optional third argument, else the one given at connection.
+    let identity = socket.extension::<Identity>();
+    let name = match &identity {
+        Some(identity) => Some(identity.name.clone()),
+        None => ev.args().get::<String>(2).ok().or_else(|| {
             let auth = &socket.handshake().auth;
             auth.get("name").and_then(|n| n.as_str()).map(str::to_owned)
-        })
-        .filter(|n| !n.is_empty())
-        .map(|n| n.chars().take(MAX_NAME_CHARS).collect::<String>());
+        }),
+    }
+    .filter(|n| !n.is_empty())
+    .map(|n| n.chars().take(MAX_NAME_CHARS).collect::<String>());
     let mut args = Args::new();
-    let meta = json!({ "id": client_offset, "name": name });
+    let meta = match &identity {
+        Some(identity) => json!({ "id": client_offset, "name": name, "user": identity.user }),
+        None => json!({ "id": client_offset, "name": name }),
+    };
     if args.push(&content).is_err() || {
         args.push_seq();
         args.push(&meta).is_err()

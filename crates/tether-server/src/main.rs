@@ -2,7 +2,9 @@
 //! a store.
 
 mod api;
+mod auth;
 mod chat;
+mod forward;
 mod settings;
 mod trim;
 
@@ -43,8 +45,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the chat app (page at `/`, Socket.IO at `/socket.io/`; with
-    /// `--api-key`, the HTTP API for backends at `/api/v1`) until SIGTERM or
-    /// SIGINT.
+    /// `--api-key`, the HTTP API for backends at `/api/v1`; with
+    /// `--jwt-secret` or `--jwt-public-key`, clients must bring a token; with
+    /// `--forward-url`, the events it does not handle go to a backend) until
+    /// SIGTERM or SIGINT.
     Serve(Box<ServeArgs>),
     /// Print a page of stored messages (newest last), a line each:
     /// position, time (RFC 3339, UTC), event, arguments (JSON), tab-separated.
@@ -499,6 +503,10 @@ async fn serve(args: ServeArgs, given: impl Fn(&str) -> Given) -> Result<(), Any
                         let hidden = vec!["(hidden)"; keys.len()];
                         println!("{name} = {}", serde_json::json!(hidden));
                     }
+                    // So is the token secret: whether it is set, not what.
+                    serde_json::Value::String(s) if name == "jwt_secret" && !s.is_empty() => {
+                        println!("{name} = \"(hidden)\"");
+                    }
                     value => println!("{name} = {value}"),
                 }
             }
@@ -561,7 +569,15 @@ async fn serve(args: ServeArgs, given: impl Fn(&str) -> Given) -> Result<(), Any
         };
         (SocketIo::with_store(config, store.clone()), store)
     };
-    chat::install(&io);
+    let forwarder = settings.forward()?.map(|(url, timeout, concurrency)| {
+        tracing::info!(%url, ?timeout, concurrency, "client events the server does not handle go to the backend");
+        forward::Forwarder::new(url, timeout, concurrency, max_payload)
+    });
+    let chat = chat::install(&io, forwarder);
+    if let Some(verifier) = settings.verifier()? {
+        tracing::info!(algorithm = ?verifier.algorithm(), "clients must bring a token (auth.token)");
+        auth::guard(chat, Arc::new(verifier));
+    }
     trim::spawn();
     let api = api::ApiKeys::new(&settings.api_key).map(|keys| {
         tracing::info!(keys = keys.len(), "HTTP API on /api/v1");

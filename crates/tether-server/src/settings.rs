@@ -1,7 +1,7 @@
 //! `tether serve` settings: flags, then `TETHER_*` environment variables, then
 //! an optional TOML file, then defaults.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Format, Serialized, Toml};
@@ -132,6 +132,38 @@ pub struct ServeArgs {
     )]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub api_key: Vec<String>,
+    /// Authenticated users: the HS256 secret their tokens are signed with.
+    /// Clients must then connect with a JWT in `auth.token`; its `sub` is
+    /// the user (inbox, chat name from claim `name`). At least 16 bytes.
+    #[arg(
+        long,
+        env = "TETHER_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<String>,
+    /// Authenticated users: a PEM file with the public key their tokens are
+    /// signed with (RSA: RS256, EC P-256: ES256); instead of `--jwt-secret`.
+    #[arg(long, env = "TETHER_JWT_PUBLIC_KEY", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_public_key: Option<String>,
+    /// A backend's `http://` URL: every client event the server does not
+    /// handle itself is POSTed there as JSON (namespace, event, args, user,
+    /// socket, id), and the client's ack answered from its `{"ack": [..]}`
+    /// (an error ack `{"error", "retry"}` on a timeout or an error status).
+    #[arg(long, env = "TETHER_FORWARD_URL", value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_url: Option<String>,
+    /// How long one forwarded event may wait for the backend's answer
+    /// (room in the concurrency bound included); then an error ack.
+    #[arg(long, env = "TETHER_FORWARD_TIMEOUT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_timeout: Option<String>,
+    /// Most events in flight to `--forward-url` at once (more wait, in order).
+    #[arg(long, env = "TETHER_FORWARD_CONCURRENCY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_concurrency: Option<usize>,
     /// A TOML file with any of these settings (same names, snake_case).
     #[arg(long, env = "TETHER_CONFIG")]
     #[serde(skip)]
@@ -186,6 +218,16 @@ pub struct Settings {
     pub log_format: String,
     /// The keys of the HTTP API (`/api/v1`); empty: the API is off.
     pub api_key: Vec<String>,
+    /// The HS256 secret of users' tokens; empty: no HS256.
+    pub jwt_secret: String,
+    /// The PEM file of the public key of users' tokens; empty: none.
+    pub jwt_public_key: String,
+    /// The backend client events are forwarded to; empty: none.
+    pub forward_url: String,
+    /// Bound of one forwarded event's exchange.
+    pub forward_timeout: String,
+    /// Most forwarded events in flight.
+    pub forward_concurrency: usize,
 }
 
 impl Default for Settings {
@@ -215,6 +257,11 @@ impl Default for Settings {
             tls_key: String::new(),
             log_format: "pretty".into(),
             api_key: Vec::new(),
+            jwt_secret: String::new(),
+            jwt_public_key: String::new(),
+            forward_url: String::new(),
+            forward_timeout: "5s".into(),
+            forward_concurrency: 64,
         }
     }
 }
@@ -613,7 +660,81 @@ impl Settings {
             check_api_key(key)
                 .map_err(|why| invalid("api_key", format!("key {}: {why}", i + 1)))?;
         }
+        self.verifier()?;
+        self.forward()?;
         Ok(())
+    }
+
+    /// The forwarding of `forward_url` (none when it is empty): the URL,
+    /// the timeout and the concurrency bound.
+    pub fn forward(&self) -> Result<Option<(http::Uri, Duration, usize)>, SettingsError> {
+        let timeout = match parse_duration("forward_timeout", &self.forward_timeout)? {
+            Some(d) if !d.is_zero() => d,
+            _ => return Err(invalid("forward_timeout", "must be a duration above 0")),
+        };
+        if self.forward_concurrency == 0 {
+            return Err(invalid("forward_concurrency", "must be at least 1"));
+        }
+        if self.forward_url.is_empty() {
+            return Ok(None);
+        }
+        let url: http::Uri = self.forward_url.parse().map_err(|e| {
+            invalid(
+                "forward_url",
+                format!("{:?} is not a URL: {e}", self.forward_url),
+            )
+        })?;
+        if url.authority().is_some_and(|a| a.as_str().contains('@')) {
+            // Not sent by the client, and printed by --check and the logs.
+            return Err(invalid(
+                "forward_url",
+                "no user or password in the URL: the backend is reached without them",
+            ));
+        }
+        match (url.scheme_str(), url.host()) {
+            (Some("http"), Some(host)) if !host.is_empty() => {}
+            (Some("https"), _) => {
+                return Err(invalid(
+                    "forward_url",
+                    "https:// is not supported yet: give an http:// URL (the backend on \
+                     loopback or a private network, or a local proxy in front of it)",
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    "forward_url",
+                    format!(
+                        "{:?}: give an http://host[:port]/path URL",
+                        self.forward_url
+                    ),
+                ))
+            }
+        }
+        Ok(Some((url, timeout, self.forward_concurrency)))
+    }
+
+    /// True when clients must bring a token (`jwt_secret` or `jwt_public_key`).
+    pub fn authenticated(&self) -> bool {
+        !self.jwt_secret.is_empty() || !self.jwt_public_key.is_empty()
+    }
+
+    /// The token check of `jwt_secret` or `jwt_public_key` (one of them, or
+    /// neither: the chat is anonymous).
+    pub fn verifier(&self) -> Result<Option<crate::auth::Verifier>, SettingsError> {
+        use crate::auth::Verifier;
+        match (self.jwt_secret.is_empty(), self.jwt_public_key.is_empty()) {
+            (true, true) => Ok(None),
+            (false, false) => Err(invalid(
+                "jwt_public_key",
+                "give jwt_secret (HS256) or jwt_public_key (RS256/ES256), not both",
+            )),
+            (false, true) => Verifier::from_secret(&self.jwt_secret)
+                .map(Some)
+                .map_err(|e| invalid("jwt_secret", e.to_string())),
+            (true, false) => Verifier::from_public_key_file(Path::new(&self.jwt_public_key))
+                .map(Some)
+                .map_err(|e| invalid("jwt_public_key", e.to_string())),
+        }
     }
 
     /// The HTTP server settings these settings give.
@@ -687,7 +808,9 @@ impl Settings {
             .recovery(
                 tether::Recovery::default()
                     .max_disconnection(parse_duration("recovery_window", &self.recovery_window)?)
-                    .skip_middlewares(true),
+                    // With users, a recovered session shows its token again:
+                    // an expired or revoked one recovers nothing.
+                    .skip_middlewares(!self.authenticated()),
             )
             .retention(tether::store::Retention {
                 max_age: parse_duration("retention_age", &self.retention_age)?,

@@ -930,9 +930,8 @@ fn common_now_ms() -> i64 {
 }
 
 /// Inbox pushes are stored for their user, in order, and kept (across a
-/// restart) while no device of the user acknowledged them. (`tether serve`
-/// has no authenticated users yet, so no device of a user connects to it
-/// to acknowledge: that part waits for the JWT settings of issue 15.)
+/// restart) while no device of the user acknowledged them. (A device of
+/// the user acknowledging them: tests/auth.rs, with `--jwt-secret`.)
 #[test]
 fn inbox_pushes_are_kept_for_their_user() {
     let dir = TempDir::new("api-inbox");

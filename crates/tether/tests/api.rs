@@ -3,7 +3,9 @@
 //! data, the ack, state, the server handle, the raw event), a handler whose
 //! extractor refuses an event not being called; connect handlers taking
 //! extractors (the CONNECT auth, state, the server handle), a socket whose
-//! auth does not fit being disconnected without the handler running.
+//! auth does not fit being disconnected without the handler running; the
+//! fallback handler (`Socket::on_fallback`) taking every event without a
+//! handler of its own, in order, and only those.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -252,4 +254,85 @@ async fn connect_handlers_take_the_auth_state_and_the_server() {
     })
     .await;
     assert_eq!(calls.0.load(Ordering::SeqCst), 1, "only Ana's handler ran");
+}
+
+/// `on_fallback` gets the events without a handler of their own (name,
+/// arguments and ack), in the order sent with the others, and not the
+/// events that have one; without a fallback an unknown event is dropped.
+#[tokio::test]
+async fn the_fallback_takes_every_event_without_a_handler() {
+    let io = SocketIo::new(Config::default());
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    io.ns("/", move |socket: Socket| {
+        let log = log.clone();
+        async move {
+            let known = log.clone();
+            socket.on("known", move |mut ev: Event| {
+                let known = known.clone();
+                async move {
+                    known.lock().push("known".into());
+                    let _ = ev.ack(("handled",));
+                }
+            });
+            socket.on_fallback(move |socket: Socket, mut ev: Event| {
+                let log = log.clone();
+                async move {
+                    log.lock().push(format!("fallback {}", ev.name()));
+                    let reply = (
+                        ev.name().to_owned(),
+                        ev.args().len(),
+                        socket.id().to_owned(),
+                    );
+                    let _ = ev.ack(reply);
+                }
+            });
+        }
+    });
+    io.ns("/bare", |_socket: Socket| async move {});
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(io.serve(listener));
+
+    let client = Client::builder(format!("http://127.0.0.1:{port}/"))
+        .build()
+        .await
+        .unwrap();
+    within("connect", client.connect()).await.unwrap();
+    let reply = within("unknown", client.emit_with_ack("unknown", (1, "two")))
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.parse::<(String, usize, String)>().unwrap(),
+        ("unknown".into(), 2, client.id().unwrap())
+    );
+    let reply = within("known", client.emit_with_ack("known", ()))
+        .await
+        .unwrap();
+    assert_eq!(reply.get::<String>(0).unwrap(), "handled");
+    client.emit("other", ("no ack",)).unwrap();
+    let reply = within("last", client.emit_with_ack("last", ()))
+        .await
+        .unwrap();
+    assert_eq!(reply.get::<String>(0).unwrap(), "last");
+    assert_eq!(
+        *seen.lock(),
+        [
+            "fallback unknown",
+            "known",
+            "fallback other",
+            "fallback last"
+        ]
+    );
+
+    // No fallback: an unknown event gets no answer.
+    let bare = Client::builder(format!("http://127.0.0.1:{port}/bare"))
+        .build()
+        .await
+        .unwrap();
+    within("connect /bare", bare.connect()).await.unwrap();
+    let none = bare
+        .emit_with_ack_timeout("unknown", (), Duration::from_millis(300))
+        .await;
+    assert!(none.is_err(), "{none:?}");
 }

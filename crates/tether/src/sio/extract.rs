@@ -360,4 +360,30 @@ impl Socket {
     {
         self.set_handler(event.into(), boxed(handler));
     }
+
+    /// Registers the handler of every event that has no handler of its own
+    /// (replacing an earlier one): a catch-all, to forward the events the
+    /// server does not handle itself to a backend, say. Its arguments are
+    /// extractors as for [`Socket::on`]; the event's name is
+    /// [`Event::name`]. Events keep their order with the other handlers'.
+    ///
+    /// ```no_run
+    /// use tether::{Event, Socket};
+    /// # fn demo(socket: Socket) {
+    /// socket.on("ping", |mut ev: Event| async move {
+    ///     let _ = ev.ack(("pong",));
+    /// });
+    /// // Anything else: answered with its name.
+    /// socket.on_fallback(|mut ev: Event| async move {
+    ///     let name = ev.name().to_owned();
+    ///     let _ = ev.ack(("unknown event", name));
+    /// });
+    /// # }
+    /// ```
+    pub fn on_fallback<H, T>(&self, handler: H)
+    where
+        H: EventHandler<T>,
+    {
+        self.set_fallback(boxed(handler));
+    }
 }

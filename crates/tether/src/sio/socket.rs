@@ -84,6 +84,8 @@ pub(crate) struct SocketInner {
     pub(crate) conn: Arc<dyn SocketConn>,
     handshake: Handshake,
     handlers: RwLock<HashMap<String, EventHandler>>,
+    /// The handler of events without one of their own ([`Socket::on_fallback`]).
+    fallback: RwLock<Option<EventHandler>>,
     on_disconnect: Mutex<Vec<DisconnectHandler>>,
     on_disconnecting: Mutex<Vec<DisconnectHandler>>,
     acks: Mutex<HashMap<u64, oneshot::Sender<Args>>>,
@@ -171,6 +173,7 @@ impl Socket {
                 conn,
                 handshake,
                 handlers: RwLock::new(HashMap::new()),
+                fallback: RwLock::new(None),
                 on_disconnect: Mutex::new(Vec::new()),
                 on_disconnecting: Mutex::new(Vec::new()),
                 acks: Mutex::new(HashMap::new()),
@@ -284,6 +287,12 @@ impl Socket {
     /// Registers the handler of `event` (see [`Socket::on`]).
     pub(super) fn set_handler(&self, event: String, handler: EventHandler) {
         self.inner.handlers.write().insert(event, handler);
+    }
+
+    /// Registers the handler of events without one of their own (see
+    /// [`Socket::on_fallback`]).
+    pub(super) fn set_fallback(&self, handler: EventHandler) {
+        *self.inner.fallback.write() = Some(handler);
     }
 
     /// Registers a handler run when the socket disconnects, after it left its rooms.
@@ -517,7 +526,7 @@ impl Socket {
             return;
         };
         let handler = self.inner.handlers.read().get(&name).cloned();
-        let Some(handler) = handler else {
+        let Some(handler) = handler.or_else(|| self.inner.fallback.read().clone()) else {
             tracing::trace!(event = %name, "no handler");
             return;
         };
@@ -575,6 +584,7 @@ impl Socket {
                 handler(socket.clone(), reason).await;
             }
             socket.inner.handlers.write().clear();
+            socket.inner.fallback.write().take();
         });
     }
 }
