@@ -12,14 +12,30 @@
 //!   from the recovery offset `t.<epoch>.<seq>` of the messages), an offset
 //!   of another epoch (the store was reset) starts from 0; so does an offset
 //!   beyond the store's last position (a tutorial client after a reset).
+//!
+//! Added for the page (the tutorial's clients need none of it):
+//! - meta also holds `time` (milliseconds since the Unix epoch, when the
+//!   server took the message);
+//! - `chat history` ({ before, limit }, ack): a page of the stored messages
+//!   before position `before` (absent: the newest), oldest first, acked with
+//!   `{ messages: [{ content, position, offset, id, name, time }], before,
+//!   more }`,
+//!   `before` being where the next older page starts and `more` false once
+//!   the start of the history is reached;
+//! - `chat limits` (ack): `{ message, name }`, the longest message and name
+//!   accepted, in characters.
 
-use serde_json::json;
-use tether::{Args, ArgsExt, Event, Socket, SocketIo};
+use serde_json::{json, Value};
+use tether::{Args, ArgsExt, Event, HistoryEntry, Socket, SocketIo};
 
 /// Longest message accepted, in characters.
 const MAX_MESSAGE_CHARS: usize = 4000;
 /// Longest name accepted, in characters.
 const MAX_NAME_CHARS: usize = 40;
+/// Messages of a history page when the page asks for no number.
+const HISTORY_PAGE: usize = 200;
+/// Most messages of one history page.
+const MAX_HISTORY_PAGE: usize = 500;
 
 /// Registers the chat on namespace `/`.
 pub fn install(io: &SocketIo) {
@@ -27,9 +43,19 @@ pub fn install(io: &SocketIo) {
     io.ns("/", move |socket: Socket| {
         let io = io2.clone();
         async move {
+            let io1 = io.clone();
             socket.on("chat message", move |socket: Socket, ev: Event| {
-                let io = io.clone();
+                let io = io1.clone();
                 async move { on_message(&io, &socket, ev).await }
+            });
+            let io = io.clone();
+            socket.on("chat history", move |_socket: Socket, ev: Event| {
+                let io = io.clone();
+                async move { on_history(&io, ev).await }
+            });
+            socket.on("chat limits", |_socket: Socket, mut ev: Event| async move {
+                let limits = json!({ "message": MAX_MESSAGE_CHARS, "name": MAX_NAME_CHARS });
+                let _ = ev.ack((limits,));
             });
         }
     })
@@ -59,7 +85,10 @@ async fn on_message(io: &SocketIo, socket: &Socket, mut ev: Event) {
         .filter(|n| !n.is_empty())
         .map(|n| n.chars().take(MAX_NAME_CHARS).collect::<String>());
     let mut args = Args::new();
-    let meta = json!({ "id": client_offset, "name": name });
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let meta = json!({ "id": client_offset, "name": name, "time": time });
     if args.push(&content).is_err() || {
         args.push_seq();
         args.push(&meta).is_err()
@@ -87,4 +116,65 @@ async fn on_message(io: &SocketIo, socket: &Socket, mut ev: Event) {
             let _ = ack.send((answer,));
         }
     });
+}
+
+/// `chat history`: a page of the whole-namespace stream (the chat's
+/// messages) before a position, for the page's "older messages".
+async fn on_history(io: &SocketIo, mut ev: Event) {
+    let query: Value = ev.args().get(0).unwrap_or(Value::Null);
+    let before = match query.get("before") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) => Some(n),
+            None => {
+                let _ = ev.ack((json!({ "error": "before must be a position" }),));
+                return;
+            }
+        },
+    };
+    let limit = query
+        .get("limit")
+        .and_then(Value::as_u64)
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(HISTORY_PAGE)
+        .clamp(1, MAX_HISTORY_PAGE);
+    let history = io.history("/").limit(limit);
+    let page = match before {
+        Some(seq) => history.before(seq).await,
+        None => history.latest().await,
+    };
+    let answer = match page {
+        Ok(page) => {
+            let more = page.len() == limit;
+            let start = page.first().map(|e| e.seq);
+            let messages: Vec<Value> = page.iter().filter_map(message_of).collect();
+            json!({ "messages": messages, "before": start, "more": more })
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "history page not read");
+            json!({ "error": "history unavailable, retry" })
+        }
+    };
+    let _ = ev.ack((answer,));
+}
+
+/// A stored chat message as the page shows it; None for other events.
+fn message_of(entry: &HistoryEntry) -> Option<Value> {
+    if entry.event != "chat message" {
+        return None;
+    }
+    let content: String = entry.args.get(0).ok()?;
+    let meta: Value = entry.args.get(2).unwrap_or(Value::Null);
+    let time = meta
+        .get("time")
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| u64::try_from(entry.ts_ms).unwrap_or(0));
+    Some(json!({
+        "content": content,
+        "position": entry.seq,
+        "offset": entry.offset,
+        "id": meta.get("id"),
+        "name": meta.get("name"),
+        "time": time,
+    }))
 }

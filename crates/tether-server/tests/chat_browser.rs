@@ -506,3 +506,18 @@ async fn screenshot_with_a_pending_message() {
     assert_eq!(out.verdict["counts"]["pending_in_screenshot"], 1);
     println!("screenshot: {}", path.display());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_history_shows_at_once_and_pages_back() {
+    let out = run(Scenario {
+        script: "long-history.mjs",
+        kills: 0,
+        screenshot: None,
+        budget: Duration::from_secs(400),
+    })
+    .await;
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(8000));
+    assert_eq!(out.verdict["counts"]["A_shown_after_scrolling_up"], 5000);
+    // The figures, printed for the record (not compared with a time).
+    println!("long history figures: {}", out.verdict["figures"]);
+}
