@@ -97,7 +97,9 @@ export class Run {
   }
 
   // A new person: a Chromium of its own on a new empty user data dir.
-  async user(label) {
+  // `options`: more launchPersistentContext options (a phone's viewport,
+  // isMobile, colorScheme...).
+  async user(label, options = {}) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), `tether-chromium-${label}-`));
     const user = new User(this, label, dir);
     this.users.push(user);
@@ -107,6 +109,7 @@ export class Run {
       args: CHROMIUM_ARGS,
       viewport: { width: 720, height: 540 },
       timeout: WAIT_MS,
+      ...options,
     });
     user.context.setDefaultTimeout(WAIT_MS);
     user.page = user.context.pages()[0] ?? (await user.context.newPage());

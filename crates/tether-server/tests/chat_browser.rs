@@ -521,3 +521,16 @@ async fn long_history_shows_at_once_and_pages_back() {
     // The figures, printed for the record (not compared with a time).
     println!("long history figures: {}", out.verdict["figures"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_widths_fit() {
+    let out = run(Scenario {
+        script: "phone.mjs",
+        kills: 0,
+        screenshot: None,
+        budget: Duration::from_secs(150),
+    })
+    .await;
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(6));
+    println!("phone layout: {}", out.verdict["layout"]);
+}
