@@ -534,3 +534,16 @@ async fn phone_widths_fit() {
     assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(6));
     println!("phone layout: {}", out.verdict["layout"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dark_and_light_schemes_are_readable() {
+    let out = run(Scenario {
+        script: "dark-mode.mjs",
+        kills: 0,
+        screenshot: None,
+        budget: Duration::from_secs(150),
+    })
+    .await;
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(8));
+    println!("contrast ratios: {}", out.verdict["contrast"]);
+}
