@@ -70,7 +70,9 @@ function contrasts(page) {
     };
     const out = [];
     const add = (what, el, color) => {
-      if (!el) return;
+      // Only what is drawn: shown, and (but for the inputs) with some text.
+      if (!el || el.offsetParent === null) return;
+      if (!["INPUT", "BUTTON"].includes(el.tagName) && !el.textContent.trim()) return;
       const bg = background(el);
       let fg = parse(color ?? getComputedStyle(el).color);
       if (fg[3] < 1) fg = over(fg, bg);

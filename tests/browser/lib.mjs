@@ -248,12 +248,12 @@ export class User {
   async list() {
     return this.page.evaluate(() =>
       [...document.querySelectorAll("#messages > li")].map((li) => ({
-        text: [...li.childNodes]
-          .filter((n) => n.nodeType === Node.TEXT_NODE)
-          .map((n) => n.textContent)
-          .join(""),
-        who: li.querySelector(".who")?.textContent ?? null,
+        text: li.querySelector(".text")?.textContent ?? null,
+        who: li.querySelector(".who:not(.anon)")?.textContent ?? null,
         mark: li.querySelector(".mark")?.textContent ?? "",
+        state: li.dataset.state ?? null,
+        mine: li.classList.contains("mine"),
+        time: li.querySelector("time.time")?.dateTime ?? null,
         id: li.dataset.id ?? null,
         offset: li.dataset.offset === undefined ? null : Number(li.dataset.offset),
         pending: li.classList.contains("pending"),
@@ -308,20 +308,19 @@ export class User {
   waitConfirmedText(text, what) {
     return this.waitFor(
       (t) =>
-        [...document.querySelectorAll("#messages > li:not(.pending)")].some((li) =>
-          [...li.childNodes].some((n) => n.nodeType === Node.TEXT_NODE && n.textContent === t),
-        ),
+        [...document.querySelectorAll("#messages > li:not(.pending)")].some((li) => li.querySelector(".text")?.textContent === t),
       text,
       `${what}: ${JSON.stringify(text)} shown as sent`,
     );
   }
 
-  // Waits until at least n li are shown and none is pending.
+  // Waits until at least n li are shown and none is pending (every one
+  // shown from the server, with its position).
   waitSettled(n, what) {
     return this.waitFor(
       (n) => {
         const lis = document.querySelectorAll("#messages > li");
-        return lis.length >= n && !document.querySelector("#messages > li.pending");
+        return lis.length >= n && !document.querySelector("#messages > li.pending, #messages > li:not([data-offset])");
       },
       n,
       `${what}: ${n} messages shown, none pending`,

@@ -547,3 +547,17 @@ async fn dark_and_light_schemes_are_readable() {
     assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(8));
     println!("contrast ratios: {}", out.verdict["contrast"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_show_author_time_and_state() {
+    let out = run(Scenario {
+        script: "message-details.mjs",
+        kills: 1,
+        screenshot: None,
+        budget: Duration::from_secs(180),
+    })
+    .await;
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(7));
+    println!("pending look: {}", out.verdict["pending_look"]);
+    println!("status texts: {}", out.verdict["status_texts"]);
+}
