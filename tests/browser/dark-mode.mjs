@@ -3,8 +3,8 @@
 // must really be dark and the light one light, and on both the contrast
 // ratio (WCAG 2) of every text the page shows against the background it is
 // drawn on is at least 4.5:1: message texts on odd and even rows, names,
-// marks, a pending message, the inputs, the Send button, the status bar
-// online and offline. The ratios are printed.
+// marks, a pending message, the inputs, the Send button, who is online,
+// the status bar online and offline. The ratios are printed.
 import { Run, parseArgs, checkHistories } from "./lib.mjs";
 
 const opts = parseArgs("dark-mode");
@@ -94,6 +94,7 @@ function contrasts(page) {
     add("name input", document.getElementById("name"));
     add("Send button", document.querySelector("#form > button"));
     add(`status bar (${document.getElementById("status").dataset.state})`, document.getElementById("status"));
+    add("who is online", document.getElementById("presence"));
     add("older messages note", document.getElementById("older").textContent ? document.getElementById("older") : null);
     return { body: background(document.body).slice(0, 3), bodyLum: lum(background(document.body)), items: out };
   });

@@ -42,6 +42,8 @@ function measure(page) {
       logScrollLeft: log.scrollLeft,
       logScrollWidth: log.scrollWidth,
       logClientWidth: log.clientWidth,
+      presence: box(document.getElementById("presence")),
+      presenceText: document.getElementById("presence").textContent,
       statusScrollWidth: status.scrollWidth,
       statusClientWidth: status.clientWidth,
       send: box(document.querySelector("#form > button")),
@@ -66,6 +68,7 @@ function checkLayout(u, m, when) {
   for (const [name, b] of [["Send button", m.send], ["message input", m.input], ["name input", m.name]]) {
     run.check(b.left >= 0 && b.right <= m.vw && b.top >= 0 && b.bottom <= m.vh, `${at}: the ${name} lies fully inside the ${m.vw}x${m.vh} viewport`, "inside", b);
   }
+  if (m.presenceText) run.check(m.presence.left >= 0 && m.presence.right <= m.vw, `${at}: who is online fits the width`, "inside", m.presence);
   run.check(m.input.width >= 120, `${at}: the message input is at least 120 px wide`, ">= 120", m.input.width);
   run.check(
     m.lis.every((b) => b.left >= 0 && b.right <= m.vw && b.scrollWidth <= b.clientWidth),

@@ -23,7 +23,16 @@
 //!   `before` being where the next older page starts and `more` false once
 //!   the start of the history is reached;
 //! - `chat limits` (ack): `{ message, name }`, the longest message and name
-//!   accepted, in characters.
+//!   accepted, in characters;
+//! - presence: `chat name` (name, [ack]) says who this socket is (kept as its
+//!   data); then everyone gets `presence` ({ count, names }: the sockets
+//!   connected to the namespace on every node, and their names), again when
+//!   a socket disconnects; `chat presence` (ack) answers the same;
+//! - `typing` ({}): everyone else gets `typing` ({ id, name }), volatile:
+//!   never stored, never replayed.
+//!
+//! Volatile events end with an object: the official client takes a last
+//! string argument for a recovery offset.
 
 use serde_json::{json, Value};
 use tether::{Args, ArgsExt, Event, HistoryEntry, Socket, SocketIo};
@@ -48,14 +57,44 @@ pub fn install(io: &SocketIo) {
                 let io = io1.clone();
                 async move { on_message(&io, &socket, ev).await }
             });
-            let io = io.clone();
+            let io1 = io.clone();
             socket.on("chat history", move |_socket: Socket, ev: Event| {
-                let io = io.clone();
+                let io = io1.clone();
                 async move { on_history(&io, ev).await }
             });
             socket.on("chat limits", |_socket: Socket, mut ev: Event| async move {
                 let limits = json!({ "message": MAX_MESSAGE_CHARS, "name": MAX_NAME_CHARS });
                 let _ = ev.ack((limits,));
+            });
+            if let Some(name) = auth_name(&socket) {
+                let _ = socket.set_data(&json!({ "name": name }));
+            }
+            let io1 = io.clone();
+            socket.on("chat name", move |socket: Socket, mut ev: Event| {
+                let io = io1.clone();
+                async move {
+                    let name = ev.args().get::<String>(0).ok().and_then(|n| clean_name(&n));
+                    let _ = socket.set_data(&json!({ "name": name }));
+                    let _ = ev.ack((json!({ "name": name }),));
+                    announce_presence(&io).await;
+                }
+            });
+            let io1 = io.clone();
+            socket.on("chat presence", move |_socket: Socket, mut ev: Event| {
+                let io = io1.clone();
+                async move {
+                    let _ = ev.ack((presence(&io).await,));
+                }
+            });
+            socket.on("typing", |socket: Socket, _ev: Event| async move {
+                let name = name_of(&socket);
+                let typing = json!({ "id": socket.id(), "name": name });
+                let _ = socket.broadcast().volatile().emit("typing", (typing,));
+            });
+            let io1 = io.clone();
+            socket.on_disconnect(move |_socket: Socket, _reason| {
+                let io = io1.clone();
+                async move { announce_presence(&io).await }
             });
         }
     })
@@ -78,12 +117,8 @@ async fn on_message(io: &SocketIo, socket: &Socket, mut ev: Event) {
         .args()
         .get::<String>(2)
         .ok()
-        .or_else(|| {
-            let auth = &socket.handshake().auth;
-            auth.get("name").and_then(|n| n.as_str()).map(str::to_owned)
-        })
-        .filter(|n| !n.is_empty())
-        .map(|n| n.chars().take(MAX_NAME_CHARS).collect::<String>());
+        .and_then(|n| clean_name(&n))
+        .or_else(|| auth_name(socket));
     let mut args = Args::new();
     let time = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -177,4 +212,68 @@ fn message_of(entry: &HistoryEntry) -> Option<Value> {
         "name": meta.get("name"),
         "time": time,
     }))
+}
+
+/// A name as shown: not empty, at most [`MAX_NAME_CHARS`].
+fn clean_name(name: &str) -> Option<String> {
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.chars().take(MAX_NAME_CHARS).collect())
+}
+
+/// The name given at connection (`auth.name`).
+fn auth_name(socket: &Socket) -> Option<String> {
+    let auth = &socket.handshake().auth;
+    auth.get("name")
+        .and_then(Value::as_str)
+        .and_then(clean_name)
+}
+
+/// The socket's name: the last `chat name`, else the one given at connection.
+fn name_of(socket: &Socket) -> Option<String> {
+    match socket.data::<Value>() {
+        Some(data) => data
+            .get("name")
+            .and_then(Value::as_str)
+            .and_then(clean_name),
+        None => auth_name(socket),
+    }
+}
+
+/// Who is connected to the chat, on every node: `{ count, names }`, names
+/// sorted, each once; `count` counts every socket, named or not.
+async fn presence(io: &SocketIo) -> Value {
+    let Some(all) = io.of("/") else {
+        return json!({ "count": 0, "names": [] });
+    };
+    match all.fetch_sockets().await {
+        Ok(sockets) => {
+            let mut names: Vec<String> = sockets
+                .iter()
+                .filter_map(|s| {
+                    let data = s.data::<Value>()?;
+                    data.get("name")
+                        .and_then(Value::as_str)
+                        .and_then(clean_name)
+                })
+                .collect();
+            names.sort();
+            names.dedup();
+            json!({ "count": sockets.len(), "names": names })
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "presence: sockets not fetched");
+            json!({ "error": "presence unavailable" })
+        }
+    }
+}
+
+/// Sends everyone who is connected now (volatile: not stored).
+async fn announce_presence(io: &SocketIo) {
+    let now = presence(io).await;
+    if now.get("error").is_some() {
+        return;
+    }
+    if let Some(all) = io.of("/") {
+        let _ = all.volatile().emit("presence", (now,));
+    }
 }

@@ -561,3 +561,16 @@ async fn messages_show_author_time_and_state() {
     println!("pending look: {}", out.verdict["pending_look"]);
     println!("status texts: {}", out.verdict["status_texts"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_typing() {
+    let out = run(Scenario {
+        script: "presence-typing.mjs",
+        kills: 0,
+        screenshot: None,
+        budget: Duration::from_secs(150),
+    })
+    .await;
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(1));
+    assert_eq!(out.verdict["presence_after_b_left"], "1 online: Ana");
+}
