@@ -505,6 +505,13 @@ async fn screenshot_with_a_pending_message() {
     );
     assert_eq!(out.verdict["counts"]["pending_in_screenshot"], 1);
     println!("screenshot: {}", path.display());
+    // The README's screenshot is this one: TETHER_UPDATE_SCREENSHOT=1 puts
+    // it at docs/screenshot.png (not on every run: it shows the time).
+    if std::env::var_os("TETHER_UPDATE_SCREENSHOT").is_some() {
+        let docs = manifest_dir().join("../../docs/screenshot.png");
+        std::fs::copy(&path, &docs).expect("copy the screenshot to docs/screenshot.png");
+        println!("README screenshot updated: {}", docs.display());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
