@@ -95,6 +95,10 @@ function contrasts(page) {
     add("Send button", document.querySelector("#form > button"));
     add(`status bar (${document.getElementById("status").dataset.state})`, document.getElementById("status"));
     add("who is online", document.getElementById("presence"));
+    add("the room shown", document.querySelector('#rooms .room[aria-current="true"]'));
+    add("room name input", document.getElementById("room-name"));
+    add("room name placeholder", document.getElementById("room-name"), getComputedStyle(document.getElementById("room-name"), "::placeholder").color);
+    add("Join button", document.querySelector("#join > button"));
     add("older messages note", document.getElementById("older").textContent ? document.getElementById("older") : null);
     return { body: background(document.body).slice(0, 3), bodyLum: lum(background(document.body)), items: out };
   });

@@ -43,6 +43,8 @@ function measure(page) {
       logScrollWidth: log.scrollWidth,
       logClientWidth: log.clientWidth,
       presence: box(document.getElementById("presence")),
+      join: box(document.querySelector("#join > button")),
+      roomName: box(document.getElementById("room-name")),
       presenceText: document.getElementById("presence").textContent,
       statusScrollWidth: status.scrollWidth,
       statusClientWidth: status.clientWidth,
@@ -65,7 +67,7 @@ function checkLayout(u, m, when) {
   run.equal(m.logScrollLeft, 0, `${at}: the list does not scroll sideways`);
   run.check(m.logScrollWidth <= m.logClientWidth, `${at}: the list is no wider than its box`, `<= ${m.logClientWidth}`, m.logScrollWidth);
   run.check(m.statusScrollWidth <= m.statusClientWidth, `${at}: the status text fits`, `<= ${m.statusClientWidth}`, m.statusScrollWidth);
-  for (const [name, b] of [["Send button", m.send], ["message input", m.input], ["name input", m.name]]) {
+  for (const [name, b] of [["Send button", m.send], ["message input", m.input], ["name input", m.name], ["Join button", m.join], ["room name input", m.roomName]]) {
     run.check(b.left >= 0 && b.right <= m.vw && b.top >= 0 && b.bottom <= m.vh, `${at}: the ${name} lies fully inside the ${m.vw}x${m.vh} viewport`, "inside", b);
   }
   if (m.presenceText) run.check(m.presence.left >= 0 && m.presence.right <= m.vw, `${at}: who is online fits the width`, "inside", m.presence);

@@ -16,12 +16,19 @@
 //! Added for the page (the tutorial's clients need none of it):
 //! - meta also holds `time` (milliseconds since the Unix epoch, when the
 //!   server took the message);
-//! - `chat history` ({ before, limit }, ack): a page of the stored messages
-//!   before position `before` (absent: the newest), oldest first, acked with
-//!   `{ messages: [{ content, position, offset, id, name, time }], before,
-//!   more }`,
-//!   `before` being where the next older page starts and `more` false once
-//!   the start of the history is reached;
+//! - rooms: `#general` is the tutorial's stream (the whole namespace, no
+//!   room). `join room` (name, ack) joins another (names: 1 to 32 of
+//!   `a-z 0-9 - _`, lowercase; stored as Socket.IO room `room:<name>`,
+//!   a stream of its own), acked with `{ room }`; `chat message` takes the
+//!   room as a fourth argument (content, clientOffset, name, room, ack):
+//!   then it goes to that room only, and meta holds `room`;
+//! - `chat history` ({ room, before, after, limit }, ack): a page of the
+//!   stored messages of a room (absent: `#general`) before position `before`
+//!   (absent: the newest), or just after position `after`, oldest first,
+//!   acked with `{ messages: [{ content, position, offset, id, name, time }],
+//!   before, last, more }`, `before` being where the next older page starts,
+//!   `last` the page's last position and `more` whether there may be more in
+//!   that direction;
 //! - `chat limits` (ack): `{ message, name }`, the longest message and name
 //!   accepted, in characters;
 //! - presence: `chat name` (name, [ack]) says who this socket is (kept as its
@@ -45,6 +52,10 @@ const MAX_NAME_CHARS: usize = 40;
 const HISTORY_PAGE: usize = 200;
 /// Most messages of one history page.
 const MAX_HISTORY_PAGE: usize = 500;
+/// The default room: the tutorial's stream.
+const GENERAL: &str = "general";
+/// Longest room name.
+const MAX_ROOM_CHARS: usize = 32;
 
 /// Registers the chat on namespace `/`.
 pub fn install(io: &SocketIo) {
@@ -56,6 +67,17 @@ pub fn install(io: &SocketIo) {
             socket.on("chat message", move |socket: Socket, ev: Event| {
                 let io = io1.clone();
                 async move { on_message(&io, &socket, ev).await }
+            });
+            socket.on("join room", |socket: Socket, mut ev: Event| async move {
+                let answer = match ev.args().get::<String>(0).ok().and_then(|r| room_name(&r)) {
+                    Some(Room::General) => json!({ "room": GENERAL }),
+                    Some(Room::Named(name)) => {
+                        socket.join(room_key(&name));
+                        json!({ "room": name })
+                    }
+                    None => json!({ "error": "bad room name (1 to 32 of a-z 0-9 - _)" }),
+                };
+                let _ = ev.ack((answer,));
             });
             let io1 = io.clone();
             socket.on("chat history", move |_socket: Socket, ev: Event| {
@@ -123,7 +145,18 @@ async fn on_message(io: &SocketIo, socket: &Socket, mut ev: Event) {
     let time = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let meta = json!({ "id": client_offset, "name": name, "time": time });
+    let room = match ev.args().get::<String>(3) {
+        Err(_) => Room::General,
+        Ok(r) if r.is_empty() => Room::General,
+        Ok(r) => match room_name(&r) {
+            Some(room) => room,
+            None => return drop(ev.ack((json!({ "error": "bad room name" }),))),
+        },
+    };
+    let mut meta = json!({ "id": client_offset, "name": name, "time": time });
+    if let Room::Named(room) = &room {
+        meta["room"] = json!(room);
+    }
     if args.push(&content).is_err() || {
         args.push_seq();
         args.push(&meta).is_err()
@@ -134,7 +167,15 @@ async fn on_message(io: &SocketIo, socket: &Socket, mut ev: Event) {
     // Queued now, in the order the client sent; acked from a task once
     // stored, so the next message of this client is taken meanwhile and the
     // store commits them together.
-    let stored = all.publish_once(client_offset, "chat message", args);
+    let stored = match &room {
+        Room::General => all.publish_once(client_offset, "chat message", args),
+        Room::Named(room) => {
+            // The sender hears its room's messages (it joined, or joins now).
+            socket.join(room_key(room));
+            all.to(room_key(room))
+                .publish_once(client_offset, "chat message", args)
+        }
+    };
     let ack = ev.take_ack();
     tokio::spawn(async move {
         let answer = match stored.await {
@@ -173,17 +214,33 @@ async fn on_history(io: &SocketIo, mut ev: Event) {
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(HISTORY_PAGE)
         .clamp(1, MAX_HISTORY_PAGE);
-    let history = io.history("/").limit(limit);
-    let page = match before {
-        Some(seq) => history.before(seq).await,
-        None => history.latest().await,
+    let after = query.get("after").and_then(Value::as_u64);
+    let room = match query.get("room").and_then(Value::as_str) {
+        None => Room::General,
+        Some(r) => match room_name(r) {
+            Some(room) => room,
+            None => {
+                let _ = ev.ack((json!({ "error": "bad room name" }),));
+                return;
+            }
+        },
+    };
+    let mut history = io.history("/").limit(limit);
+    if let Room::Named(name) = &room {
+        history = history.room(room_key(name));
+    }
+    let page = match (after, before) {
+        (Some(seq), _) => history.after(seq).await,
+        (None, Some(seq)) => history.before(seq).await,
+        (None, None) => history.latest().await,
     };
     let answer = match page {
         Ok(page) => {
             let more = page.len() == limit;
             let start = page.first().map(|e| e.seq);
+            let last = page.last().map(|e| e.seq);
             let messages: Vec<Value> = page.iter().filter_map(message_of).collect();
-            json!({ "messages": messages, "before": start, "more": more })
+            json!({ "messages": messages, "before": start, "last": last, "more": more })
         }
         Err(e) => {
             tracing::warn!(error = %e, "history page not read");
@@ -276,4 +333,32 @@ async fn announce_presence(io: &SocketIo) {
     if let Some(all) = io.of("/") {
         let _ = all.volatile().emit("presence", (now,));
     }
+}
+
+/// A room of the chat.
+enum Room {
+    /// `#general`: the whole-namespace stream of the tutorial.
+    General,
+    /// Another room, by its name.
+    Named(String),
+}
+
+/// A room name as given (`#` and case aside), if valid.
+fn room_name(given: &str) -> Option<Room> {
+    let name = given.trim().trim_start_matches('#').to_lowercase();
+    let valid = !name.is_empty()
+        && name.chars().count() <= MAX_ROOM_CHARS
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    match name.as_str() {
+        _ if !valid => None,
+        GENERAL => Some(Room::General),
+        _ => Some(Room::Named(name)),
+    }
+}
+
+/// The Socket.IO room (and store stream) of a named room.
+fn room_key(name: &str) -> String {
+    format!("room:{name}")
 }

@@ -581,3 +581,20 @@ async fn presence_and_typing() {
     assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(1));
     assert_eq!(out.verdict["presence_after_b_left"], "1 online: Ana");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_with_their_own_streams() {
+    let out = run(Scenario {
+        script: "rooms.mjs",
+        kills: 0,
+        screenshot: None,
+        budget: Duration::from_secs(150),
+    })
+    .await;
+    // The whole-namespace stream (`tether history`) holds #general's only.
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        out.verdict["rooms"]["dev"].as_array().map(Vec::len),
+        Some(4)
+    );
+}
