@@ -1,4 +1,5 @@
-// Who is online and who is typing. A and B open the page and give names:
+// Who is online and who is typing (on one node, or A and B on two nodes of
+// a cluster when given two URLs). A and B open the page and give names:
 // both pages say "2 online: Ana, Ben". A types: B's page says "Ana is
 // typing…", A's own says nothing. B goes offline; A's page emits typing
 // events and sends a message meanwhile; B comes back: it gets the message
@@ -9,13 +10,15 @@ import { Run, parseArgs, checkHistories } from "./lib.mjs";
 
 const opts = parseArgs("presence-typing");
 const run = new Run(opts);
-const [url] = opts.urls;
+// With two URLs (two nodes of one cluster), A is on the first, B on the second.
+const [url, urlB = url] = opts.urls;
+run.extra.nodes = new Set(opts.urls).size;
 
 const a = await run.user("A");
 const b = await run.user("B");
 await a.open(url);
 await a.setName("Ana");
-await b.open(url);
+await b.open(urlB);
 await b.setName("Ben");
 
 const presenceIs = (u, text) =>
