@@ -37,10 +37,22 @@ await a.page.evaluate(() => {
 await a.page.locator("#input").pressSequentially("hello the", { delay: 30 });
 await b.waitFor(() => document.getElementById("typing").textContent === "Ana is typing…", null, "B's page says Ana is typing");
 const seenByB = await b.page.evaluate(() => window.__typing);
-run.check(seenByB.length >= 1 && seenByB.every((t) => t.name === "Ana"), "B got typing events naming Ana", ">= 1 from Ana", seenByB);
+run.check(seenByB.length >= 1 && seenByB.every((t) => t.name === "Ana" && t.room === "general"), "B got typing events naming Ana, in #general", ">= 1 from Ana", seenByB);
 run.equal(await a.page.evaluate(() => [document.getElementById("typing").textContent, window.__typing.length]), ["", 0], "A is not told of its own typing");
 await b.waitFor(() => document.getElementById("typing").textContent === "", null, "B's typing line clears once Ana stops", 10_000);
 await a.page.locator("#input").fill("");
+
+// Typing is said in its room only: A types in #dev, B looks at #general.
+await a.page.locator("#room-name").fill("dev");
+await a.page.locator("#room-name").press("Enter");
+await a.waitFor(() => document.querySelector('#rooms .room[aria-current="true"]')?.dataset.room === "dev", null, "A in #dev");
+await b.page.evaluate(() => (window.__typing = []));
+await a.page.waitForTimeout(2100); // past the page's 2 s between typing events
+await a.page.locator("#input").pressSequentially("in dev", { delay: 30 });
+await b.waitFor(() => window.__typing.some((t) => t.room === "dev"), null, "B gets A's typing in #dev");
+run.equal(await b.page.evaluate(() => document.getElementById("typing").textContent), "", "B, in #general, is not told someone types in #dev");
+await a.page.locator("#input").fill("");
+await a.page.locator('#rooms .room[data-room="general"]').click();
 
 // B away: typing events are not kept for it, messages are.
 await b.setOffline(true);

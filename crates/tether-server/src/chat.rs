@@ -35,8 +35,8 @@
 //!   data); then everyone gets `presence` ({ count, names }: the sockets
 //!   connected to the namespace on every node, and their names), again when
 //!   a socket disconnects; `chat presence` (ack) answers the same;
-//! - `typing` ({}): everyone else gets `typing` ({ id, name }), volatile:
-//!   never stored, never replayed.
+//! - `typing` ({ room }): everyone else gets `typing` ({ id, name, room }),
+//!   volatile: never stored, never replayed.
 //!
 //! Volatile events end with an object: the official client takes a last
 //! string argument for a recovery offset.
@@ -108,9 +108,18 @@ pub fn install(io: &SocketIo) {
                     let _ = ev.ack((presence(&io).await,));
                 }
             });
-            socket.on("typing", |socket: Socket, _ev: Event| async move {
+            socket.on("typing", |socket: Socket, ev: Event| async move {
                 let name = name_of(&socket);
-                let typing = json!({ "id": socket.id(), "name": name });
+                let given: Value = ev.args().get(0).unwrap_or(Value::Null);
+                let room = match given
+                    .get("room")
+                    .and_then(Value::as_str)
+                    .and_then(room_name)
+                {
+                    Some(Room::Named(room)) => room,
+                    _ => GENERAL.to_owned(),
+                };
+                let typing = json!({ "id": socket.id(), "name": name, "room": room });
                 let _ = socket.broadcast().volatile().emit("typing", (typing,));
             });
             let io1 = io.clone();
