@@ -41,6 +41,9 @@
 //! Volatile events end with an object: the official client takes a last
 //! string argument for a recovery offset.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 use tether::{Args, ArgsExt, Event, HistoryEntry, Socket, SocketIo};
 
@@ -57,11 +60,18 @@ const GENERAL: &str = "general";
 /// Longest room name.
 const MAX_ROOM_CHARS: usize = 32;
 
+/// Most rooms one socket may be in (its own id room included).
+const MAX_ROOMS: usize = 50;
+/// Presence changes within this time are announced once.
+const PRESENCE_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Registers the chat on namespace `/`.
 pub fn install(io: &SocketIo) {
     let io2 = io.clone();
+    let announcing = Arc::new(AtomicBool::new(false));
     io.ns("/", move |socket: Socket| {
         let io = io2.clone();
+        let announcing = announcing.clone();
         async move {
             let io1 = io.clone();
             socket.on("chat message", move |socket: Socket, ev: Event| {
@@ -71,10 +81,10 @@ pub fn install(io: &SocketIo) {
             socket.on("join room", |socket: Socket, mut ev: Event| async move {
                 let answer = match ev.args().get::<String>(0).ok().and_then(|r| room_name(&r)) {
                     Some(Room::General) => json!({ "room": GENERAL }),
-                    Some(Room::Named(name)) => {
-                        socket.join(room_key(&name));
-                        json!({ "room": name })
-                    }
+                    Some(Room::Named(name)) => match join(&socket, &name) {
+                        Ok(()) => json!({ "room": name }),
+                        Err(e) => json!({ "error": e }),
+                    },
                     None => json!({ "error": "bad room name (1 to 32 of a-z 0-9 - _)" }),
                 };
                 let _ = ev.ack((answer,));
@@ -91,14 +101,14 @@ pub fn install(io: &SocketIo) {
             if let Some(name) = auth_name(&socket) {
                 let _ = socket.set_data(&json!({ "name": name }));
             }
-            let io1 = io.clone();
+            let (io1, flag) = (io.clone(), announcing.clone());
             socket.on("chat name", move |socket: Socket, mut ev: Event| {
-                let io = io1.clone();
+                let (io, flag) = (io1.clone(), flag.clone());
                 async move {
                     let name = ev.args().get::<String>(0).ok().and_then(|n| clean_name(&n));
                     let _ = socket.set_data(&json!({ "name": name }));
                     let _ = ev.ack((json!({ "name": name }),));
-                    announce_presence(&io).await;
+                    announce_presence(io, flag);
                 }
             });
             let io1 = io.clone();
@@ -122,10 +132,10 @@ pub fn install(io: &SocketIo) {
                 let typing = json!({ "id": socket.id(), "name": name, "room": room });
                 let _ = socket.broadcast().volatile().emit("typing", (typing,));
             });
-            let io1 = io.clone();
+            let (io1, flag) = (io.clone(), announcing.clone());
             socket.on_disconnect(move |_socket: Socket, _reason| {
-                let io = io1.clone();
-                async move { announce_presence(&io).await }
+                announce_presence(io1.clone(), flag.clone());
+                async {}
             });
         }
     })
@@ -180,7 +190,9 @@ async fn on_message(io: &SocketIo, socket: &Socket, mut ev: Event) {
         Room::General => all.publish_once(client_offset, "chat message", args),
         Room::Named(room) => {
             // The sender hears its room's messages (it joined, or joins now).
-            socket.join(room_key(room));
+            if let Err(e) = join(socket, room) {
+                return drop(ev.ack((json!({ "error": e }),)));
+            }
             all.to(room_key(room))
                 .publish_once(client_offset, "chat message", args)
         }
@@ -333,15 +345,35 @@ async fn presence(io: &SocketIo) -> Value {
     }
 }
 
-/// Sends everyone who is connected now (volatile: not stored).
-async fn announce_presence(io: &SocketIo) {
-    let now = presence(io).await;
-    if now.get("error").is_some() {
+/// Sends everyone who is connected (volatile: not stored), once for the
+/// changes of the next [`PRESENCE_DELAY`] (`scheduled` says one is on its
+/// way), so that many disconnections at once (a shutdown) are one fetch.
+fn announce_presence(io: SocketIo, scheduled: Arc<AtomicBool>) {
+    if scheduled.swap(true, Ordering::AcqRel) {
         return;
     }
-    if let Some(all) = io.of("/") {
-        let _ = all.volatile().emit("presence", (now,));
+    tokio::spawn(async move {
+        tokio::time::sleep(PRESENCE_DELAY).await;
+        scheduled.store(false, Ordering::Release);
+        let now = presence(&io).await;
+        if now.get("error").is_some() {
+            return;
+        }
+        if let Some(all) = io.of("/") {
+            let _ = all.volatile().emit("presence", (now,));
+        }
+    });
+}
+
+/// Joins the socket to a named room, up to [`MAX_ROOMS`].
+fn join(socket: &Socket, name: &str) -> Result<(), &'static str> {
+    let key = room_key(name);
+    let rooms = socket.rooms();
+    if !rooms.contains(&key) && rooms.len() >= MAX_ROOMS {
+        return Err("too many rooms");
     }
+    socket.join(key);
+    Ok(())
 }
 
 /// A room of the chat.
