@@ -97,7 +97,9 @@ export class Run {
   }
 
   // A new person: a Chromium of its own on a new empty user data dir.
-  async user(label) {
+  // `options`: more launchPersistentContext options (a phone's viewport,
+  // isMobile, colorScheme...).
+  async user(label, options = {}) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), `tether-chromium-${label}-`));
     const user = new User(this, label, dir);
     this.users.push(user);
@@ -107,6 +109,7 @@ export class Run {
       args: CHROMIUM_ARGS,
       viewport: { width: 720, height: 540 },
       timeout: WAIT_MS,
+      ...options,
     });
     user.context.setDefaultTimeout(WAIT_MS);
     user.page = user.context.pages()[0] ?? (await user.context.newPage());
@@ -245,12 +248,12 @@ export class User {
   async list() {
     return this.page.evaluate(() =>
       [...document.querySelectorAll("#messages > li")].map((li) => ({
-        text: [...li.childNodes]
-          .filter((n) => n.nodeType === Node.TEXT_NODE)
-          .map((n) => n.textContent)
-          .join(""),
-        who: li.querySelector(".who")?.textContent ?? null,
+        text: li.querySelector(".text")?.textContent ?? null,
+        who: li.querySelector(".who:not(.anon)")?.textContent ?? null,
         mark: li.querySelector(".mark")?.textContent ?? "",
+        state: li.dataset.state ?? null,
+        mine: li.classList.contains("mine"),
+        time: li.querySelector("time.time")?.dateTime ?? null,
         id: li.dataset.id ?? null,
         offset: li.dataset.offset === undefined ? null : Number(li.dataset.offset),
         pending: li.classList.contains("pending"),
@@ -305,20 +308,19 @@ export class User {
   waitConfirmedText(text, what) {
     return this.waitFor(
       (t) =>
-        [...document.querySelectorAll("#messages > li:not(.pending)")].some((li) =>
-          [...li.childNodes].some((n) => n.nodeType === Node.TEXT_NODE && n.textContent === t),
-        ),
+        [...document.querySelectorAll("#messages > li:not(.pending)")].some((li) => li.querySelector(".text")?.textContent === t),
       text,
       `${what}: ${JSON.stringify(text)} shown as sent`,
     );
   }
 
-  // Waits until at least n li are shown and none is pending.
+  // Waits until at least n li are shown and none is pending (every one
+  // shown from the server, with its position).
   waitSettled(n, what) {
     return this.waitFor(
       (n) => {
         const lis = document.querySelectorAll("#messages > li");
-        return lis.length >= n && !document.querySelector("#messages > li.pending");
+        return lis.length >= n && !document.querySelector("#messages > li.pending, #messages > li:not([data-offset])");
       },
       n,
       `${what}: ${n} messages shown, none pending`,

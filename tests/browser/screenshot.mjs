@@ -1,5 +1,6 @@
-// The chat as a person sees it: two people with names chat, then A goes
-// offline and types one more (pending); a screenshot of A's page is saved
+// The chat as a person sees it: two people with names chat, B writes in
+// #dev (A, in #general, sees 1 unread there), then A goes offline and types
+// one more (pending); a screenshot of A's page is saved
 // (--screenshot PATH) and its path printed as `SCREENSHOT PATH`. Back online,
 // the pending one is sent; both pages end with the same 5 messages.
 import { Run, parseArgs, checkHistories } from "./lib.mjs";
@@ -31,6 +32,17 @@ for (const [from, text] of lines) {
   await from.waitConfirmedText(text, `${from.label} sent`);
   for (const u of [a, b]) await u.waitConfirmedText(text, `${u.label} shows`);
 }
+
+// A room with an unread message for A (rooms show in the screenshot).
+for (const u of [a, b]) {
+  await u.page.locator("#room-name").fill("dev");
+  await u.page.locator("#room-name").press("Enter");
+  await u.waitFor(() => document.querySelector('#rooms .room[aria-current="true"]')?.dataset.room === "dev", null, `${u.label} in #dev`);
+}
+await a.page.locator('#rooms .room[data-room="general"]').click();
+await b.send("Deploy at five?");
+await a.waitFor(() => document.querySelector('#rooms .room[data-room="dev"] .unread')?.textContent === "1", null, "A sees 1 unread in #dev");
+run.extra.dev_unread_in_screenshot = 1;
 
 await a.setOffline(true);
 await a.waitNotConnected("A goes offline");

@@ -125,11 +125,15 @@ impl Server {
     /// Starts `tether serve` on `port` with `store`; returns once it said it
     /// listens and answered `/healthz`.
     async fn start(store: &Path, port: u16) -> Result<Server, String> {
+        Server::start_with(&[std::ffi::OsStr::new("--store"), store.as_os_str()], port).await
+    }
+
+    /// Starts `tether serve` on `port` with the store flags `store_args`.
+    async fn start_with(store_args: &[&std::ffi::OsStr], port: u16) -> Result<Server, String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tether"));
         cmd.args(["serve", "--host", "127.0.0.1", "--port"])
             .arg(port.to_string())
-            .arg("--store")
-            .arg(store)
+            .args(store_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -505,4 +509,182 @@ async fn screenshot_with_a_pending_message() {
     );
     assert_eq!(out.verdict["counts"]["pending_in_screenshot"], 1);
     println!("screenshot: {}", path.display());
+    // The README's screenshot is this one: TETHER_UPDATE_SCREENSHOT=1 puts
+    // it at docs/screenshot.png (not on every run: it shows the time).
+    if std::env::var_os("TETHER_UPDATE_SCREENSHOT").is_some() {
+        let docs = manifest_dir().join("../../docs/screenshot.png");
+        std::fs::copy(&path, &docs).expect("copy the screenshot to docs/screenshot.png");
+        println!("README screenshot updated: {}", docs.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_history_shows_at_once_and_pages_back() {
+    let out = run(Scenario {
+        script: "long-history.mjs",
+        kills: 0,
+        screenshot: None,
+        budget: Duration::from_secs(400),
+    })
+    .await;
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(8000));
+    assert_eq!(out.verdict["counts"]["A_shown_after_scrolling_up"], 5000);
+    // The figures, printed for the record (not compared with a time).
+    println!("long history figures: {}", out.verdict["figures"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_widths_fit() {
+    let out = run(Scenario {
+        script: "phone.mjs",
+        kills: 0,
+        screenshot: None,
+        budget: Duration::from_secs(150),
+    })
+    .await;
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(6));
+    println!("phone layout: {}", out.verdict["layout"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dark_and_light_schemes_are_readable() {
+    let out = run(Scenario {
+        script: "dark-mode.mjs",
+        kills: 0,
+        screenshot: None,
+        budget: Duration::from_secs(150),
+    })
+    .await;
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(8));
+    println!("contrast ratios: {}", out.verdict["contrast"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_show_author_time_and_state() {
+    let out = run(Scenario {
+        script: "message-details.mjs",
+        kills: 1,
+        screenshot: None,
+        budget: Duration::from_secs(180),
+    })
+    .await;
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(7));
+    println!("pending look: {}", out.verdict["pending_look"]);
+    println!("status texts: {}", out.verdict["status_texts"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_typing() {
+    let out = run(Scenario {
+        script: "presence-typing.mjs",
+        kills: 0,
+        screenshot: None,
+        budget: Duration::from_secs(150),
+    })
+    .await;
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(1));
+    assert_eq!(out.verdict["presence_after_b_left"], "1 online: Ana");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_with_their_own_streams() {
+    let out = run(Scenario {
+        script: "rooms.mjs",
+        kills: 0,
+        screenshot: None,
+        budget: Duration::from_secs(150),
+    })
+    .await;
+    // The whole-namespace stream (`tether history`) holds #general's only.
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        out.verdict["rooms"]["dev"].as_array().map(Vec::len),
+        Some(4)
+    );
+}
+
+/// A script against two `tether serve` nodes of one cluster (the Redis store,
+/// a prefix of the test's own), its URLs in order; no kills, and no store
+/// check (`tether history` reads SQLite files). Returns the verdict.
+async fn run_on_two_nodes(test: &str, script: &str, budget: Duration) -> Option<serde_json::Value> {
+    preflight();
+    let scope = tether_testkit::redis::Scope::new(test)?;
+    let _serial = SERIAL.lock().await;
+    let store: Vec<&std::ffi::OsStr> = ["--store", &scope.url, "--redis-prefix", &scope.prefix]
+        .into_iter()
+        .map(std::ffi::OsStr::new)
+        .collect();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let port = free_port();
+        let server = Server::start_with(&store, port)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        nodes.push((server, format!("http://127.0.0.1:{port}/")));
+    }
+    let script_timeout = budget.saturating_sub(Duration::from_secs(30));
+    let mut node = Command::new("node")
+        .arg(script)
+        .args(nodes.iter().map(|(_, url)| url))
+        .arg("--timeout")
+        .arg(script_timeout.as_millis().to_string())
+        .current_dir(browser_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node (is Node.js installed?): {e}"));
+    let node_stderr = Arc::new(Mutex::new(String::new()));
+    collect(node.stderr.take().unwrap(), node_stderr.clone());
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut stdout = Vec::new();
+    let talk = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            stdout.push(line);
+        }
+    };
+    let in_time = tokio::time::timeout(budget, talk).await.is_ok();
+    if !in_time {
+        stop_script(&mut node).await;
+    }
+    let status = tokio::time::timeout(Duration::from_secs(15), node.wait()).await;
+    let mut stderr = String::new();
+    for (server, url) in &mut nodes {
+        server.kill().await;
+        stderr.push_str(&format!("---- node {url} ----\n{}", server.stderr()));
+    }
+    let report = format!(
+        "{script} stdout:\n{}\nnode stderr:\n{}\nservers:\n{stderr}",
+        stdout.join("\n"),
+        node_stderr.lock().unwrap()
+    );
+    assert!(
+        in_time,
+        "{script} gave no verdict within {budget:?}\n{report}"
+    );
+    let verdict: serde_json::Value = stdout
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("{script}: no JSON verdict\n{report}"));
+    let exited_ok = matches!(&status, Ok(Ok(st)) if st.success());
+    assert!(
+        exited_ok && verdict["ok"] == true,
+        "{script} failed ({status:?}): {verdict}\n{report}"
+    );
+    println!("{verdict}");
+    Some(verdict)
+}
+
+/// Presence and typing when A and B are on two nodes of a cluster (Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_typing_across_two_nodes() {
+    let test = "presence_and_typing_across_two_nodes";
+    let Some(verdict) =
+        run_on_two_nodes(test, "presence-typing.mjs", Duration::from_secs(150)).await
+    else {
+        return; // no Redis: said on stderr (a failure under CI=true)
+    };
+    assert_eq!(verdict["presence_after_b_left"], "1 online: Ana");
+    assert_eq!(verdict["nodes"], 2);
 }

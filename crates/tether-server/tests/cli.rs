@@ -953,9 +953,14 @@ fn history_prints_messages_as_clients_get_them() {
         let seq = k + 1;
         let args: serde_json::Value =
             serde_json::from_str(row[3]).unwrap_or_else(|e| panic!("args not JSON ({e}): {row:?}"));
+        // meta's `time` is when the server took it (checked for a number).
+        let time = args[2]["time"].as_u64();
+        assert!(time.is_some(), "meta.time in {row:?}");
+        let mut args = args;
+        args[2]["time"] = serde_json::json!(0);
         assert_eq!(
             args,
-            serde_json::json!([format!("drive {seq}"), seq, {"id": format!("drive-{seq}"), "name": null}]),
+            serde_json::json!([format!("drive {seq}"), seq, {"id": format!("drive-{seq}"), "name": null, "time": 0}]),
             "the `chat message` args a client gets (content, serverOffset, meta):\n{}",
             out.stdout
         );
