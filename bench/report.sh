@@ -2,13 +2,17 @@
 # Runs every benchmark and writes docs/benchmarks.md from what they print
 # (nothing in that file is typed by hand):
 #   bash bench/report.sh [OUT]        # default OUT: docs/benchmarks.md
-# - the speed benchmark against Node socket.io 4.8.1 (bench/speed.mjs, which
-#   also runs crates/tether-testkit/examples/store_bench.rs);
+# - the speed benchmark against Node socket.io 4.8.1 and socketioxide
+#   (bench/speed.mjs, which also runs crates/tether-testkit/examples/store_bench.rs);
+# - instructions and system calls per echo round trip (bench/callgrind-echo.mjs);
+# - the PostgreSQL store's own figures (pg_store_bench) and the correctness
+#   benchmark on three nodes sharing one PostgreSQL database;
 # - the correctness benchmark under faults, a long run (tether-bench faults);
 # - one Rust client's messages per second (tether-client's throughput example);
 # - fan-out through one and two nodes on Redis against SQLite (redis_nodes).
-# Needs what scripts/test.sh installs (npm packages, Redis on 127.0.0.1:6379).
-# Takes about 15 minutes on 2 cores; every part is bounded and stops by itself.
+# Needs what scripts/test.sh installs (npm packages, Redis on 127.0.0.1:6379,
+# PostgreSQL on 127.0.0.1:5432 with database test).
+# Takes about 25 minutes on 2 cores; every part is bounded and stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-docs/benchmarks.md}"
@@ -16,7 +20,9 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
-cargo build --release --workspace --bin tether --bin tether-bench --example bench_server --example store_bench
+cargo build --release --workspace --bin tether --bin tether-bench --example bench_server --example store_bench --example pg_store_bench
+cargo build --release --locked --manifest-path bench/socketioxide/Cargo.toml
+pg_url=postgres://postgres@127.0.0.1:5432/test
 
 echo "== speed" >&2
 node bench/speed.mjs --no-build --markdown "$tmp/speed.md" | tee "$tmp/speed.txt" >&2
@@ -25,6 +31,14 @@ faults_args=(--seed 11 --rust-publishers 2 --node-publishers 2 --messages 5000
   --rust-subscribers 2 --node-subscribers 2 --slow-subscribers 1 --slow-ms 1
   --slow-rate 262144 --kills 5 --cuts 30 --stalls 10 --window-secs 60
   --deadline-secs 500 --drain-secs 120)
+echo "== instructions and system calls per echo" >&2
+node bench/callgrind-echo.mjs > "$tmp/count-off.txt"
+node bench/callgrind-echo.mjs --args --durable > "$tmp/count-on.txt"
+node bench/callgrind-echo.mjs --bin bench/socketioxide/target/release/socketioxide-bench-server > "$tmp/count-sx.txt"
+
+echo "== PostgreSQL store" >&2
+target/release/examples/pg_store_bench 50000 "$pg_url" > "$tmp/pg.txt"
+
 echo "== faults (SQLite)" >&2
 faults_status=0
 target/release/tether-bench faults "${faults_args[@]}" > "$tmp/faults.txt" || faults_status=$?
@@ -32,6 +46,11 @@ redis_args=(--store redis://127.0.0.1:6379 --nodes 3 --kills 3 --seed 13)
 echo "== faults (three nodes on Redis)" >&2
 redis_status=0
 target/release/tether-bench faults "${redis_args[@]}" > "$tmp/faults-redis.txt" || redis_status=$?
+
+pg_args=(--store "$pg_url" --nodes 3 --kills 3 --redis-outages 2 --seed 17)
+echo "== faults (three nodes on PostgreSQL)" >&2
+pg_status=0
+target/release/tether-bench faults "${pg_args[@]}" > "$tmp/faults-pg.txt" || pg_status=$?
 
 echo "== client throughput" >&2
 cargo run --quiet --release -p tether-client --example throughput > "$tmp/client.txt"
@@ -65,6 +84,29 @@ mkdir -p "$(dirname "$out")"
   echo
   echo '```'
   cat "$tmp/faults-redis.txt"
+  echo '```'
+  echo
+  echo "Three nodes on PostgreSQL, one killed at a time, the database unreachable twice (\`target/release/tether-bench faults ${pg_args[*]}\`): exit code $pg_status."
+  echo
+  echo '```'
+  cat "$tmp/faults-pg.txt"
+  echo '```'
+  echo
+  echo "## Instructions and system calls per echo round trip (\`node bench/callgrind-echo.mjs\`)"
+  echo
+  echo "User-space instructions (valgrind's callgrind) and system calls (strace -c) of the"
+  echo "server per acked echo, one client, one echo in flight: counts, not times, so the"
+  echo "machine's other work does not move them (a few percent from run to run: the runtime's"
+  echo "threads do not always meet the same way)."
+  echo
+  echo '```'
+  cat "$tmp/count-off.txt" "$tmp/count-on.txt" "$tmp/count-sx.txt"
+  echo '```'
+  echo
+  echo "## PostgreSQL store (\`target/release/examples/pg_store_bench 50000 $pg_url\`)"
+  echo
+  echo '```'
+  cat "$tmp/pg.txt"
   echo '```'
   echo
   echo "## One Rust client (\`cargo run --release -p tether-client --example throughput\`)"

@@ -260,6 +260,10 @@ struct Scenario {
     /// Where the script saves its screenshot, if it takes one.
     screenshot: Option<PathBuf>,
     budget: Duration,
+    /// More `tether serve` flags (after the store).
+    server_args: &'static [&'static str],
+    /// More environment variables for the script.
+    env: Vec<(&'static str, String)>,
 }
 
 /// What a run gave: the verdict and the script's other stdout lines.
@@ -273,7 +277,9 @@ async fn run(s: Scenario) -> Outcome {
     let _serial = SERIAL.lock().await;
     let store = tether_testkit::TempDb::new();
     let port = free_port();
-    let mut server = Server::start(store.path(), port)
+    let mut flags = vec![std::ffi::OsStr::new("--store"), store.path().as_os_str()];
+    flags.extend(s.server_args.iter().map(std::ffi::OsStr::new));
+    let mut server = Server::start_with(&flags, port)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut old_stderr = String::new();
@@ -290,6 +296,7 @@ async fn run(s: Scenario) -> Outcome {
         cmd.arg("--screenshot").arg(path);
     }
     let mut node = cmd
+        .envs(s.env.iter().map(|(k, v)| (k, v)))
         .current_dir(browser_dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -409,6 +416,8 @@ async fn two_pages_chat() {
         kills: 0,
         screenshot: None,
         budget: Duration::from_secs(150),
+        server_args: &[],
+        env: Vec::new(),
     })
     .await;
     assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(20));
@@ -423,6 +432,8 @@ async fn offline_page_catches_up() {
         kills: 0,
         screenshot: None,
         budget: Duration::from_secs(150),
+        server_args: &[],
+        env: Vec::new(),
     })
     .await;
     assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(50));
@@ -437,6 +448,8 @@ async fn offline_typing_survives_reload() {
         kills: 0,
         screenshot: None,
         budget: Duration::from_secs(150),
+        server_args: &[],
+        env: Vec::new(),
     })
     .await;
     assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(20));
@@ -451,6 +464,8 @@ async fn server_killed_and_restarted() {
         kills: 1,
         screenshot: None,
         budget: Duration::from_secs(180),
+        server_args: &[],
+        env: Vec::new(),
     })
     .await;
     assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(55));
@@ -463,6 +478,8 @@ async fn store_reset_pages_start_over() {
         kills: 1,
         screenshot: None,
         budget: Duration::from_secs(150),
+        server_args: &[],
+        env: Vec::new(),
     })
     .await;
     assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(3));
@@ -494,6 +511,8 @@ async fn screenshot_with_a_pending_message() {
         kills: 0,
         screenshot: Some(path.clone()),
         budget: Duration::from_secs(150),
+        server_args: &[],
+        env: Vec::new(),
     })
     .await;
     let said = format!("SCREENSHOT {}", path.display());
@@ -525,6 +544,8 @@ async fn long_history_shows_at_once_and_pages_back() {
         kills: 0,
         screenshot: None,
         budget: Duration::from_secs(400),
+        server_args: &[],
+        env: Vec::new(),
     })
     .await;
     assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(8000));
@@ -540,6 +561,8 @@ async fn phone_widths_fit() {
         kills: 0,
         screenshot: None,
         budget: Duration::from_secs(150),
+        server_args: &[],
+        env: Vec::new(),
     })
     .await;
     assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(6));
@@ -553,6 +576,8 @@ async fn dark_and_light_schemes_are_readable() {
         kills: 0,
         screenshot: None,
         budget: Duration::from_secs(150),
+        server_args: &[],
+        env: Vec::new(),
     })
     .await;
     assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(8));
@@ -566,6 +591,8 @@ async fn messages_show_author_time_and_state() {
         kills: 1,
         screenshot: None,
         budget: Duration::from_secs(180),
+        server_args: &[],
+        env: Vec::new(),
     })
     .await;
     assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(7));
@@ -580,6 +607,8 @@ async fn presence_and_typing() {
         kills: 0,
         screenshot: None,
         budget: Duration::from_secs(150),
+        server_args: &[],
+        env: Vec::new(),
     })
     .await;
     assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(1));
@@ -593,6 +622,8 @@ async fn rooms_with_their_own_streams() {
         kills: 0,
         screenshot: None,
         budget: Duration::from_secs(150),
+        server_args: &[],
+        env: Vec::new(),
     })
     .await;
     // The whole-namespace stream (`tether history`) holds #general's only.
@@ -601,6 +632,35 @@ async fn rooms_with_their_own_streams() {
         out.verdict["rooms"]["dev"].as_array().map(Vec::len),
         Some(4)
     );
+}
+
+/// With `--jwt-secret`, a page opened at `/#token=JWT` posts as the token's
+/// user (its name shown, the name field ignored), stays signed in across a
+/// reload, and a page without a token is told it was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_signs_in_with_a_token() {
+    const SECRET: &str = "a-browser-test-secret-of-32-bytes";
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({ "sub": "alice", "name": "Alice Liddell", "exp": exp }),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let out = run(Scenario {
+        script: "signed-in.mjs",
+        kills: 0,
+        screenshot: None,
+        budget: Duration::from_secs(150),
+        server_args: &["--jwt-secret", SECRET],
+        env: vec![("TETHER_TEST_TOKEN", token)],
+    })
+    .await;
+    assert_eq!(out.verdict["messages"].as_array().map(Vec::len), Some(2));
 }
 
 /// A script against two `tether serve` nodes of one cluster (the Redis store,
