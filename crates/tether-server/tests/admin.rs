@@ -8,6 +8,9 @@
 //!   in again; `join`, `leave` and `_disconnect` act on the chat client and
 //!   are told; the count of sockets in `server_stats` goes down;
 //! - a bcrypt hash as the password works the same (`$2b$...`);
+//! - two nodes on Redis: the UI on one lists (with its rooms) and
+//!   disconnects a client of the other, is told of its disconnection, and
+//!   gets both nodes' statistics;
 //! - `--admin-read-only`: no feature claimed, `_disconnect` refused, the
 //!   chat client still connected;
 //! - without the settings `/admin` is an unknown namespace and `/admin/` 404;
@@ -59,6 +62,15 @@ fn start(dir: &TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
 
 /// Runs tests/node/admin/ui.mjs (bounded) in `mode` and checks its verdict.
 fn ui_script(server: &Server, password: &str, mode: &str) -> serde_json::Value {
+    ui_script_with(server, password, mode, &[])
+}
+
+fn ui_script_with(
+    server: &Server,
+    password: &str,
+    mode: &str,
+    extra: &[&str],
+) -> serde_json::Value {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/node");
     assert!(
         dir.join("node_modules/socket.io-client").is_dir(),
@@ -67,6 +79,7 @@ fn ui_script(server: &Server, password: &str, mode: &str) -> serde_json::Value {
     let mut child = Command::new("node")
         .args(["admin/ui.mjs", "--url", &server.url(), "--user", USER])
         .args(["--password", password, "--mode", mode])
+        .args(extra)
         .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -113,6 +126,37 @@ fn the_ui_protocol_logs_in_lists_and_acts() {
     let verdict = ui_script(&server, PASSWORD, "full");
     assert!(verdict["sockets_listed"].as_u64() >= Some(2), "{verdict}");
     no_password_logged(&server);
+}
+
+/// Two nodes on one Redis: the UI on one node lists, is told of and
+/// disconnects a client of the other; both send their statistics. Skipped
+/// (said on stderr) without Redis, except in CI.
+#[test]
+fn every_node_of_a_cluster_reports_its_own_sockets() {
+    let Some(scope) = tether_testkit::redis::Scope::new("admin-cluster") else {
+        return;
+    };
+    let dir = TempDir::new("admin-cluster");
+    let args = [
+        "--store",
+        scope.url.as_str(),
+        "--redis-prefix",
+        scope.prefix.as_str(),
+        "--admin-user",
+        USER,
+        "--admin-password",
+        PASSWORD,
+    ];
+    let start_node = || {
+        let mut all = vec!["--port", "0"];
+        all.extend_from_slice(&args);
+        Server::start(dir.path(), &all, &[])
+    };
+    let a = start_node();
+    let b = start_node();
+    ui_script_with(&a, PASSWORD, "cluster", &["--url2", &b.url()]);
+    no_password_logged(&a);
+    no_password_logged(&b);
 }
 
 #[test]

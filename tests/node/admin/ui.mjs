@@ -22,11 +22,15 @@
 //   and `_disconnect` is refused (ack {error: "read-only"}): the chat client
 //   stays connected (it answers a request after the refusal).
 // --mode off: /admin is an unknown namespace ("Invalid namespace").
+// --mode cluster --url2 URL2 (a second node of the same cluster): a chat
+//   client on node 2 is in the `all_sockets` of the UI on node 1, with its
+//   rooms; both nodes send `server_stats` (two serverIds); `_disconnect` from
+//   node 1 disconnects the client on node 2.
 //
 //   node admin/ui.mjs --url URL --user U --password P --mode full|read-only|off
 import { parseArgs, Run, io, until } from "../lib.mjs";
 
-const opts = parseArgs("admin-ui", { transport: "websocket", user: "", password: "", mode: "full" });
+const opts = parseArgs("admin-ui", { transport: "websocket", user: "", password: "", mode: "full", url2: "" });
 const run = new Run(opts);
 const base = opts.url.replace(/\/+$/, "");
 const WAIT = 10000;
@@ -43,8 +47,8 @@ function admin(auth) {
   return { socket, events, errors, of: (name) => events.filter((e) => e.event === name) };
 }
 
-function chat() {
-  const socket = io(base, { ...run.socketOptions(), forceNew: true, auth: { serverOffset: 0 } });
+function chat(url = base) {
+  const socket = io(url, { ...run.socketOptions(), forceNew: true, auth: { serverOffset: 0 } });
   run.sockets.push(socket);
   const disconnects = [];
   socket.on("disconnect", (reason) => disconnects.push(reason));
@@ -64,7 +68,25 @@ async function refusedWith(c, label) {
   return c.errors[0];
 }
 
-if (opts.mode === "off") {
+if (opts.mode === "cluster") {
+  const far = chat(opts.url2.replace(/\/+$/, ""));
+  await connected(far, "chat client on node 2");
+  const farId = far.socket.id;
+  await run.ack(far.socket, "join room", "join room", "blue");
+  const a = admin({ username: opts.user, password: opts.password });
+  await connected(a, "admin on node 1");
+  run.check(await until(() => a.of("all_sockets").length > 0, WAIT), "all_sockets arrives", "all_sockets", a.events.map((e) => e.event));
+  const listed = a.of("all_sockets")[0].args[0].find((s) => s.id === farId);
+  run.equal([...(listed?.rooms ?? [])].sort(), [farId, "room:blue"].sort(), "node 2's client, with its rooms, in node 1's all_sockets");
+  const servers = () => new Set(a.of("server_stats").map((e) => e.args[0].serverId));
+  run.check(await until(() => servers().size >= 2, WAIT), "server_stats from both nodes", 2, [...servers()]);
+  const r = await run.ack(a.socket, "_disconnect", "_disconnect", "/", false, farId);
+  run.equal(r, { ok: 1 }, "_disconnect from node 1: one socket");
+  run.check(await until(() => far.disconnects.length > 0, WAIT), "node 2's client is disconnected", "io server disconnect", far.disconnects);
+  run.equal(far.disconnects[0], "io server disconnect", "its disconnect reason");
+  run.check(await until(() => a.of("socket_disconnected").some((e) => e.args[1] === farId), WAIT), "node 2 tells node 1's UI", "socket_disconnected", a.of("socket_disconnected"));
+  run.finish();
+} else if (opts.mode === "off") {
   const a = admin({ username: opts.user, password: opts.password });
   run.equal(await refusedWith(a, "/admin without the settings"), "Invalid namespace", "/admin is an unknown namespace");
   run.finish();
