@@ -1,6 +1,7 @@
 //! `tether`: the chat server on its embedded store, and tools to look inside
 //! a store.
 
+mod admin;
 mod api;
 mod auth;
 mod chat;
@@ -504,7 +505,9 @@ async fn serve(args: ServeArgs, given: impl Fn(&str) -> Given) -> Result<(), Any
                         println!("{name} = {}", serde_json::json!(hidden));
                     }
                     // So is the token secret: whether it is set, not what.
-                    serde_json::Value::String(s) if name == "jwt_secret" && !s.is_empty() => {
+                    serde_json::Value::String(s)
+                        if (name == "jwt_secret" || name == "admin_password") && !s.is_empty() =>
+                    {
                         println!("{name} = \"(hidden)\"");
                     }
                     value => println!("{name} = {value}"),
@@ -578,6 +581,20 @@ async fn serve(args: ServeArgs, given: impl Fn(&str) -> Given) -> Result<(), Any
         tracing::info!(algorithm = ?verifier.algorithm(), "clients must bring a token (auth.token)");
         auth::guard(chat, Arc::new(verifier));
     }
+    if let Some(login) = settings.admin()? {
+        tracing::info!(user = %settings.admin_user, read_only = settings.admin_read_only, "Admin UI at /admin/ (namespace /admin)");
+        admin::install(
+            &io,
+            admin::Options {
+                login,
+                read_only: settings.admin_read_only,
+                metrics: metrics.clone(),
+                store: store.clone(),
+                secure: serve_options.tls.is_some(),
+            },
+        );
+    }
+    let admin_on = settings.admin()?.is_some();
     trim::spawn();
     let api = api::ApiKeys::new(&settings.api_key).map(|keys| {
         tracing::info!(keys = keys.len(), "HTTP API on /api/v1");
@@ -630,6 +647,12 @@ async fn serve(args: ServeArgs, given: impl Fn(&str) -> Given) -> Result<(), Any
                 }
                 (&Method::GET, "/socket.io/socket.io.js") => {
                     static_response(CLIENT_JS, "application/javascript; charset=utf-8")
+                }
+                (&Method::GET, path) if admin_on && admin::file(path).is_some() => {
+                    match admin::file(path) {
+                        Some((bytes, kind)) => bytes_response(bytes, kind),
+                        None => service.handle(req).await,
+                    }
                 }
                 (&Method::GET, "/healthz") if io.is_shutting_down() => shutting_down_response(),
                 (&Method::GET, "/healthz") => health_response(store.check_health().await),
@@ -695,6 +718,13 @@ fn health_response(health: Health) -> Response<Body> {
 fn shutting_down_response() -> Response<Body> {
     let mut res = static_response("shutting down\n", "text/plain");
     *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    res
+}
+
+fn bytes_response(body: &'static [u8], content_type: &'static str) -> Response<Body> {
+    let mut res = Response::new(Body::from(Bytes::from_static(body)));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     res
 }
 

@@ -164,6 +164,27 @@ pub struct ServeArgs {
     #[arg(long, env = "TETHER_FORWARD_CONCURRENCY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forward_concurrency: Option<usize>,
+    /// The Socket.IO Admin UI (`/admin/`, namespace `/admin`): the user it
+    /// logs in with. Needs `--admin-password`; without both there is no Admin UI.
+    #[arg(long, env = "TETHER_ADMIN_USER", value_name = "USER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_user: Option<String>,
+    /// The Admin UI's password: the password itself (compared in constant
+    /// time), or its bcrypt hash (a value starting with `$2`, as
+    /// `htpasswd -nbBC 10 "" PASSWORD` prints after the colon).
+    #[arg(
+        long,
+        env = "TETHER_ADMIN_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_password: Option<String>,
+    /// The Admin UI only shows: its actions (join, leave, disconnect, emit)
+    /// are refused.
+    #[arg(long, env = "TETHER_ADMIN_READ_ONLY")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub admin_read_only: bool,
     /// A TOML file with any of these settings (same names, snake_case).
     #[arg(long, env = "TETHER_CONFIG")]
     #[serde(skip)]
@@ -228,6 +249,12 @@ pub struct Settings {
     pub forward_timeout: String,
     /// Most forwarded events in flight.
     pub forward_concurrency: usize,
+    /// The Admin UI's user; empty: no Admin UI.
+    pub admin_user: String,
+    /// The Admin UI's password or its bcrypt hash; empty: no Admin UI.
+    pub admin_password: String,
+    /// The Admin UI's actions are refused.
+    pub admin_read_only: bool,
 }
 
 impl Default for Settings {
@@ -262,6 +289,9 @@ impl Default for Settings {
             forward_url: String::new(),
             forward_timeout: "5s".into(),
             forward_concurrency: 64,
+            admin_user: String::new(),
+            admin_password: String::new(),
+            admin_read_only: false,
         }
     }
 }
@@ -662,7 +692,34 @@ impl Settings {
         }
         self.verifier()?;
         self.forward()?;
+        self.admin()?;
         Ok(())
+    }
+
+    /// The Admin UI's login (none when neither user nor password is set).
+    pub fn admin(&self) -> Result<Option<crate::admin::Login>, SettingsError> {
+        match (self.admin_user.is_empty(), self.admin_password.is_empty()) {
+            (true, true) => {
+                if self.admin_read_only {
+                    return Err(invalid(
+                        "admin_read_only",
+                        "there is no Admin UI: give admin_user and admin_password",
+                    ));
+                }
+                Ok(None)
+            }
+            (false, true) => Err(invalid(
+                "admin_password",
+                "empty: the Admin UI needs admin_user and admin_password",
+            )),
+            (true, false) => Err(invalid(
+                "admin_user",
+                "empty: the Admin UI needs admin_user and admin_password",
+            )),
+            (false, false) => crate::admin::Login::new(&self.admin_user, &self.admin_password)
+                .map(Some)
+                .map_err(|why| invalid("admin_password", why)),
+        }
     }
 
     /// The forwarding of `forward_url` (none when it is empty): the URL,

@@ -150,7 +150,7 @@ pub use server::SocketIoService;
 pub use sio::extract;
 pub use sio::{
     AckSender, Args, ArgsExt, BroadcastOperator, Builder, Event, Handshake, History, HistoryEntry,
-    HistoryError, Inbox, IntoArgs, NamespaceRef, Socket, SocketIo, MAX_HISTORY_PAGE,
+    HistoryError, Inbox, IntoArgs, NamespaceRef, Socket, SocketChange, SocketIo, MAX_HISTORY_PAGE,
 };
 pub use tether_proto as proto;
 pub use tether_proto::socketio::ArgError;

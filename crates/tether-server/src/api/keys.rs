@@ -62,7 +62,7 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
 }
 
 /// `given == key`, in time that depends on `key.len()` only.
-fn same(key: &[u8], given: &[u8]) -> Choice {
+pub(crate) fn same(key: &[u8], given: &[u8]) -> Choice {
     let mut padded = vec![0u8; key.len()];
     let n = given.len().min(key.len());
     padded[..n].copy_from_slice(&given[..n]);

@@ -28,6 +28,7 @@ use tether::engine::Body;
 use tether::store::{AppendOnce, StoreError};
 use tether::{Args, ArgsExt, EmitError, HistoryError, SocketIo, MAX_HISTORY_PAGE};
 
+pub(crate) use keys::same as same_secret;
 pub use keys::ApiKeys;
 
 /// The OpenAPI 3 description of the API.

@@ -218,6 +218,15 @@ impl Engine {
         self.sessions.read().len()
     }
 
+    /// Number of live sessions on HTTP long-polling (not upgraded).
+    pub fn polling_count(&self) -> usize {
+        self.sessions
+            .read()
+            .values()
+            .filter(|e| e.conn.transport() == TransportKind::Polling)
+            .count()
+    }
+
     /// True when `path` is under this engine's path.
     pub fn matches(&self, path: &str) -> bool {
         path.starts_with(&self.opts.path) || path == self.opts.path.trim_end_matches('/')

@@ -252,6 +252,11 @@ impl SioConn {
         socket.mark_connected();
         ns.add_socket(&socket);
         ns.join(&socket, rooms);
+        if self.io.monitors.any() {
+            self.io
+                .monitors
+                .tell(&super::socket::SocketChange::Connected(socket.clone()));
+        }
         if let Some(pid) = socket.pid() {
             if let Some(old) = ns.take_pid(pid, &socket) {
                 // One live socket per session: the newer one takes it over.

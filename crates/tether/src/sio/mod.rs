@@ -6,6 +6,7 @@ mod conn;
 pub mod extract;
 mod history;
 mod inbox;
+mod monitor;
 mod namespace;
 mod node;
 mod recovery;
@@ -23,7 +24,7 @@ pub use builder::Builder;
 pub use history::{History, HistoryEntry, HistoryError, MAX_HISTORY_PAGE};
 pub use inbox::Inbox;
 pub use namespace::BroadcastOperator;
-pub use socket::{AckSender, Event, Handshake, Socket};
+pub use socket::{AckSender, Event, Handshake, Socket, SocketChange};
 
 use crate::delivery::{Publisher, Recovery};
 use crate::engine::{ConnHandler, Engine, EngineConn, EngineHandler};
@@ -58,6 +59,8 @@ pub(crate) struct IoInner {
     dynamic: RwLock<Vec<DynNamespace>>,
     /// Shared state for handlers ([`extract::State`]).
     states: RwLock<http::Extensions>,
+    /// Told of every socket change ([`SocketIo::monitor`]).
+    pub(crate) monitors: monitor::Monitors,
 }
 
 impl IoInner {
@@ -324,6 +327,7 @@ impl SocketIo {
                 namespaces: RwLock::new(HashMap::new()),
                 dynamic: RwLock::new(Vec::new()),
                 states: RwLock::new(http::Extensions::new()),
+                monitors: monitor::Monitors::default(),
             }
         });
         if let Some(store) = feed {
@@ -428,6 +432,43 @@ impl SocketIo {
         NamespaceRef {
             middlewares: NsMiddlewares::Dynamic(middlewares, catch_up_field),
         }
+    }
+
+    /// Calls `monitor` for every socket of this node that connects, joins or
+    /// leaves a room, or disconnects, in every namespace (see
+    /// [`SocketChange`]), as it happens: keep it short and non-blocking
+    /// (hand the change to a task). For dashboards such as the Socket.IO
+    /// Admin UI; every node of a cluster tells its own sockets' changes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use tether::{Config, SocketChange, SocketIo};
+    ///
+    /// let io = SocketIo::new(Config::default());
+    /// io.monitor(|change: &SocketChange| {
+    ///     if let SocketChange::Joined { nsp, id, room } = change {
+    ///         println!("{id} joined {room} in {nsp}");
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn monitor(&self, monitor: impl Fn(&SocketChange) + Send + Sync + 'static) {
+        self.inner.monitors.add(Arc::new(monitor));
+    }
+
+    /// The namespaces this node has, with how many sockets of this node
+    /// each holds, sorted by name (children of dynamic namespaces included
+    /// once created).
+    pub fn namespaces(&self) -> Vec<(String, usize)> {
+        let mut list: Vec<(String, usize)> = self
+            .inner
+            .namespaces
+            .read()
+            .values()
+            .map(|ns| (ns.name().to_owned(), ns.socket_count()))
+            .collect();
+        list.sort();
+        list
     }
 
     /// A broadcast on namespace `name`, if it exists.

@@ -194,7 +194,10 @@ impl Namespace {
         self.join(socket, [socket.id().to_owned()]);
     }
 
-    pub(crate) fn remove_socket(&self, socket: &Socket) {
+    /// Takes `socket` out of the namespace and its rooms; returns the rooms
+    /// it left, or `None` when a newer socket of the same session holds its
+    /// id now (then nothing changes).
+    pub(crate) fn remove_socket(&self, socket: &Socket) -> Option<Vec<String>> {
         let id = socket.id();
         if !self
             .sockets
@@ -202,27 +205,44 @@ impl Namespace {
             .get(id)
             .is_some_and(|s| Arc::ptr_eq(&s.inner, &socket.inner))
         {
-            return; // a newer socket of the same session holds this id now
+            return None; // a newer socket of the same session holds this id now
         }
-        self.leave(id, self.rooms_of(id));
+        let left = self.leave(id, self.rooms_of(id));
         self.sockets.write().remove(id);
+        Some(left)
     }
 
-    pub(crate) fn join(&self, socket: &Socket, rooms: impl IntoIterator<Item = String>) {
+    /// Puts `socket` in `rooms`; returns those it was not in yet.
+    pub(crate) fn join(
+        &self,
+        socket: &Socket,
+        rooms: impl IntoIterator<Item = String>,
+    ) -> Vec<String> {
         let mut index = self.rooms.write();
         let id = socket.id_arc();
+        let mut joined = Vec::new();
         for room in rooms {
             index
                 .by_room
                 .entry(room.clone())
                 .or_default()
                 .insert(id.clone());
-            index.by_socket.entry(id.clone()).or_default().insert(room);
+            if index
+                .by_socket
+                .entry(id.clone())
+                .or_default()
+                .insert(room.clone())
+            {
+                joined.push(room);
+            }
         }
+        joined
     }
 
-    pub(crate) fn leave(&self, id: &str, rooms: impl IntoIterator<Item = String>) {
+    /// Takes socket `id` out of `rooms`; returns those it was in.
+    pub(crate) fn leave(&self, id: &str, rooms: impl IntoIterator<Item = String>) -> Vec<String> {
         let mut index = self.rooms.write();
+        let mut left = Vec::new();
         for room in rooms {
             if let Some(members) = index.by_room.get_mut(&room) {
                 members.remove(id);
@@ -231,12 +251,20 @@ impl Namespace {
                 }
             }
             if let Some(joined) = index.by_socket.get_mut(id) {
-                joined.remove(&room);
+                if joined.remove(&room) {
+                    left.push(room);
+                }
                 if joined.is_empty() {
                     index.by_socket.remove(id);
                 }
             }
         }
+        left
+    }
+
+    /// How many sockets are in this namespace on this node.
+    pub(crate) fn socket_count(&self) -> usize {
+        self.sockets.read().len()
     }
 
     pub(crate) fn rooms_of(&self, id: &str) -> Vec<String> {

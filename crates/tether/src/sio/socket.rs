@@ -60,6 +60,47 @@ pub(crate) trait SocketConn: std::fmt::Debug + Send + Sync + 'static {
     fn forget_socket(&self, nsp: &str, socket: &Socket);
 }
 
+/// What happened to a socket of this node, as told to the monitors of its
+/// server ([`crate::SocketIo::monitor`]).
+#[derive(Debug, Clone)]
+pub enum SocketChange {
+    /// A socket connected to a namespace; it is already in the rooms it
+    /// starts with (its own id, and a recovered session's rooms), which are
+    /// not told as [`SocketChange::Joined`]. Told before the namespace's
+    /// handler runs, so that the handler's joins come after it.
+    Connected(Socket),
+    /// A connected socket joined a room ([`Socket::join`], and the cluster's
+    /// `sockets_join`).
+    Joined {
+        /// The namespace.
+        nsp: String,
+        /// The socket id.
+        id: String,
+        /// The room.
+        room: String,
+    },
+    /// A socket left a room: by [`Socket::leave`], or every room it was in
+    /// when it disconnects (each told before its [`SocketChange::Disconnected`]).
+    Left {
+        /// The namespace.
+        nsp: String,
+        /// The socket id.
+        id: String,
+        /// The room.
+        room: String,
+    },
+    /// A socket left its namespace. Not told for a socket whose id a newer
+    /// socket of the same session took over (that one is still connected).
+    Disconnected {
+        /// The namespace.
+        nsp: String,
+        /// The socket id.
+        id: String,
+        /// Why.
+        reason: DisconnectReason,
+    },
+}
+
 /// Inbox delivery state of one socket (see [`super::inbox`]).
 #[derive(Debug, Default)]
 pub(crate) struct InboxCursor {
@@ -389,14 +430,34 @@ impl Socket {
 
     /// Joins a room.
     pub fn join(&self, room: impl Into<String>) {
-        self.inner.ns.join(self, [room.into()]);
+        let joined = self.inner.ns.join(self, [room.into()]);
         self.save_session();
+        self.tell_rooms(joined, true);
     }
 
     /// Leaves a room.
     pub fn leave(&self, room: &str) {
-        self.inner.ns.leave(self.id(), [room.to_owned()]);
+        let left = self.inner.ns.leave(self.id(), [room.to_owned()]);
         self.save_session();
+        self.tell_rooms(left, false);
+    }
+
+    /// Tells the server's monitors that this socket joined (or left) `rooms`.
+    fn tell_rooms(&self, rooms: Vec<String>, joined: bool) {
+        let monitors = &self.inner.conn.io().monitors;
+        // Joins before the socket is connected (in a middleware) are told
+        // with its rooms in `Connected`.
+        if rooms.is_empty() || !monitors.any() || (joined && !self.connected()) {
+            return;
+        }
+        for room in rooms {
+            let (nsp, id) = (self.nsp().to_owned(), self.id().to_owned());
+            monitors.tell(&if joined {
+                SocketChange::Joined { nsp, id, room }
+            } else {
+                SocketChange::Left { nsp, id, room }
+            });
+        }
     }
 
     /// The rooms this socket is in (its own id included).
@@ -578,7 +639,17 @@ impl Socket {
             for handler in disconnecting {
                 handler(socket.clone(), reason).await;
             }
-            socket.inner.ns.remove_socket(&socket);
+            if let Some(left) = socket.inner.ns.remove_socket(&socket) {
+                socket.tell_rooms(left, false);
+                let monitors = &socket.inner.conn.io().monitors;
+                if monitors.any() {
+                    monitors.tell(&SocketChange::Disconnected {
+                        nsp: socket.nsp().to_owned(),
+                        id: socket.id().to_owned(),
+                        reason,
+                    });
+                }
+            }
             let disconnect: Vec<_> = socket.inner.on_disconnect.lock().clone();
             for handler in disconnect {
                 handler(socket.clone(), reason).await;
