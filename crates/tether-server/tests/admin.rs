@@ -22,10 +22,9 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{http_get, run, tether, Server, TempDir, EXIT_BUDGET};
+use common::{http_get, run, tether, Node, Server, TempDir, EXIT_BUDGET};
 
 /// One GET: (status, lowercased head, body).
 fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
@@ -71,43 +70,22 @@ fn ui_script_with(
     mode: &str,
     extra: &[&str],
 ) -> serde_json::Value {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/node");
-    assert!(
-        dir.join("node_modules/socket.io-client").is_dir(),
-        "tests/node/node_modules is missing: run `npm ci` in tests/node"
-    );
-    let mut child = Command::new("node")
-        .args(["admin/ui.mjs", "--url", &server.url(), "--user", USER])
-        .args(["--password", password, "--mode", mode])
-        .args(extra)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node runs (is Node.js installed?)");
-    let stdout = common::collect(child.stdout.take().unwrap());
-    let stderr = common::collect(child.stderr.take().unwrap());
-    let status = common::wait_until(&mut child, Duration::from_secs(60));
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    // Let the readers take the last bytes.
-    std::thread::sleep(Duration::from_millis(100));
-    let out = stdout.lock().unwrap().clone();
-    let err = stderr.lock().unwrap().clone();
-    let verdict: serde_json::Value = out
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or(serde_json::Value::Null);
-    assert!(
-        status.is_some_and(|s| s.success()) && verdict["ok"] == true,
-        "admin/ui.mjs --mode {mode}: {status:?}\n{out}\n{err}\nserver:\n{}",
-        server.stderr()
-    );
-    verdict
+    let url = server.url();
+    let mut args = vec![
+        "--url",
+        &url,
+        "--user",
+        USER,
+        "--password",
+        password,
+        "--mode",
+        mode,
+    ];
+    args.extend_from_slice(extra);
+    let script = Node::run("admin/ui.mjs", &args);
+    script.verdict_with(Duration::from_secs(60), || {
+        format!("server:\n{}", server.stderr())
+    })
 }
 
 fn no_password_logged(server: &Server) {

@@ -11,10 +11,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Server, TempDir};
+use common::{Node, Server, TempDir};
 
 const USER: &str = "operator";
 const PASSWORD: &str = "admin-password-0123";
@@ -50,41 +49,18 @@ fn the_official_admin_ui_logs_in_lists_and_disconnects() {
         &[],
     );
     let shot = dir.path().join("admin-ui.png");
-    let mut child = Command::new("node")
-        .arg("admin-ui.mjs")
-        .arg(format!("{}/", server.url()))
-        .args(["--timeout", &SCRIPT_TIMEOUT.as_millis().to_string()])
-        .arg("--screenshot")
-        .arg(&shot)
-        .env("ADMIN_USER", USER)
-        .env("ADMIN_PASSWORD", PASSWORD)
-        .current_dir(&browser)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node runs (is Node.js installed?)");
-    let stdout = common::collect(child.stdout.take().unwrap());
-    let stderr = common::collect(child.stderr.take().unwrap());
-    let status = common::wait_until(&mut child, SCRIPT_TIMEOUT + Duration::from_secs(20));
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    // Let the readers take the last bytes.
-    std::thread::sleep(Duration::from_millis(100));
-    let out = stdout.lock().unwrap().clone();
-    let err = stderr.lock().unwrap().clone();
-    let verdict: serde_json::Value = out
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or(serde_json::Value::Null);
-    assert!(
-        status.is_some_and(|s| s.success()) && verdict["ok"] == true,
-        "admin-ui.mjs: {status:?}\n{out}\n{err}\nserver:\n{}",
-        server.stderr()
+    let url = format!("{}/", server.url());
+    let timeout = SCRIPT_TIMEOUT.as_millis().to_string();
+    let shot_arg = shot.display().to_string();
+    let script = Node::run_in(
+        &browser,
+        "admin-ui.mjs",
+        &["--timeout", &timeout, &url, "--screenshot", &shot_arg],
+        &[("ADMIN_USER", USER), ("ADMIN_PASSWORD", PASSWORD)],
     );
+    let verdict = script.verdict_with(SCRIPT_TIMEOUT + Duration::from_secs(20), || {
+        format!("server:\n{}", server.stderr())
+    });
     assert_eq!(verdict["counts"]["sockets_listed_after"], 1, "{verdict}");
     assert!(shot.is_file(), "the script took its screenshot");
     println!("{verdict}");

@@ -26,10 +26,10 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{run, tether, Server, TempDir, EXIT_BUDGET};
+use common::{run, tether, Node, Server, TempDir, EXIT_BUDGET};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -61,42 +61,10 @@ fn start(dir: &TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
     Server::start(dir.path(), &all, &env)
 }
 
-/// Runs a script of tests/node (bounded) and returns its verdict line.
+/// Runs a script of tests/node (bounded) and returns its verdict, checked:
+/// exit 0 and `"ok": true`.
 fn node(script: &str, args: &[&str]) -> Value {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/node");
-    assert!(
-        dir.join("node_modules/socket.io-client").is_dir(),
-        "tests/node/node_modules is missing: run `npm ci` in tests/node"
-    );
-    let mut child = Command::new("node")
-        .arg(script)
-        .args(args)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node runs (is Node.js installed?)");
-    let stdout = common::collect(child.stdout.take().unwrap());
-    let stderr = common::collect(child.stderr.take().unwrap());
-    let status = common::wait_until(&mut child, Duration::from_secs(60));
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    let out = stdout.lock().unwrap().clone();
-    let err = stderr.lock().unwrap().clone();
-    let verdict: Value = out
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or(Value::Null);
-    assert!(
-        status.is_some_and(|s| s.success()) && verdict["ok"] == true,
-        "{script}: {status:?}\n{out}\n{err}"
-    );
-    verdict
+    Node::run(script, args).verdict(Duration::from_secs(60))
 }
 
 /// One HTTP/1.1 POST of a JSON body with the API key: (status, body).

@@ -22,14 +22,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{http_get, metric, parse_prometheus, run, tether, Server, TempDir, EXIT_BUDGET};
+use common::{http_get, metric, parse_prometheus, run, tether, Node, Server, TempDir, EXIT_BUDGET};
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use jsonwebtoken::{encode, EncodingKey, Header};
@@ -174,42 +172,10 @@ fn backend(
     (addr, backend)
 }
 
-/// Runs a script of tests/node (bounded) and returns its verdict line.
+/// Runs a script of tests/node (bounded) and returns its verdict, checked:
+/// exit 0 and `"ok": true`.
 fn node(script: &str, args: &[&str]) -> Value {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/node");
-    assert!(
-        dir.join("node_modules/socket.io-client").is_dir(),
-        "tests/node/node_modules is missing: run `npm ci` in tests/node"
-    );
-    let mut child = Command::new("node")
-        .arg(script)
-        .args(args)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node runs (is Node.js installed?)");
-    let stdout = common::collect(child.stdout.take().unwrap());
-    let stderr = common::collect(child.stderr.take().unwrap());
-    let status = common::wait_until(&mut child, Duration::from_secs(90));
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    let out = stdout.lock().unwrap().clone();
-    let err = stderr.lock().unwrap().clone();
-    let verdict: Value = out
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or(Value::Null);
-    assert!(
-        status.is_some_and(|s| s.success()) && verdict["ok"] == true,
-        "{script}: {status:?}\n{out}\n{err}"
-    );
-    verdict
+    Node::run(script, args).verdict(Duration::from_secs(60))
 }
 
 fn start(dir: &TempDir, args: &[&str]) -> Server {

@@ -502,7 +502,7 @@ pub fn node_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/node")
 }
 
-/// A running `node chat/<script>.mjs`.
+/// A running script of tests/node.
 pub struct Node {
     child: Child,
     script: String,
@@ -512,15 +512,27 @@ pub struct Node {
 }
 
 impl Node {
+    /// `node chat/<script>.mjs ARGS`.
     pub fn start(script: &str, args: &[&str]) -> Node {
+        Node::run(&format!("chat/{script}.mjs"), args)
+    }
+
+    /// `node <path> ARGS`, `path` relative to tests/node.
+    pub fn run(path: &str, args: &[&str]) -> Node {
         assert!(
             node_dir().join("node_modules/socket.io-client").is_dir(),
             "tests/node/node_modules is missing: run `npm ci` in tests/node"
         );
+        Node::run_in(&node_dir(), path, args, &[])
+    }
+
+    /// `node <path> ARGS` in `dir`, with `env` added to the environment.
+    pub fn run_in(dir: &Path, path: &str, args: &[&str], env: &[(&str, &str)]) -> Node {
         let mut child = Command::new("node")
-            .arg(format!("chat/{script}.mjs"))
+            .arg(path)
             .args(args)
-            .current_dir(node_dir())
+            .envs(env.iter().copied())
+            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -530,7 +542,7 @@ impl Node {
         let lines = lines(child.stdout.take().unwrap());
         Node {
             child,
-            script: script.to_owned(),
+            script: path.to_owned(),
             lines,
             stdout: Vec::new(),
             stderr,
@@ -539,7 +551,7 @@ impl Node {
 
     pub fn report(&self) -> String {
         format!(
-            "chat/{}.mjs stdout:\n{}\nstderr:\n{}",
+            "{} stdout:\n{}\nstderr:\n{}",
             self.script,
             self.stdout.join("\n"),
             self.stderr.lock().unwrap()
@@ -567,7 +579,18 @@ impl Node {
 
     /// Reads stdout to its end and the exit status (within `budget`), and
     /// checks the JSON verdict (last line): exit 0 and `"ok": true`.
-    pub fn verdict(mut self, budget: Duration) -> serde_json::Value {
+    pub fn verdict(self, budget: Duration) -> serde_json::Value {
+        self.verdict_with(budget, String::new)
+    }
+
+    /// [`Node::verdict`], with `extra()` (the server's log, say) added to
+    /// what a failure shows.
+    pub fn verdict_with(
+        mut self,
+        budget: Duration,
+        extra: impl Fn() -> String,
+    ) -> serde_json::Value {
+        let report = |node: &Node| format!("{}\n{}", node.report(), extra());
         let deadline = Instant::now() + budget;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -575,13 +598,13 @@ impl Node {
                 Ok(line) => self.stdout.push(line),
                 Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!("no verdict within {budget:?}\n{}", self.report())
+                    panic!("no verdict within {budget:?}\n{}", report(&self))
                 }
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
         let Some(status) = wait_until(&mut self.child, left.max(Duration::from_secs(1))) else {
-            panic!("script did not exit within {budget:?}\n{}", self.report());
+            panic!("script did not exit within {budget:?}\n{}", report(&self));
         };
         let verdict: Option<serde_json::Value> = self
             .stdout
@@ -589,12 +612,12 @@ impl Node {
             .and_then(|l| serde_json::from_str(l).ok());
         assert!(
             status.success(),
-            "chat/{}.mjs failed ({status})\n{}",
+            "{} failed ({status})\n{}",
             self.script,
-            self.report()
+            report(&self)
         );
-        let verdict = verdict.unwrap_or_else(|| panic!("no JSON verdict\n{}", self.report()));
-        assert_eq!(verdict["ok"], true, "{verdict}\n{}", self.report());
+        let verdict = verdict.unwrap_or_else(|| panic!("no JSON verdict\n{}", report(&self)));
+        assert_eq!(verdict["ok"], true, "{verdict}\n{}", report(&self));
         verdict
     }
 }
