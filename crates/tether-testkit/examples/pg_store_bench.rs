@@ -16,63 +16,14 @@
 //! URL: the database (default `postgres://postgres@127.0.0.1:5432/test`);
 //! each run works in a schema of its own, dropped at the end.
 
-use std::error::Error;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tether::store::{EventLog, EventLogExt, NewEntry, PostgresStore, Target};
-
-/// Default number of appends per run.
-const DEFAULT_N: usize = 50_000;
-/// Concurrent appenders.
-const APPENDERS: [usize; 2] = [64, 1024];
-/// At most this many baseline messages (and at most N)...
-const BASELINE_MAX: usize = 20_000;
-/// ...or this long.
-const BASELINE_SECS: u64 = 5;
-/// Page size of the replay.
-const PAGE: usize = 1000;
-/// The room every benchmark entry goes to.
-const ROOM: &str = "bench-room";
-
-type BoxError = Box<dyn Error + Send + Sync>;
-
-fn new_entry(i: usize) -> NewEntry {
-    NewEntry {
-        target: Target {
-            nsp: "/".to_owned(),
-            rooms: vec![ROOM.to_owned()],
-            except: Vec::new(),
-        },
-        event: "message".to_owned(),
-        args: format!(r#"["message",{{"n":{i},"text":"hello from the benchmark"}}]"#),
-        attachments: Vec::new(),
-    }
-}
-
-/// N appends from `appenders` tasks; returns messages per second.
-async fn group_commit(
-    store: &Arc<PostgresStore>,
-    n: usize,
-    appenders: usize,
-) -> Result<f64, BoxError> {
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(appenders);
-    for t in 0..appenders {
-        let store = Arc::clone(store);
-        let count = n / appenders + usize::from(t < n % appenders);
-        tasks.push(tokio::spawn(async move {
-            for k in 0..count {
-                store.append(vec![new_entry(t + k * appenders)]).await?;
-            }
-            Ok::<_, tether::store::StoreError>(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    Ok(n as f64 / start.elapsed().as_secs_f64())
-}
+use tether::store::{EventLogExt, PostgresStore};
+use tether_testkit::store_bench::{
+    group_commit, new_entry, replay, BoxError, APPENDERS, BASELINE_MAX, BASELINE_SECS, DEFAULT_N,
+    PAGE,
+};
 
 /// One append at a time (each its own transaction); returns (messages,
 /// per second).
@@ -85,21 +36,6 @@ async fn baseline(store: &PostgresStore, max: usize) -> Result<(usize, f64), Box
         done += 1;
     }
     Ok((done, done as f64 / start.elapsed().as_secs_f64()))
-}
-
-/// Reads every entry of the room in pages; returns (entries, per second).
-async fn replay(store: &PostgresStore) -> Result<(usize, f64), BoxError> {
-    let rooms = vec!["socket-own-id".to_owned(), ROOM.to_owned()];
-    let start = Instant::now();
-    let mut after = 0;
-    let mut total = 0;
-    loop {
-        let page = store.read("/", &rooms, after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        total += page.len();
-    }
-    Ok((total, total as f64 / start.elapsed().as_secs_f64()))
 }
 
 /// Drops `schema` from the database at `url`.
@@ -139,7 +75,7 @@ async fn main() -> Result<(), BoxError> {
             }
             let grouped = group_commit(&store, n, appenders).await?;
             if replayed.is_none() {
-                replayed = Some(replay(&store).await?);
+                replayed = Some(replay(&*store).await?);
             }
             Ok::<_, BoxError>(grouped)
         }

@@ -17,40 +17,15 @@
 //! Files go to DIR (default: the system temp dir) and are removed at the end.
 //! Fsync figures mean something only on a real disk, not a tmpfs.
 
-use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tether::store::{Durability, EventLog, EventLogExt, NewEntry, SqliteStore, Target};
-
-/// Default number of appends per durability level.
-const DEFAULT_N: usize = 50_000;
-/// Concurrent appenders.
-const APPENDERS: [usize; 2] = [64, 1024];
-/// At most this many baseline messages (and at most N)...
-const BASELINE_MAX: usize = 20_000;
-/// ...or this long.
-const BASELINE_SECS: u64 = 5;
-/// Page size of the replay.
-const PAGE: usize = 1000;
-/// The room every benchmark entry goes to.
-const ROOM: &str = "bench-room";
-
-type BoxError = Box<dyn Error + Send + Sync>;
-
-fn new_entry(i: usize) -> NewEntry {
-    NewEntry {
-        target: Target {
-            nsp: "/".to_owned(),
-            rooms: vec![ROOM.to_owned()],
-            except: Vec::new(),
-        },
-        event: "message".to_owned(),
-        args: format!(r#"["message",{{"n":{i},"text":"hello from the benchmark"}}]"#),
-        attachments: Vec::new(),
-    }
-}
+use tether::store::{Durability, SqliteStore};
+use tether_testkit::store_bench::{
+    group_commit, new_entry, replay, BoxError, APPENDERS, BASELINE_MAX, BASELINE_SECS, DEFAULT_N,
+    PAGE, ROOM,
+};
 
 /// A database path in `dir`, with its WAL side files removed on drop.
 struct BenchFile(PathBuf);
@@ -72,31 +47,6 @@ impl Drop for BenchFile {
             let _ = std::fs::remove_file(file);
         }
     }
-}
-
-/// N appends from `appenders` tasks; returns messages per second.
-async fn group_commit(
-    store: &Arc<SqliteStore>,
-    n: usize,
-    appenders: usize,
-) -> Result<f64, BoxError> {
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(appenders);
-    for t in 0..appenders {
-        let store = Arc::clone(store);
-        // Task t appends messages t, t + appenders, t + 2 * appenders, ...
-        let count = n / appenders + usize::from(t < n % appenders);
-        tasks.push(tokio::spawn(async move {
-            for k in 0..count {
-                store.append(vec![new_entry(t + k * appenders)]).await?;
-            }
-            Ok::<_, tether::store::StoreError>(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
 /// One transaction (entry row + stream row) per message on plain rusqlite, with
@@ -142,21 +92,6 @@ fn baseline(path: &Path, durability: Durability, max: usize) -> Result<(usize, f
     Ok((done, done as f64 / start.elapsed().as_secs_f64()))
 }
 
-/// Reads every entry of the room in pages; returns (entries, per second).
-async fn replay(store: &SqliteStore) -> Result<(usize, f64), BoxError> {
-    let rooms = vec!["socket-own-id".to_owned(), ROOM.to_owned()];
-    let start = Instant::now();
-    let mut after = 0;
-    let mut total = 0;
-    loop {
-        let page = store.read("/", &rooms, after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        total += page.len();
-    }
-    Ok((total, total as f64 / start.elapsed().as_secs_f64()))
-}
-
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let mut args = std::env::args().skip(1);
@@ -185,7 +120,7 @@ async fn main() -> Result<(), BoxError> {
             let store = Arc::new(SqliteStore::open(&file.0, durability)?);
             let grouped = group_commit(&store, n, appenders).await?;
             if durability == Durability::Fsync && replayed.is_none() {
-                replayed = Some(replay(&store).await?);
+                replayed = Some(replay(&*store).await?);
             }
             drop(store);
             rows.push((name, appenders, grouped, base_n, base));

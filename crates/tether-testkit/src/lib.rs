@@ -18,6 +18,7 @@ pub mod delivery;
 pub mod faulty_store;
 pub mod interop;
 pub mod redis;
+pub mod store_bench;
 pub mod store_suite;
 
 /// A fresh directory under the temp dir named `tether-<tag>-…`, removed with
