@@ -5,9 +5,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 use tether_proto::engine::Frame;
-use tether_proto::socketio::{
-    resolve_placeholder, DecodeError, Decoder, Packet, Parser,
-};
+use tether_proto::socketio::{resolve_placeholder, DecodeError, Decoder, Packet, Parser};
 
 const MAX_ATTACHMENTS: usize = 10;
 
@@ -26,13 +24,22 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(frames.len(), 1);
     let back = decoder.decode(frames[0].clone());
 
-    // Only real binaries become placeholders: one per attachment (counted
-    // as objects: a string of the client's may say "_placeholder" too).
-    let data: Value = packet
-        .data
-        .as_ref()
-        .map_or(Value::Null, |d| serde_json::from_str(d.get()).expect("data is JSON"));
-    assert_eq!(placeholders(&data), packet.attachments.len());
+    // Only real binaries become placeholders: no placeholder object without
+    // its attachment, and no attachment that the data does not name (a
+    // binary map key names it inside the key's text; a client's own string
+    // may say "_placeholder" too, so the text alone is only an upper bound).
+    let text = packet.data.as_ref().map_or("", |d| d.get());
+    let data: Value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(text).expect("data is JSON")
+    };
+    let (objects, named) = (placeholders(&data), text.matches("_placeholder").count());
+    assert!(
+        objects <= packet.attachments.len() && packet.attachments.len() <= named,
+        "{objects} placeholder objects, {} attachments, {named} mentions in {text}",
+        packet.attachments.len()
+    );
     let back = back
         .unwrap_or_else(|e| panic!("re-encoded {packet:?} rejected: {e}"))
         .expect("a msgpack packet is one frame");
@@ -41,17 +48,24 @@ fuzz_target!(|data: &[u8]| {
     assert!(nearly_equal(&a.3, &b.3), "{:?} != {:?}", a.3, b.3);
 });
 
-/// The placeholder objects (`{"_placeholder": true, "num": N}`) in `value`.
+/// The placeholder objects (`{"_placeholder": true, "num": N}`) in `value`,
+/// values or map keys (a binary map key becomes the placeholder's JSON text).
 fn placeholders(value: &Value) -> usize {
+    let is_placeholder = |v: &Value| {
+        serde_json::value::to_raw_value(v)
+            .ok()
+            .and_then(|raw| resolve_placeholder(&raw))
+            .is_some()
+    };
     match value {
-        Value::Object(map) => {
-            let raw = serde_json::value::to_raw_value(value).expect("serialisable");
-            if resolve_placeholder(&raw).is_some() {
-                1
-            } else {
-                map.values().map(placeholders).sum()
-            }
-        }
+        Value::Object(_) if is_placeholder(value) => 1,
+        Value::Object(map) => map
+            .iter()
+            .map(|(key, v)| {
+                let key_is = serde_json::from_str::<Value>(key).is_ok_and(|k| is_placeholder(&k));
+                usize::from(key_is) + placeholders(v)
+            })
+            .sum(),
         Value::Array(items) => items.iter().map(placeholders).sum(),
         _ => 0,
     }
