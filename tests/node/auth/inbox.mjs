@@ -38,6 +38,8 @@ function client(token) {
   run.sockets.push(socket);
   const got = [];
   socket.onAny((event, ...args) => {
+    // The chat's own volatile news (who is online, who types) is not inbox.
+    if (event === "presence" || event === "typing") return;
     const ack = typeof args.at(-1) === "function" ? args.pop() : null;
     got.push({ event, args, ack });
   });
