@@ -31,7 +31,8 @@ const publish = async (body) => {
 const socket = io(base, { ...run.socketOptions(), auth: { serverOffset: 0 }, forceNew: true });
 run.sockets.push(socket);
 const received = [];
-socket.onAny((event, ...args) => received.push([event, ...args]));
+// The chat's own volatile news (who is online, who types) is not what was published.
+socket.onAny((event, ...args) => event !== "presence" && event !== "typing" && received.push([event, ...args]));
 socket.on("connect_error", (e) => console.error(`note: connect_error: ${e.message}`));
 
 if (!(await until(() => socket.connected, 10000))) {
